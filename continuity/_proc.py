@@ -1,0 +1,98 @@
+"""Run a command the user wrote (a build step, a check) as a shell command.
+
+These are the only strings continuity hands to a shell, because the user
+wrote them as shell commands. The command runs in its own process group so a
+timeout (or Ctrl-C, or Jenkins aborting the build) ends it together with every
+process it started. Its output streams to our stdout as it comes, and the last
+lines are kept for the failure report.
+"""
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+__all__ = ["Result", "run_shell"]
+
+TAIL_LINES = 30
+_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+@dataclass
+class Result:
+    command: str
+    exit_code: object  # int, or None when it was killed for a timeout
+    duration: float
+    tail: str
+    timed_out: bool = False
+
+    @property
+    def ok(self):
+        return self.exit_code == 0 and not self.timed_out
+
+    def describe(self):
+        """One line: what failed and how."""
+        if self.timed_out:
+            return "timed out after {:.0f}s and was killed with the processes it started".format(self.duration)
+        return "exited with code {}".format(self.exit_code)
+
+
+def run_shell(command, cwd, timeout=None, env=None, out=None):
+    """Run ``command`` through ``/bin/sh -c``; never raises for its failure."""
+    out = out or sys.stdout
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        command,
+        shell=True,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    tail = collections.deque(maxlen=TAIL_LINES)
+    reader = threading.Thread(target=_pump, args=(proc.stdout, out, tail), daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        reader.join(timeout=_GRACE)
+    duration = time.monotonic() - start
+    return Result(command, None if timed_out else proc.returncode, duration, "".join(tail), timed_out)
+
+
+def _pump(stream, out, tail):
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace")
+        tail.append(line)
+        out.write(line)
+        out.flush()
+    stream.close()
+
+
+def _kill_group(proc):
+    """SIGTERM the whole group, then SIGKILL what is left after a grace."""
+    for sig, wait in ((signal.SIGTERM, _GRACE), (signal.SIGKILL, _GRACE)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            # The leader is gone; a child that ignored SIGTERM may remain.
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            continue
+        return

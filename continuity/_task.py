@@ -1,0 +1,60 @@
+"""The task boundary: where our errors become one line and an exit code."""
+
+import functools
+import signal
+import threading
+
+from invoke import Exit
+
+from .errors import ContinuityError, UsageError
+
+__all__ = ["boundary", "Terminated"]
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (Jenkins aborting the build): unwind and clean up."""
+
+
+def boundary(func):
+    """Run a task body; turn `ContinuityError` into `invoke.Exit`.
+
+    Also makes SIGTERM unwind like Ctrl-C does, so locks are released, child
+    processes are killed and the workspace is put back.
+    """
+
+    @functools.wraps(func)
+    def wrapper(c, *args, **kwargs):
+        previous = _trap_sigterm()
+        try:
+            _refuse_remote_context(c)
+            return func(c, *args, **kwargs)
+        except ContinuityError as exc:
+            raise Exit("continuity: error: " + exc.message, code=exc.exit_code) from None
+        except Terminated:
+            raise Exit("continuity: terminated (SIGTERM); cleaned up and stopped", code=143) from None
+        except KeyboardInterrupt:
+            raise Exit("continuity: interrupted; cleaned up and stopped", code=130) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    return wrapper
+
+
+def _trap_sigterm():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _refuse_remote_context(c):
+    """``fab -H host continuity.X`` would run the task once per host, there."""
+    if hasattr(c, "host") and getattr(c, "host", None):
+        raise UsageError(
+            "continuity tasks run once, locally, from your checkout; drop -H/--hosts "
+            "(your deploy task decides where the code goes)"
+        )

@@ -1,0 +1,256 @@
+"""Settings: read once from the Fabric config, validated, typed.
+
+Fabric 3's config is Fabric 1's ``env``. Everything continuity reads lives
+under the ``continuity:`` key. Sources, lowest precedence first:
+
+1. the defaults below (`DEFAULTS`);
+2. ``~/.fabric.yaml``, then the project's ``fabric.yaml`` next to the fabfile;
+3. ``FABRIC_CONTINUITY_*`` environment variables
+   (``FABRIC_CONTINUITY_BRANCHES_MASTER=main``);
+4. a runtime file given with ``fab -f FILE``;
+5. task options (``--dry-run`` ...), which beat every setting.
+
+`settings(c)` is the only reader: it deep-merges `DEFAULTS` with
+``c.config.continuity`` (a root task such as the user's ``deploy`` does not
+see collection defaults, and Invoke merges collection levels shallowly), checks
+every key and value, and returns a frozen `Settings`. Modules receive that
+object; none of them digs in the raw config.
+"""
+
+import copy
+import difflib
+import re
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+__all__ = ["DEFAULTS", "COLLECTION_DEFAULTS", "Settings", "Command", "BuildStep", "settings", "parse"]
+
+#: The documented defaults. Lists and numbers are built here, not in the
+#: collection config: Invoke cannot cast an environment variable onto a list
+#: or validate a number, so the collection carries ``None`` for those keys
+#: (which lets ``FABRIC_CONTINUITY_CHECKS`` arrive as a string we parse).
+DEFAULTS = {
+    "remote": "origin",
+    "branches": {
+        "development": "development",
+        "master": "master",
+        "production": "production",
+    },
+    "checks": ["python -m pytest"],
+    "check_timeout": None,
+    "build": [],
+    "auto_deploy": ["staging"],
+    "deploy_task": "deploy",
+    "max_attempts": 3,
+    "lock_timeout": 600,
+    "git_timeout": 300,
+}
+
+_STRING_OR_NONE = {"remote", "deploy_task"}
+
+COLLECTION_DEFAULTS = {
+    "continuity": {
+        key: (copy.deepcopy(value) if key in _STRING_OR_NONE or key == "branches" else None)
+        for key, value in DEFAULTS.items()
+    }
+}
+
+_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_STEP_NAME = _ENV_NAME
+
+
+@dataclass(frozen=True)
+class Command:
+    """A shell command the user wrote: a check."""
+
+    name: str
+    command: str
+    timeout: object = None  # seconds (float) or None
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """A build command and the paths whose changes make it run."""
+
+    name: str
+    command: str
+    paths: tuple
+    timeout: object = None
+
+
+@dataclass(frozen=True)
+class Branches:
+    development: str
+    master: str
+    production: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    remote: str
+    branches: Branches
+    checks: tuple
+    build: tuple
+    auto_deploy: tuple
+    deploy_task: str
+    max_attempts: int
+    lock_timeout: float
+    git_timeout: float
+
+
+def settings(c):
+    """Return the validated `Settings` for context ``c``."""
+    raw = c.config.get("continuity") if hasattr(c, "config") else None
+    return parse(_plain(raw) or {})
+
+
+def parse(raw):
+    """Validate a plain ``continuity:`` mapping and return `Settings`."""
+    if not isinstance(raw, dict):
+        raise ConfigError("continuity: the 'continuity' setting must be a mapping of keys, got {}".format(_kind(raw)))
+    merged = _merge(copy.deepcopy(DEFAULTS), {k: v for k, v in raw.items() if v is not None})
+    _reject_unknown(raw, DEFAULTS, "continuity")
+    if isinstance(raw.get("branches"), dict):
+        _reject_unknown(raw["branches"], DEFAULTS["branches"], "continuity.branches")
+    branches = merged["branches"]
+    if not isinstance(branches, dict):
+        raise ConfigError("continuity.branches must be a mapping with development, master and production")
+    timeout = _seconds(merged["check_timeout"], "continuity.check_timeout")
+    return Settings(
+        remote=_name(merged["remote"], "continuity.remote"),
+        branches=Branches(**{k: _name(branches[k], "continuity.branches." + k) for k in DEFAULTS["branches"]}),
+        checks=_checks(merged["checks"], timeout),
+        build=_build(merged["build"]),
+        auto_deploy=_environments(merged["auto_deploy"]),
+        deploy_task=_name(merged["deploy_task"], "continuity.deploy_task"),
+        max_attempts=_count(merged["max_attempts"], "continuity.max_attempts"),
+        lock_timeout=_seconds(merged["lock_timeout"], "continuity.lock_timeout", allow_none=False),
+        git_timeout=_seconds(merged["git_timeout"], "continuity.git_timeout", allow_none=False),
+    )
+
+
+def _plain(value):
+    """Invoke's DataProxy (and nested ones) as plain dicts and lists."""
+    if hasattr(value, "items") and not isinstance(value, (str, bytes)):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _merge(base, extra):
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], {k: v for k, v in value.items() if v is not None})
+        else:
+            base[key] = value
+    return base
+
+
+def _reject_unknown(raw, known, where):
+    for key in raw:
+        if key in known:
+            continue
+        guess = difflib.get_close_matches(str(key), list(known), n=1)
+        hint = "did you mean '{}'?".format(guess[0]) if guess else "known keys: " + ", ".join(sorted(known))
+        raise ConfigError("{}.{}: unknown setting; {}".format(where, key, hint))
+
+
+def _kind(value):
+    return "nothing" if value is None else type(value).__name__
+
+
+def _name(value, where):
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("{} must be a non-empty string, got {!r}".format(where, value))
+    return value
+
+
+def _seconds(value, where, allow_none=True):
+    if value is None or value == "":
+        if allow_none:
+            return None
+        raise ConfigError("{} must be a number of seconds".format(where))
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError("{} must be a number of seconds, got {!r}".format(where, value)) from None
+    if number <= 0 or isinstance(value, bool):
+        raise ConfigError("{} must be a positive number of seconds, got {!r}".format(where, value))
+    return number
+
+
+def _count(value, where):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError("{} must be a whole number, got {!r}".format(where, value)) from None
+    if number < 1 or isinstance(value, bool) or (isinstance(value, float) and value != number):
+        raise ConfigError("{} must be a whole number of at least 1, got {!r}".format(where, value))
+    return number
+
+
+def _string_list(value, where, split):
+    """A list from YAML, or a string from an environment variable."""
+    if isinstance(value, str):
+        value = [part for part in split(value) if part.strip()]
+    if not isinstance(value, list):
+        raise ConfigError("{} must be a list, got {}".format(where, _kind(value)))
+    return value
+
+
+def _checks(value, default_timeout):
+    items = _string_list(value, "continuity.checks", str.splitlines)
+    checks = []
+    for index, item in enumerate(items, 1):
+        where = "continuity.checks[{}]".format(index)
+        if isinstance(item, str):
+            item = {"command": item}
+        if not isinstance(item, dict):
+            raise ConfigError("{} must be a shell command or a mapping with 'command', got {}".format(where, _kind(item)))
+        _reject_unknown(item, {"name": 0, "command": 0, "timeout": 0}, where)
+        command = _name(item.get("command"), where + ".command")
+        timeout = _seconds(item.get("timeout"), where + ".timeout")
+        name = _name(item.get("name") or command, where + ".name")
+        checks.append(Command(name, command, timeout if timeout is not None else default_timeout))
+    return tuple(checks)
+
+
+def _build(value):
+    if isinstance(value, str):
+        raise ConfigError("continuity.build must be a list of steps with name, command and paths; set it in fabric.yaml")
+    if not isinstance(value, list):
+        raise ConfigError("continuity.build must be a list of steps, got {}".format(_kind(value)))
+    steps, seen = [], set()
+    for index, item in enumerate(value, 1):
+        where = "continuity.build[{}]".format(index)
+        if not isinstance(item, dict):
+            raise ConfigError("{} must be a mapping with name, command and paths, got {}".format(where, _kind(item)))
+        _reject_unknown(item, {"name": 0, "command": 0, "paths": 0, "timeout": 0}, where)
+        name = _name(item.get("name"), where + ".name")
+        if not _STEP_NAME.match(name) or name in seen:
+            raise ConfigError("{}.name {!r} must be unique and use only letters, digits, '.', '_' and '-'".format(where, name))
+        seen.add(name)
+        paths = item.get("paths", ["*"])
+        paths = [paths] if isinstance(paths, str) else paths
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+            raise ConfigError("{}.paths must be a non-empty list of path patterns".format(where))
+        command = _name(item.get("command"), where + ".command")
+        steps.append(BuildStep(name, command, tuple(paths), _seconds(item.get("timeout"), where + ".timeout")))
+    return tuple(steps)
+
+
+def _environments(value):
+    names = _string_list(value, "continuity.auto_deploy", lambda s: re.split(r"[,\s]+", s))
+    for name in names:
+        if not isinstance(name, str) or not _ENV_NAME.match(name) or ".." in name or name.endswith(".lock"):
+            raise ConfigError(
+                "continuity.auto_deploy: {!r} is not an environment name (letters, digits, '.', '_' and '-')".format(name)
+            )
+    return tuple(dict.fromkeys(names))
+
+
+def environment_name(name):
+    """Validate an environment name given on the command line."""
+    return _environments([name])[0]

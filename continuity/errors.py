@@ -1,0 +1,74 @@
+"""The one error hierarchy of continuity.
+
+Every error a user can cause or meet is a `ContinuityError` with a message
+that says what happened and what to change. `continuity.tasks.boundary` turns
+them into `invoke.Exit`, so ``fab`` prints one line and exits non-zero; any
+other exception is our bug and keeps its traceback.
+"""
+
+__all__ = [
+    "ContinuityError",
+    "UsageError",
+    "ConfigError",
+    "GitError",
+    "MergeConflict",
+    "CommandFailed",
+    "DeployError",
+    "LockError",
+]
+
+
+class ContinuityError(Exception):
+    """Base class: a failure of the run, reported as one message."""
+
+    exit_code = 1
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
+class UsageError(ContinuityError):
+    """The user asked for something that cannot work (exit code 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A setting under ``continuity:`` is unknown or has a wrong value."""
+
+
+class GitError(ContinuityError):
+    """A git command failed."""
+
+    def __init__(self, message, args=(), stderr=""):
+        super().__init__(message)
+        self.git_args = tuple(args)
+        self.stderr = stderr
+
+
+class MergeConflict(ContinuityError):
+    """Development does not merge cleanly into master."""
+
+    def __init__(self, message, files=()):
+        super().__init__(message)
+        self.files = tuple(files)
+
+
+class CommandFailed(ContinuityError):
+    """A build step or a check exited non-zero or timed out."""
+
+    def __init__(self, message, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+class DeployError(ContinuityError):
+    """The user's deploy task failed for an environment."""
+
+
+class LockError(ContinuityError):
+    """A lock on the remote could not be taken in time."""

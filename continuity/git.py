@@ -1,0 +1,192 @@
+"""Git, run as argument lists.
+
+Branch names, remotes and revisions are data: they are passed to ``git`` as
+separate arguments, never through a shell, and refs are always spelled in
+full (``refs/heads/NAME``) so a name that begins with ``-`` cannot be read as
+an option. We call the ``git`` binary directly rather than through GitPython:
+everything here is a plumbing command, and a plain subprocess keeps
+``import continuity`` light and lets us set timeouts and the environment.
+"""
+
+import os
+import re
+import subprocess
+
+from .errors import GitError, UsageError
+
+__all__ = ["Git", "PushResult", "ZERO"]
+
+ZERO = "0" * 40
+
+#: Never let git wait for a human: no credential prompts, no editor, no pager.
+_QUIET_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_EDITOR": "true",
+    "GIT_MERGE_AUTOEDIT": "no",
+    "GIT_PAGER": "cat",
+    "LC_ALL": "C",
+}
+
+
+class PushResult:
+    """What ``git push --porcelain`` said about each ref."""
+
+    def __init__(self, ok, stale, output):
+        self.ok = ok
+        self.stale = stale  # rejected because the remote ref moved
+        self.output = output
+
+
+class Git:
+    """A repository (the workspace) and how to talk to it."""
+
+    def __init__(self, path=".", timeout=300):
+        self.path = os.fspath(path)
+        self.timeout = timeout
+        self.env = dict(os.environ, **_QUIET_ENV)
+
+    def run(self, *args, check=True, input=None, env=None, timeout=None):
+        """Run ``git ARGS`` and return its stripped standard output."""
+        proc = self._spawn(args, input, env, timeout)
+        if check and proc.returncode != 0:
+            raise GitError(_describe(args, proc), args, proc.stderr)
+        return proc.stdout.strip()
+
+    def ok(self, *args):
+        """True when ``git ARGS`` exits 0."""
+        return self._spawn(args, None, None, None).returncode == 0
+
+    def call(self, *args, env=None, timeout=None):
+        """Run ``git ARGS``; return the CompletedProcess whatever its exit code."""
+        return self._spawn(args, None, env, timeout)
+
+    def _spawn(self, args, input, env, timeout):
+        try:
+            return subprocess.run(
+                ["git", *args],
+                cwd=self.path,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                env=dict(self.env, **(env or {})),
+                timeout=timeout or self.timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise GitError(
+                "git {} did not finish within {:.0f}s; is the remote reachable? "
+                "(raise continuity.git_timeout if it is just slow)".format(args[0], timeout or self.timeout),
+                args,
+            ) from None
+        except FileNotFoundError:
+            raise UsageError("git is not installed or not on PATH") from None
+
+    # -- questions ---------------------------------------------------------
+
+    def toplevel(self):
+        return self.run("rev-parse", "--show-toplevel")
+
+    def git_dir(self):
+        return self.run("rev-parse", "--absolute-git-dir")
+
+    def version(self):
+        match = re.search(r"(\d+)\.(\d+)", self.run("version"))
+        return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+    def commit(self, rev):
+        """The full SHA of commit ``rev``, or None when there is none."""
+        proc = self._spawn(("rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"), None, None, None)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def is_ancestor(self, ancestor, descendant):
+        proc = self._spawn(("merge-base", "--is-ancestor", ancestor, descendant), None, None, None)
+        if proc.returncode > 1:
+            raise GitError(_describe(("merge-base", "--is-ancestor", ancestor, descendant), proc))
+        return proc.returncode == 0
+
+    def head(self):
+        """(branch name or None, commit SHA) of the work tree's HEAD."""
+        sha = self.commit("HEAD")
+        branch = self._spawn(("symbolic-ref", "--quiet", "HEAD"), None, None, None)
+        name = branch.stdout.strip() if branch.returncode == 0 else None
+        return name, sha
+
+    def dirty_files(self):
+        """Tracked files with changes in the work tree or the index."""
+        out = self.run("status", "--porcelain", "--untracked-files=no", "--ignore-submodules")
+        return [line[3:] for line in out.splitlines() if line.strip()]
+
+    def log(self, rev_range, limit=None):
+        """[(sha, subject, author)] of the commits in ``rev_range`` (``A..B``)."""
+        args = ["log", "--format=%H%x00%s%x00%an <%ae>"]
+        if limit:
+            args.append("--max-count={}".format(limit))
+        out = self.run(*args, rev_range, "--")
+        return [tuple(line.split("\0", 2)) for line in out.splitlines() if line]
+
+    def count(self, rev_range):
+        return int(self.run("rev-list", "--count", rev_range, "--") or 0)
+
+    def changed_files(self, old, new):
+        out = self.run("diff", "--name-only", "--no-renames", "-z", old, new, "--")
+        return [path for path in out.split("\0") if path]
+
+    def valid_branch(self, name):
+        """True when ``name`` is a legal branch name for git."""
+        return self.ok("check-ref-format", "refs/heads/" + name)
+
+    def remotes(self):
+        return self.run("remote").split()
+
+    def remote_url(self, remote):
+        return self.run("config", "--get", "remote.{}.url".format(remote), check=False)
+
+    def ls_remote(self, remote, *refs):
+        """{ref: sha} for the refs on the remote (all heads when none given)."""
+        out = self.run("ls-remote", remote, *refs)
+        return {ref: sha for sha, ref in (line.split("\t", 1) for line in out.splitlines() if "\t" in line)}
+
+    # -- actions -----------------------------------------------------------
+
+    def fetch(self, remote, *refspecs):
+        self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *refspecs)
+
+    def checkout(self, sha):
+        self.run("checkout", "--quiet", "--detach", sha)
+
+    def push(self, remote, updates, leases=()):
+        """Push ``updates`` [(sha or "", ref)] atomically, each guarded by a lease.
+
+        ``leases`` is [(ref, expected sha or "")]: the remote ref must have that
+        value ("" = must not exist) or nothing is pushed. This is git's own
+        compare-and-swap, done by the remote under its ref lock.
+        """
+        args = ["push", "--porcelain", "--atomic", "--no-verify"]
+        args += ["--force-with-lease={}:{}".format(ref, sha) for ref, sha in leases]
+        args += [remote] + ["{}:{}".format(sha, ref) for sha, ref in updates]
+        proc = self._spawn(tuple(args), None, None, None)
+        output = (proc.stdout + proc.stderr).strip()
+        if proc.returncode == 0:
+            return PushResult(True, False, output)
+        if "stale info" in output or "fetch first" in output or "non-fast-forward" in output:
+            return PushResult(False, True, output)
+        raise GitError(_describe(args, proc), args, proc.stderr)
+
+    def identity_env(self):
+        """Committer identity for merge commits when the machine has none."""
+        if self.run("config", "--get", "user.email", check=False) and self.run("config", "--get", "user.name", check=False):
+            return {}
+        name, email = "continuity", "continuity@localhost"
+        return {
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+        }
+
+
+def _describe(args, proc):
+    lines = [line for line in (proc.stderr or proc.stdout or "").strip().splitlines() if line.strip()]
+    detail = lines[-1].strip() if lines else "exit code {}".format(proc.returncode)
+    return "git {} failed: {}".format(args[0], detail)

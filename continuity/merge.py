@@ -1,0 +1,82 @@
+"""The candidate: development merged into master, without touching anything.
+
+The candidate is a commit that exists only in the local object database until
+the checks pass: a fast-forward when master is an ancestor of development,
+otherwise a merge commit whose first parent is master. Neither branch, the
+index nor the work tree changes here, so a conflict leaves nothing behind.
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from .errors import GitError, MergeConflict
+
+__all__ = ["Candidate", "prepare"]
+
+_MERGE_TREE_VERSION = (2, 38)  # first git with `merge-tree --write-tree`
+
+
+@dataclass(frozen=True)
+class Candidate:
+    sha: str
+    base: str  # master's revision the candidate was made from
+    development: str  # the pinned development revision
+    fast_forward: bool
+
+
+def prepare(git, base, development, message, names=("development", "master")):
+    """Return the `Candidate` for merging ``development`` into ``base``.
+
+    ``names`` are the (development, master) branch names, for messages.
+    """
+    if git.is_ancestor(base, development):
+        return Candidate(development, base, development, True)
+    env = git.identity_env()
+    if git.version() >= _MERGE_TREE_VERSION:
+        sha = _merge_in_memory(git, base, development, message, env, names)
+    else:
+        sha = _merge_in_worktree(git, base, development, message, env, names)
+    return Candidate(sha, base, development, False)
+
+
+def _merge_in_memory(git, base, development, message, env, names):
+    proc = git.call("merge-tree", "--write-tree", "--name-only", "--no-messages", base, development)
+    lines = proc.stdout.splitlines()
+    if proc.returncode == 1:
+        raise _conflict(lines[1:], names)
+    if proc.returncode != 0 or not lines:
+        raise GitError("git merge-tree failed: " + (proc.stderr.strip() or "no tree"))
+    tree = lines[0].strip()
+    return git.run("commit-tree", tree, "-p", base, "-p", development, "-m", message, env=env)
+
+
+def _merge_in_worktree(git, base, development, message, env, names):
+    """For git older than 2.38: merge in a throwaway worktree, then drop it."""
+    path = tempfile.mkdtemp(prefix="continuity-merge-")
+    os.rmdir(path)
+    git.run("worktree", "add", "--quiet", "--detach", path, base)
+    try:
+        proc = git.call("-C", path, "merge", "--no-ff", "--no-edit", "-m", message, development, env=env)
+        if proc.returncode != 0:
+            files = git.run("-C", path, "diff", "--name-only", "--diff-filter=U").splitlines()
+            if files:
+                raise _conflict(files, names)
+            raise GitError("git merge failed: " + (proc.stderr.strip() or proc.stdout.strip()))
+        return git.run("-C", path, "rev-parse", "HEAD")
+    finally:
+        git.call("worktree", "remove", "--force", path)
+        shutil.rmtree(path, ignore_errors=True)
+        git.call("worktree", "prune")
+
+
+def _conflict(files, names):
+    files = sorted({f.strip() for f in files if f.strip()})
+    listed = ", ".join(files) if files else "(git named no files)"
+    development, master = names
+    return MergeConflict(
+        "'{0}' does not merge cleanly into '{1}'; conflicting files: {2}. "
+        "Merge '{1}' into '{0}', resolve the conflicts and push '{0}' again.".format(development, master, listed),
+        files,
+    )

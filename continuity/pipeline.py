@@ -1,0 +1,298 @@
+"""``fab continuity.pipeline``: keep master a candidate release.
+
+The pipeline composes the other modules, in this order:
+
+preflight  settings, the deploy task, the checkout, the remote, branch names
+fetch      pin development's revision and master's revision on the remote
+merge      the candidate: development merged into master (nothing changes yet)
+build      the build steps whose inputs changed, on the candidate
+check      every check on exactly the candidate's tree
+push       master: base -> candidate, as a compare-and-swap on the remote
+deploy     the user's deploy task for each ``auto_deploy`` environment
+
+If master moved on the remote while we were testing, the push is refused by
+the remote; we never push anyway. We start again from the fetch (keeping the
+pinned development revision) up to ``max_attempts`` times, testing the new
+candidate from scratch.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+from invoke import task
+
+from . import build as _build
+from . import config as _config
+from . import merge as _merge
+from . import test as _test
+from ._task import boundary
+from .deploy import deploy_revision, find_deploy_task
+from .errors import ContinuityError, GitError, UsageError
+from .report import Reporter
+from .workspace import exclusive, open_workspace, require_clean, restored_head
+
+__all__ = ["pipeline", "status", "init", "run_pipeline", "Outcome"]
+
+_HEADS = "refs/heads/"
+
+
+@dataclass
+class Outcome:
+    """What a pipeline run did, for the summary and for callers."""
+
+    state: str = "running"  # nothing-to-do | planned | pushed | deployed
+    base: str = ""
+    candidate: str = ""
+    development: str = ""
+    deployed: dict = field(default_factory=dict)
+
+
+@task(
+    help={
+        "dry_run": "Fetch, merge in memory and print the plan; build, check, push and deploy nothing.",
+    }
+)
+@boundary
+def pipeline(c, dry_run=False):
+    """Build, check, merge development into master, push, deploy to auto_deploy."""
+    settings = _config.settings(c)
+    run_pipeline(c, settings, dry_run=dry_run)
+
+
+def run_pipeline(c, settings, dry_run=False, reporter=None):
+    """The pipeline as a function; returns an `Outcome` or raises."""
+    rep = reporter or Reporter()
+    outcome = Outcome()
+    try:
+        with rep.stage("preflight") as info:
+            ws, deploy_task = _preflight(settings)
+            info["detail"] = "{} at {}".format(settings.remote, ws.git.remote_url(settings.remote) or "?")
+        with exclusive(ws), restored_head(ws, say=rep.say):
+            _run(c, settings, ws, deploy_task, rep, outcome, dry_run)
+    except ContinuityError as exc:
+        rep.summary("FAILED: " + _failure_summary(exc, outcome, settings))
+        raise
+    except BaseException:
+        rep.summary("stopped")
+        raise
+    rep.summary(_success_summary(outcome, settings))
+    return outcome
+
+
+def _preflight(settings):
+    ws = open_workspace(".", settings.git_timeout)
+    deploy_task = find_deploy_task(settings.deploy_task) if settings.auto_deploy else None
+    _check_remote(ws.git, settings.remote)
+    for role, name in vars(settings.branches).items():
+        if not ws.git.valid_branch(name):
+            raise UsageError(
+                "continuity.branches.{}: {!r} is not a valid git branch name".format(role, name)
+            )
+    require_clean(ws)
+    return ws, deploy_task
+
+
+def _check_remote(git, remote):
+    remotes = git.remotes()
+    if remote not in remotes:
+        known = ", ".join(remotes) if remotes else "none"
+        raise UsageError(
+            "remote '{}' is not configured in this checkout (remotes: {}); set continuity.remote "
+            "or add it with `git remote add`".format(remote, known)
+        )
+
+
+def _run(c, settings, ws, deploy_task, rep, outcome, dry_run):
+    git, branches = ws.git, settings.branches
+    development = None
+    for attempt in range(1, settings.max_attempts + 1):
+        with rep.stage("fetch") as info:
+            heads = fetch_branches(git, settings)
+            development = development or heads[branches.development]
+            base = heads[branches.master]
+            info["detail"] = "{} {}, {} {}".format(branches.development, development[:12], branches.master, base[:12])
+        outcome.base, outcome.development = base, development
+        if git.is_ancestor(development, base):
+            outcome.state = "nothing-to-do"
+            rep.say("nothing to do: {} already contains {} at {}".format(branches.master, branches.development, development[:12]))
+            return
+        with rep.stage("merge") as info:
+            candidate = _merge.prepare(git, base, development, _merge_message(settings), (branches.development, branches.master))
+            outcome.candidate = candidate.sha
+            info["detail"] = "{} {}".format("fast-forward to" if candidate.fast_forward else "merge commit", candidate.sha[:12])
+        decisions = _build.plan(git, settings.build, candidate.sha, ws.build_stamps)
+        if dry_run:
+            _print_plan(rep, settings, candidate, decisions)
+            outcome.state = "planned"
+            return
+        git.checkout(candidate.sha)
+        env = _command_env(candidate, settings)
+        _build_stage(rep, ws, decisions, candidate, env)
+        with rep.stage("check") as info:
+            _test.run_checks(settings.checks, ws.root, env=env, say=rep.say)
+            info["detail"] = "{} check(s) passed".format(len(settings.checks))
+        with rep.stage("push") as info:
+            pushed = _push(git, settings, candidate)
+            info["detail"] = (
+                "{} {} -> {}".format(branches.master, base[:12], candidate.sha[:12])
+                if pushed
+                else "refused: {} moved on {} since {}".format(branches.master, settings.remote, base[:12])
+            )
+        if pushed:
+            outcome.state = "pushed"
+            break
+        rep.say("{} moved while we were testing; starting again on the new {} (attempt {} of {})".format(
+            branches.master, branches.master, attempt + 1, settings.max_attempts))
+    else:
+        raise ContinuityError(
+            "{0} kept moving on {1} while we tested ({2} attempts); nothing was pushed. Run the pipeline "
+            "again, or raise continuity.max_attempts. Something other than continuity may be pushing "
+            "to {0}.".format(branches.master, settings.remote, settings.max_attempts)
+        )
+    _deploy_stage(c, settings, ws, deploy_task, rep, outcome)
+
+
+def fetch_branches(git, settings, required=None):
+    """Fetch the line's branches; return {branch name: sha} as on the remote.
+
+    A missing branch is a `UsageError` pointing to ``fab continuity.init``.
+    """
+    names = list(dict.fromkeys(required or vars(settings.branches).values()))
+    heads = remote_heads(git, settings.remote, names)
+    missing = [name for name in names if name not in heads]
+    if missing:
+        raise UsageError(
+            "remote '{}' has no branch {}; create it with `fab continuity.init`".format(
+                settings.remote, " and no branch ".join("'{}'".format(m) for m in missing)
+            )
+        )
+    git.fetch(settings.remote, *["+{0}{1}:refs/remotes/{2}/{1}".format(_HEADS, n, settings.remote) for n in names])
+    return heads
+
+
+def remote_heads(git, remote, names):
+    """{branch name: sha} for those of ``names`` that exist on ``remote``."""
+    try:
+        refs = git.ls_remote(remote, *[_HEADS + n for n in names])
+    except GitError as exc:
+        raise UsageError(
+            "cannot reach remote '{}' ({}): {}; check `git remote -v` and your credentials".format(
+                remote, git.remote_url(remote) or "no URL", exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc
+            )
+        ) from None
+    return {ref[len(_HEADS):]: sha for ref, sha in refs.items() if ref[len(_HEADS):] in names}
+
+
+def _merge_message(settings):
+    message = "Merge {} into {}\n\nTested and merged by continuity.".format(
+        settings.branches.development, settings.branches.master
+    )
+    if os.environ.get("BUILD_URL"):
+        message += "\nBuild: " + os.environ["BUILD_URL"]
+    return message
+
+
+def _command_env(candidate, settings):
+    return dict(
+        os.environ,
+        CONTINUITY_REVISION=candidate.sha,
+        CONTINUITY_BASE=candidate.base,
+        CONTINUITY_BRANCH=settings.branches.master,
+    )
+
+
+def _build_stage(rep, ws, decisions, candidate, env):
+    if not decisions:
+        rep.skipped("build", "no build steps configured")
+        return
+    with rep.stage("build") as info:
+        ran = []
+        for decision in decisions:
+            verb = "runs" if decision.run else "skipped"
+            rep.say("build step '{}' {}: {}".format(decision.step.name, verb, decision.reason))
+            if decision.run:
+                rep.say("build: $ " + decision.step.command)
+                _build.run_step(decision.step, ws.root, candidate.sha, ws.build_stamps, env=env)
+                ran.append(decision.step.name)
+        skipped = len(decisions) - len(ran)
+        info["detail"] = "ran {}; skipped {}".format(", ".join(ran) or "nothing", skipped)
+
+
+def _push(git, settings, candidate):
+    ref = _HEADS + settings.branches.master
+    result = git.push(settings.remote, [(candidate.sha, ref)], leases=[(ref, candidate.base)])
+    return result.ok
+
+
+def _deploy_stage(c, settings, ws, deploy_task, rep, outcome):
+    if not settings.auto_deploy:
+        rep.skipped("deploy", "continuity.auto_deploy is empty")
+        return
+    with rep.stage("deploy") as info:
+        for environment in settings.auto_deploy:
+            rep.say("deploy: {} to {}".format(outcome.candidate[:12], environment))
+            result = deploy_revision(
+                c, deploy_task, ws.git, settings.remote, environment, outcome.candidate,
+                settings.lock_timeout, say=rep.say,
+            )
+            outcome.deployed[environment] = result
+            rep.say("deploy: {}: {}".format(environment, result))
+        info["detail"] = ", ".join("{} {}".format(env, r.split(":")[0]) for env, r in outcome.deployed.items())
+    outcome.state = "deployed"
+
+
+def _print_plan(rep, settings, candidate, decisions):
+    say = lambda text: rep.say("plan: " + text)  # noqa: E731
+    kind = "fast-forward" if candidate.fast_forward else "merge commit"
+    say("merge {} {} into {} {} ({}) -> {}".format(
+        settings.branches.development, candidate.development[:12], settings.branches.master,
+        candidate.base[:12], kind, candidate.sha[:12]))
+    for decision in decisions:
+        say("build step '{}' would {}: {}".format(decision.step.name, "run" if decision.run else "be skipped", decision.reason))
+    for check in settings.checks:
+        say("check $ " + check.command)
+    say("push {} to {} {} (only if it is still {})".format(
+        candidate.sha[:12], settings.remote, settings.branches.master, candidate.base[:12]))
+    for environment in settings.auto_deploy:
+        say("deploy {} to {}".format(candidate.sha[:12], environment))
+    say("dry run: nothing was built, checked, pushed or deployed")
+
+
+def _success_summary(outcome, settings):
+    master = settings.branches.master
+    if outcome.state == "nothing-to-do":
+        return "nothing to do; {} is at {}".format(master, outcome.base[:12])
+    if outcome.state == "planned":
+        return "dry run; {} would go from {} to {}".format(master, outcome.base[:12], outcome.candidate[:12])
+    text = "{} advanced {} -> {}".format(master, outcome.base[:12], outcome.candidate[:12])
+    for environment, result in outcome.deployed.items():
+        text += "; {}: {}".format(environment, result)
+    return text
+
+
+def _failure_summary(exc, outcome, settings):
+    first = str(exc).splitlines()[0]
+    if outcome.state in ("pushed", "deployed"):
+        return "{} advanced to {}, then: {}".format(settings.branches.master, outcome.candidate[:12], first)
+    return "{} untouched; {}".format(settings.branches.master, first)
+
+
+# -- status and init ----------------------------------------------------------
+
+
+@task
+@boundary
+def status(c):
+    """Show where each branch stands and what each one lacks."""
+    from .status import show_status
+
+    show_status(_config.settings(c))
+
+
+@task(help={"dry_run": "Say which branches would be created, create nothing."})
+@boundary
+def init(c, dry_run=False):
+    """Create the missing development/production branches on the remote from master."""
+    from .status import init_branches
+
+    init_branches(_config.settings(c), dry_run=dry_run)

@@ -1,0 +1,94 @@
+"""``fab continuity.status`` and ``fab continuity.init``."""
+
+from .deploy import DEPLOYED_PREFIX
+from .errors import UsageError
+from .pipeline import _check_remote, remote_heads
+from .report import Reporter
+from .workspace import open_workspace
+
+__all__ = ["show_status", "init_branches"]
+
+_SHOWN = 10  # commits listed per comparison
+
+
+def show_status(settings, out=None):
+    """Print each branch's revision and what each one lacks; missing ones fail."""
+    rep = Reporter(out)
+    ws = open_workspace(".", settings.git_timeout)
+    git, b = ws.git, settings.branches
+    _check_remote(git, settings.remote)
+    names = list(dict.fromkeys([b.development, b.master, b.production]))
+    heads = remote_heads(git, settings.remote, names)
+    if heads:
+        git.fetch(settings.remote, *["+refs/heads/{0}:refs/remotes/{1}/{0}".format(n, settings.remote) for n in heads])
+    for name in names:
+        rep.say("{:<12} {}".format(name, heads[name][:12] if name in heads else "missing on " + settings.remote))
+    for ahead, behind in ((b.development, b.master), (b.master, b.production)):
+        if ahead in heads and behind in heads and ahead != behind:
+            _compare(rep, git, ahead, heads[ahead], behind, heads[behind])
+    _deployed(rep, git, settings, heads.get(b.master))
+    missing = [n for n in names if n not in heads]
+    if missing:
+        raise UsageError(
+            "remote '{}' has no branch {}; create it with `fab continuity.init`".format(
+                settings.remote, ", ".join("'{}'".format(m) for m in missing)
+            )
+        )
+
+
+def _compare(rep, git, ahead, ahead_sha, behind, behind_sha):
+    rev_range = "{}..{}".format(behind_sha, ahead_sha)
+    count = git.count(rev_range)
+    if not count:
+        rep.say("{} has nothing that {} lacks".format(ahead, behind))
+        return
+    rep.say("{} has {} commit(s) that {} lacks:".format(ahead, count, behind))
+    for sha, subject, author in git.log(rev_range, limit=_SHOWN):
+        rep.say("    {} {} ({})".format(sha[:12], subject, author))
+    if count > _SHOWN:
+        rep.say("    ... and {} more".format(count - _SHOWN))
+
+
+def _deployed(rep, git, settings, master_sha):
+    refs = git.ls_remote(settings.remote, DEPLOYED_PREFIX + "*")
+    for ref, sha in sorted(refs.items()):
+        environment = ref[len(DEPLOYED_PREFIX):]
+        behind = ""
+        if master_sha and git.commit(sha):
+            behind = ", {} commit(s) behind {}".format(git.count("{}..{}".format(sha, master_sha)), settings.branches.master)
+        rep.say("deployed     {} runs {}{}".format(environment, sha[:12], behind))
+
+
+def init_branches(settings, dry_run=False, out=None):
+    """Create the line's missing branches on the remote at master's revision."""
+    rep = Reporter(out)
+    ws = open_workspace(".", settings.git_timeout)
+    git, b = ws.git, settings.branches
+    _check_remote(git, settings.remote)
+    for role, name in vars(b).items():
+        if not git.valid_branch(name):
+            raise UsageError("continuity.branches.{}: {!r} is not a valid git branch name".format(role, name))
+    names = list(dict.fromkeys([b.development, b.master, b.production]))
+    heads = remote_heads(git, settings.remote, names)
+    if b.master not in heads:
+        raise UsageError(
+            "remote '{0}' has no '{1}' branch to start from; push your main line there first "
+            "(git push {0} HEAD:refs/heads/{1}) or set continuity.branches.master".format(settings.remote, b.master)
+        )
+    missing = [n for n in names if n not in heads]
+    if not missing:
+        rep.say("all branches exist on {}: {}; nothing to do".format(settings.remote, ", ".join(names)))
+        return []
+    start = heads[b.master]
+    rep.say("will create {} on {} at {}'s revision {}".format(
+        ", ".join("'{}'".format(m) for m in missing), settings.remote, b.master, start[:12]))
+    if dry_run:
+        rep.say("dry run: nothing was created")
+        return missing
+    git.fetch(settings.remote, "+refs/heads/{0}:refs/remotes/{1}/{0}".format(b.master, settings.remote))
+    refs = ["refs/heads/" + m for m in missing]
+    result = git.push(settings.remote, [(start, ref) for ref in refs], leases=[(ref, "") for ref in refs])
+    if not result.ok:
+        raise UsageError("another process created some of {} meanwhile; run `fab continuity.status`".format(", ".join(missing)))
+    rep.say("created {} on {}".format(", ".join("'{}'".format(m) for m in missing), settings.remote))
+    return missing

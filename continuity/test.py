@@ -1,0 +1,27 @@
+"""Problem-free: every configured check exits 0 on the candidate's tree.
+
+Checks are shell commands the user wrote (``python -m pytest`` by default).
+They run one after the other in the workspace, checked out at exactly the
+candidate; the first failure stops the run. A check with a timeout that hangs
+is killed together with the processes it started, and reported as such.
+"""
+
+from ._proc import run_shell
+from .errors import CommandFailed
+
+__all__ = ["run_checks"]
+
+
+def run_checks(checks, cwd, env=None, out=None, say=print):
+    """Run ``checks`` in order; return their results or raise `CommandFailed`."""
+    results = []
+    for check in checks:
+        say("check: $ " + check.command)
+        result = run_shell(check.command, cwd, timeout=check.timeout, env=env, out=out)
+        results.append(result)
+        if not result.ok:
+            raise CommandFailed(
+                "check '{}' {}; last output:\n{}".format(check.name, result.describe(), result.tail.rstrip()),
+                result,
+            )
+    return results
