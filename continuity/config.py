@@ -99,6 +99,37 @@ class Settings:
     git_timeout: float
 
 
+def _accept_env_strings():
+    """Let ``FABRIC_CONTINUITY_*`` variables arrive as strings we validate.
+
+    Invoke casts an environment variable to the type of the value already
+    configured: a list (``checks:`` in fabric.yaml) makes ``fab`` crash with
+    UncastableEnvVar and a bad number with a ValueError, both before any task
+    runs and with a traceback. Under ``continuity`` only, we keep the string
+    and `parse` checks it like any other value, with a one-line error.
+    """
+    from invoke.env import Environment
+
+    original = Environment._path_set
+    if getattr(original, "_continuity", False):
+        return
+
+    def _path_set(self, key_path, value):
+        if key_path and key_path[0] == "continuity" and not isinstance(self._path_get(key_path), bool):
+            target = self.data
+            for key in key_path[:-1]:
+                target = target.setdefault(key, {})
+            target[key_path[-1]] = value
+            return
+        original(self, key_path, value)
+
+    _path_set._continuity = True
+    Environment._path_set = _path_set
+
+
+_accept_env_strings()
+
+
 def settings(c):
     """Return the validated `Settings` for context ``c``."""
     raw = c.config.get("continuity") if hasattr(c, "config") else None

@@ -71,7 +71,9 @@ def deploy_revision(c, task, git, remote, environment, revision, lock_timeout, s
     with remote_lock(git, remote, "deploy-" + environment, lock_timeout, say=say):
         ref = DEPLOYED_PREFIX + environment
         current = git.ls_remote(remote, ref).get(ref)
-        if current and current != revision and _have(git, remote, ref, current) and git.is_ancestor(revision, current):
+        if current == revision:
+            return "skipped: {} already runs {}".format(environment, revision[:12])
+        if current and _have(git, remote, ref, current) and git.is_ancestor(revision, current):
             return "skipped: {} already runs {}, which is newer".format(environment, current[:12])
         git.checkout(revision)
         call_deploy(c, task, environment, revision)

@@ -28,6 +28,19 @@ _QUIET_ENV = {
 }
 
 
+#: How git says "the ref is not what you expected": our lease lost a race.
+#: Local checks say "stale info" or "fetch first"; a push that raced another
+#: one at the remote's ref lock says "cannot lock ref ... but expected ...".
+_CONTENTION = (
+    "stale info",
+    "fetch first",
+    "non-fast-forward",
+    "cannot lock ref",
+    "reference already exists",
+    "failed to update ref",
+)
+
+
 class PushResult:
     """What ``git push --porcelain`` said about each ref."""
 
@@ -35,6 +48,12 @@ class PushResult:
         self.ok = ok
         self.stale = stale  # rejected because the remote ref moved
         self.output = output
+
+    @property
+    def up_to_date(self):
+        """Every ref already had the value we pushed (porcelain flag '=')."""
+        flags = [line[0] for line in self.output.splitlines() if "\t" in line and line[:1] in "=*+-!"]
+        return bool(flags) and all(flag == "=" for flag in flags)
 
 
 class Git:
@@ -114,8 +133,10 @@ class Git:
 
     def dirty_files(self):
         """Tracked files with changes in the work tree or the index."""
-        out = self.run("status", "--porcelain", "--untracked-files=no", "--ignore-submodules")
-        return [line[3:] for line in out.splitlines() if line.strip()]
+        proc = self.call("status", "--porcelain", "--untracked-files=no", "--ignore-submodules")
+        if proc.returncode:
+            raise GitError(_describe(("status",), proc))
+        return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
 
     def log(self, rev_range, limit=None):
         """[(sha, subject, author)] of the commits in ``rev_range`` (``A..B``)."""
@@ -169,21 +190,26 @@ class Git:
         output = (proc.stdout + proc.stderr).strip()
         if proc.returncode == 0:
             return PushResult(True, False, output)
-        if "stale info" in output or "fetch first" in output or "non-fast-forward" in output:
+        if any(sign in output for sign in _CONTENTION):
             return PushResult(False, True, output)
         raise GitError(_describe(args, proc), args, proc.stderr)
 
     def identity_env(self):
-        """Committer identity for merge commits when the machine has none."""
-        if self.run("config", "--get", "user.email", check=False) and self.run("config", "--get", "user.name", check=False):
+        """Fill in a committer identity for our commits when git has none.
+
+        Jenkins agents often have no ``user.name``/``user.email``; git then
+        refuses to commit. An identity from git's config or from the
+        ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` variables always wins.
+        """
+        if self.ok("var", "GIT_COMMITTER_IDENT") and self.ok("var", "GIT_AUTHOR_IDENT"):
             return {}
-        name, email = "continuity", "continuity@localhost"
-        return {
-            "GIT_AUTHOR_NAME": name,
-            "GIT_AUTHOR_EMAIL": email,
-            "GIT_COMMITTER_NAME": name,
-            "GIT_COMMITTER_EMAIL": email,
+        fallback = {
+            "GIT_AUTHOR_NAME": "continuity",
+            "GIT_AUTHOR_EMAIL": "continuity@localhost",
+            "GIT_COMMITTER_NAME": "continuity",
+            "GIT_COMMITTER_EMAIL": "continuity@localhost",
         }
+        return {key: value for key, value in fallback.items() if not self.env.get(key)}
 
 
 def _describe(args, proc):

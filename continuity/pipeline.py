@@ -133,11 +133,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run):
             info["detail"] = "{} check(s) passed".format(len(settings.checks))
         with rep.stage("push") as info:
             pushed = _push(git, settings, candidate)
-            info["detail"] = (
-                "{} {} -> {}".format(branches.master, base[:12], candidate.sha[:12])
-                if pushed
-                else "refused: {} moved on {} since {}".format(branches.master, settings.remote, base[:12])
-            )
+            info["detail"] = _push_detail(pushed, settings, candidate)
         if pushed:
             outcome.state = "pushed"
             break
@@ -166,8 +162,10 @@ def fetch_branches(git, settings, required=None):
                 settings.remote, " and no branch ".join("'{}'".format(m) for m in missing)
             )
         )
-    git.fetch(settings.remote, *["+{0}{1}:refs/remotes/{2}/{1}".format(_HEADS, n, settings.remote) for n in names])
-    return heads
+    tracking = ["refs/remotes/{}/{}".format(settings.remote, n) for n in names]
+    git.fetch(settings.remote, *["+{}{}:{}".format(_HEADS, n, t) for n, t in zip(names, tracking)])
+    # Pin what was fetched, not what ls-remote saw: a branch may move between.
+    return {name: git.commit(ref) for name, ref in zip(names, tracking)}
 
 
 def remote_heads(git, remote, names):
@@ -219,9 +217,19 @@ def _build_stage(rep, ws, decisions, candidate, env):
 
 
 def _push(git, settings, candidate):
+    """The compare-and-swap: None when refused, else the `PushResult`."""
     ref = _HEADS + settings.branches.master
     result = git.push(settings.remote, [(candidate.sha, ref)], leases=[(ref, candidate.base)])
-    return result.ok
+    return result if result.ok else None
+
+
+def _push_detail(pushed, settings, candidate):
+    master = settings.branches.master
+    if not pushed:
+        return "refused: {} moved on {} since {}".format(master, settings.remote, candidate.base[:12])
+    if pushed.up_to_date:
+        return "{} was already at {} (pushed by another run)".format(master, candidate.sha[:12])
+    return "{} {} -> {}".format(master, candidate.base[:12], candidate.sha[:12])
 
 
 def _deploy_stage(c, settings, ws, deploy_task, rep, outcome):

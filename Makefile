@@ -1,0 +1,34 @@
+# continuity: `make test` and `make demo` work on a fresh clone.
+# Both create a virtualenv in .venv (idempotent) with what they need.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: test demo docs bench venv clean
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -ra tests
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/demo.py
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/overhead.py
+
+venv: $(STAMP)
+
+$(STAMP): setup.py
+	@command -v git >/dev/null || (apt-get update && apt-get install -y git)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) docs/_build build dist *.egg-info demo

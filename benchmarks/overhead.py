@@ -1,0 +1,396 @@
+#!/usr/bin/env python3
+"""How much does continuity cost over the git commands doing the same work?
+
+``make bench`` runs this script. It builds a throwaway origin (a history of
+``--commits`` commits over ``--files`` files, with master, development and
+production) and two Jenkins-style workspaces, then times, side by side:
+
+A. no-op run: development is already in master.
+   ``fab continuity.pipeline``  vs  ``git fetch`` + ``git merge-base --is-ancestor``
+B. fast-forward run: development has one new commit.
+   ``fab continuity.pipeline``  vs  ``git fetch``, ``git checkout --detach``,
+   the same check (``true``), ``git push origin SHA:refs/heads/master``
+
+Each repetition makes a new commit on development (scenario B) and puts
+origin's master back before each side runs, outside the timed part; the two
+sides alternate so that neither always runs on a warm cache. It also times the
+fixed costs (starting Python, importing fabric and continuity, ``fab --list``)
+so the reader can tell Fabric's startup from continuity's own work.
+
+Timings are printed, never asserted: the script exits 0 unless a command
+fails. Standard library only; nothing leaves this machine.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+_LEAKY_PREFIXES = ("GIT_", "FABRIC_", "INVOKE_", "CONTINUITY_")
+_LEAKY_NAMES = ("BUILD_NUMBER", "BUILD_URL", "BUILD_ID", "JOB_NAME", "JOB_URL", "WORKSPACE", "JENKINS_URL")
+
+GITCONFIG = """\
+[user]
+	name = Bench
+	email = bench@example.invalid
+[init]
+	defaultBranch = master
+[advice]
+	detachedHead = false
+[gc]
+	auto = 0
+"""
+
+FABFILE = '''\
+from fabric import task
+from invoke import Collection
+
+import continuity
+
+
+@task
+def deploy(c, environment):
+    """Deploy nothing: the benchmark measures the pipeline, not a deploy."""
+
+
+ns = Collection(deploy, continuity)
+'''
+
+FABRIC_YAML = """\
+continuity:
+  checks:
+    - "true"
+  auto_deploy: []
+"""
+
+RAW_NOOP = """\
+set -e
+git fetch --quiet origin development master
+git merge-base --is-ancestor refs/remotes/origin/development refs/remotes/origin/master
+"""
+
+RAW_FAST_FORWARD = """\
+set -e
+git fetch --quiet origin development master
+sha=$(git rev-parse refs/remotes/origin/development)
+git checkout --quiet --detach "$sha"
+true
+git push --quiet origin "$sha:refs/heads/master"
+"""
+
+
+PY_START = "python -c pass"
+IMPORT_FABRIC = "python -c 'import fabric'"
+IMPORT_CONTINUITY = "python -c 'import continuity'"
+IMPORT_BOTH = "python -c 'import fabric, continuity'"
+FAB_VERSION = "fab --version"
+FAB_LIST = "fab --list (loads the fabfile)"
+
+
+class BenchFailed(Exception):
+    """A command the benchmark relies on failed."""
+
+
+# -- environment and commands --------------------------------------------------
+
+
+def bench_env(tmp):
+    """The caller's environment without git/Fabric/CI settings, git config isolated."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES) and k not in _LEAKY_NAMES}
+    env.update(
+        HOME=os.path.join(tmp, "home"),
+        GIT_CONFIG_GLOBAL=os.path.join(tmp, "gitconfig"),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_TERMINAL_PROMPT="0",
+    )
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", os.defpath)])
+    return env
+
+
+def find_fab():
+    beside = os.path.join(os.path.dirname(sys.executable), "fab")
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("fab")
+    if not found:
+        raise BenchFailed("no `fab` next to {} or on PATH; run `make bench`".format(sys.executable))
+    print("note: no fab next to {}; using {}".format(sys.executable, found))
+    return found
+
+
+def run(args, cwd, env, input=None):
+    """Run ``args`` to completion; return stdout; raise `BenchFailed` on failure."""
+    proc = subprocess.run(
+        args, cwd=cwd, env=env, input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    if proc.returncode != 0:
+        tail = proc.stdout.decode("utf-8", "replace").strip().splitlines()[-15:]
+        raise BenchFailed("`{}` in {} exited with code {}:\n{}".format(
+            " ".join(args), cwd, proc.returncode, "\n".join(tail)))
+    return proc.stdout.decode("utf-8", "replace").strip()
+
+
+def timed(args, cwd, env):
+    """Seconds ``args`` took, wall clock; raise `BenchFailed` if it failed."""
+    start = time.perf_counter()
+    run(args, cwd, env)
+    return time.perf_counter() - start
+
+
+# -- setup ---------------------------------------------------------------------
+
+
+def _data(payload):
+    raw = payload.encode("utf-8")
+    return b"data %d\n%s\n" % (len(raw), raw)
+
+
+def _module(index, version):
+    lines = ['"""Module {} of the benchmark project, version {}."""'.format(index, version), ""]
+    for n in range(20):
+        lines.append("def function_{0}(x):\n    return x * {1} + {0}\n".format(n, version + index))
+    return "\n".join(lines) + "\n"
+
+
+def _path(index):
+    return "src/pkg{:02d}/mod{:04d}.py".format(index // 50, index)
+
+
+def history_stream(commits, files):
+    """A ``git fast-import`` stream: ``commits`` commits touching ``files`` files."""
+    out = []
+    when = 1700000000
+    for number in range(commits):
+        message = "Initial import" if number == 0 else "Change {}".format(number)
+        out.append(b"commit refs/heads/master\n")
+        out.append("committer Bench <bench@example.invalid> {} +0000\n".format(when + number * 60).encode())
+        out.append(_data(message))
+        if number == 0:
+            changes = [("fabfile.py", FABFILE), ("fabric.yaml", FABRIC_YAML)]
+            changes += [(_path(i), _module(i, 0)) for i in range(files)]
+        else:
+            changes = [(_path((number * 7 + k * 131) % files), _module(number, number)) for k in range(5)]
+        for path, content in changes:
+            out.append("M 100644 inline {}\n".format(path).encode())
+            out.append(_data(content))
+        out.append(b"\n")
+    for branch in ("development", "production"):
+        out.append("reset refs/heads/{}\nfrom refs/heads/master\n\n".format(branch).encode())
+    return b"".join(out)
+
+
+def jenkins_workspace(path, origin, env):
+    """A checkout made the way the Jenkins git plugin makes one: detached, no branches."""
+    os.makedirs(path)
+    run(["git", "init", "--quiet"], path, env)
+    run(["git", "config", "remote.origin.url", origin], path, env)
+    run(["git", "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], path, env)
+    run(["git", "fetch", "--quiet", "--tags", "--force", "origin", "+refs/heads/*:refs/remotes/origin/*"], path, env)
+    run(["git", "checkout", "--quiet", "-f", "refs/remotes/origin/development^{commit}"], path, env)
+
+
+def setup(tmp, env, commits, files):
+    """origin.git, a developer clone and two workspaces; return their paths."""
+    os.makedirs(os.path.join(tmp, "home"))
+    with open(os.path.join(tmp, "gitconfig"), "w", encoding="utf-8") as f:
+        f.write(GITCONFIG)
+    paths = {name: os.path.join(tmp, name) for name in ("origin.git", "dev", "continuity-ws", "raw-ws")}
+    origin = paths["origin.git"]
+    run(["git", "init", "--quiet", "--bare", origin], tmp, env)
+    run(["git", "fast-import", "--quiet"], origin, env, input=history_stream(commits, files))
+    run(["git", "clone", "--quiet", "--branch", "development", origin, paths["dev"]], tmp, env)
+    jenkins_workspace(paths["continuity-ws"], origin, env)
+    jenkins_workspace(paths["raw-ws"], origin, env)
+    for name, script in (("raw-noop.sh", RAW_NOOP), ("raw-fast-forward.sh", RAW_FAST_FORWARD)):
+        paths[name] = os.path.join(tmp, name)
+        with open(paths[name], "w", encoding="utf-8") as f:
+            f.write(script)
+    return paths
+
+
+def origin_ref(paths, env, branch):
+    return run(["git", "--git-dir", paths["origin.git"], "rev-parse", "refs/heads/" + branch], paths["dev"], env)
+
+
+def set_origin_master(paths, env, sha):
+    """Put origin's master at ``sha``: the untimed reset between runs."""
+    run(["git", "--git-dir", paths["origin.git"], "update-ref", "refs/heads/master", sha], paths["dev"], env)
+
+
+def new_development_commit(paths, env, number):
+    """One more commit on origin's development, pushed from the developer clone."""
+    dev = paths["dev"]
+    with open(os.path.join(dev, "src", "pkg00", "mod0000.py"), "a", encoding="utf-8") as f:
+        f.write("\n# benchmark change {}\n".format(number))
+    run(["git", "commit", "--quiet", "--all", "-m", "Benchmark change {}".format(number)], dev, env)
+    run(["git", "push", "--quiet", "origin", "HEAD:refs/heads/development"], dev, env)
+    return run(["git", "rev-parse", "HEAD"], dev, env)
+
+
+# -- the measurements ----------------------------------------------------------
+
+
+def alternate(repeat, sides, before=None):
+    """Run each side ``repeat`` times, alternating who goes first; {name: [seconds]}."""
+    times = {name: [] for name in sides}
+    names = list(sides)
+    for rep in range(repeat):
+        if before:
+            before(rep)
+        order = names if rep % 2 == 0 else names[::-1]
+        for name in order:
+            times[name].append(sides[name](rep))
+    return times
+
+
+def scenario_noop(paths, env, fab, repeat):
+    tip = origin_ref(paths, env, "development")
+
+    def continuity_side(rep):
+        set_origin_master(paths, env, tip)
+        return timed([fab, "continuity.pipeline"], paths["continuity-ws"], env)
+
+    def raw_side(rep):
+        set_origin_master(paths, env, tip)
+        return timed(["sh", paths["raw-noop.sh"]], paths["raw-ws"], env)
+
+    warm(continuity_side, raw_side)
+    return alternate(repeat, {"continuity": continuity_side, "raw git": raw_side})
+
+
+def scenario_fast_forward(paths, env, fab, repeat):
+    state = {}
+
+    def new_commit(rep):
+        state["base"] = origin_ref(paths, env, "master")
+        state["sha"] = new_development_commit(paths, env, rep)
+
+    def side(args, cwd):
+        def go(rep):
+            set_origin_master(paths, env, state["base"])
+            seconds = timed(args, cwd, env)
+            if origin_ref(paths, env, "master") != state["sha"]:
+                raise BenchFailed("`{}` did not move origin's master to {}".format(" ".join(args), state["sha"][:12]))
+            return seconds
+        return go
+
+    continuity_side = side([fab, "continuity.pipeline"], paths["continuity-ws"])
+    raw_side = side(["sh", paths["raw-fast-forward.sh"]], paths["raw-ws"])
+    new_commit(-1)
+    warm(continuity_side, raw_side)
+    return alternate(repeat, {"continuity": continuity_side, "raw git": raw_side}, before=new_commit)
+
+
+def warm(*sides):
+    """One untimed run each: page cache, .pyc files, git's index stat data."""
+    for side in sides:
+        side(-1)
+
+
+def fixed_costs(paths, env, fab, repeat):
+    python = sys.executable
+    commands = {
+        PY_START: ([python, "-c", "pass"], paths["dev"]),
+        IMPORT_FABRIC: ([python, "-c", "import fabric"], paths["dev"]),
+        IMPORT_CONTINUITY: ([python, "-c", "import continuity"], paths["dev"]),
+        IMPORT_BOTH: ([python, "-c", "import fabric, continuity"], paths["dev"]),
+        FAB_VERSION: ([fab, "--version"], paths["dev"]),
+        FAB_LIST: ([fab, "--list"], paths["continuity-ws"]),
+    }
+    sides = {name: (lambda rep, a=args, c=cwd: timed(a, c, env)) for name, (args, cwd) in commands.items()}
+    warm(*sides.values())
+    return alternate(repeat, sides)
+
+
+# -- the report ----------------------------------------------------------------
+
+
+def ms(seconds):
+    return "{:8.1f}".format(seconds * 1000)
+
+
+def print_scenarios(results):
+    print("\n{:<22} {:>21} {:>21} {:>10} {:>7}".format("scenario", "continuity ms", "raw git ms", "diff ms", "ratio"))
+    row = "{:<22} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}"
+    print(row.format("", "median", "min", "median", "min", "median", "median"))
+    for label, times in results:
+        ours, raw = times["continuity"], times["raw git"]
+        ours_median, raw_median = statistics.median(ours), statistics.median(raw)
+        ratio = "{:.1f}x".format(ours_median / raw_median)
+        print(row.format(
+            label, ms(ours_median), ms(min(ours)), ms(raw_median), ms(min(raw)), ms(ours_median - raw_median), ratio))
+
+
+def print_fixed(times):
+    print("\n{:<44} {:>10} {:>10}".format("fixed cost", "median ms", "min ms"))
+    for name, values in times.items():
+        print("{:<44} {:>10} {:>10}".format(name, ms(statistics.median(values)), ms(min(values))))
+
+
+def print_breakdown(results, fixed):
+    """Split continuity's extra time into Python/Fabric startup and its own work."""
+    print("\n{:<44} {:>10} {:>10}".format("where the time goes", "median ms", "min ms"))
+
+    def line(label, pick):
+        values = [pick(statistics.median), pick(min)]
+        print("{:<44} {:>10} {:>10}".format(label, *(ms(v) for v in values)))
+
+    line("starting Python", lambda f: f(fixed[PY_START]))
+    line("+ importing fabric (invoke, paramiko...)", lambda f: f(fixed[IMPORT_FABRIC]) - f(fixed[PY_START]))
+    line("+ importing continuity on top of fabric", lambda f: f(fixed[IMPORT_BOTH]) - f(fixed[IMPORT_FABRIC]))
+    line("+ fab: parse, load the fabfile and config", lambda f: f(fixed[FAB_LIST]) - f(fixed[IMPORT_BOTH]))
+    line("= fab --list: the fixed cost of any fab", lambda f: f(fixed[FAB_LIST]))
+    for label, times in results:
+        line("{}: difference - fab --list".format(label.split()[0]),
+             lambda f, t=times: f(t["continuity"]) - f(t["raw git"]) - f(fixed[FAB_LIST]))
+    print("(the last lines are continuity's own work: ls-remote, the workspace checks, the run\n"
+          " lock, the compare-and-swap push, restoring HEAD, the report; about 1 ms of the\n"
+          " raw side is starting sh. Medians of differences are noisy on a busy machine.)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=10, help="repetitions per measurement (default 10)")
+    parser.add_argument("--commits", type=int, default=200, help="commits in the generated history (default 200)")
+    parser.add_argument("--files", type=int, default=1000, help="files in the generated tree (default 1000)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory and print its path")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.commits < 1 or args.files < 1:
+        parser.error("--repeat, --commits and --files must be at least 1")
+
+    tmp = tempfile.mkdtemp(prefix="continuity-bench-")
+    try:
+        env = bench_env(tmp)
+        fab = find_fab()
+        start = time.perf_counter()
+        paths = setup(tmp, env, args.commits, args.files)
+        print("setup: {} commits, {} files, origin with master/development/production ({:.1f}s)".format(
+            args.commits, args.files + 2, time.perf_counter() - start))
+        print("python {}  fab {}  repeat {}".format(sys.version.split()[0], fab, args.repeat))
+        results = [
+            ("A no-op run", scenario_noop(paths, env, fab, args.repeat)),
+            ("B fast-forward run", scenario_fast_forward(paths, env, fab, args.repeat)),
+        ]
+        fixed = fixed_costs(paths, env, fab, args.repeat)
+        print_scenarios(results)
+        print_fixed(fixed)
+        print_breakdown(results, fixed)
+        if args.keep:
+            print("\nkept {}".format(tmp))
+    except BenchFailed as exc:
+        print("benchmark FAILED: {}".format(exc), file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Every user mistake: one clear line, a non-zero exit, nothing changed."""
+
+import pytest
+
+from conftest import Project, assert_user_error, git, run_fab
+
+
+def test_a_missing_deploy_task_is_named_before_anything_changes(make_project):
+    project = make_project(fabfile="from invoke import Collection\nimport continuity\nns = Collection(continuity)\n")
+    project.push_to("development", "feature", feature="x\n")
+    before = project.refs()
+
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+
+    assert_user_error(proc, "no 'deploy' task found in your fabfile", "ns = Collection(deploy, continuity)")
+    assert project.refs() == before
+
+
+def test_an_unknown_setting_is_named_with_the_closest_known_key(make_project):
+    project = make_project(config="continuity:\n  chekcs:\n    - 'true'\n")
+    project.push_to("development", "feature", feature="x\n")
+    before = project.refs()
+
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+
+    assert_user_error(proc, "continuity.chekcs: unknown setting; did you mean 'checks'?")
+    assert project.refs() == before
+
+
+def test_an_unknown_branch_role_is_named(make_project):
+    project = make_project(config="continuity:\n  branches:\n    staging: qa\n")
+
+    proc = project.fab(project.workspace(), "continuity.status")
+
+    assert_user_error(proc, "continuity.branches.staging: unknown setting")
+
+
+@pytest.mark.parametrize(
+    "yaml, message",
+    [
+        ("  checks: make test\n  max_attempts: zero\n", "continuity.max_attempts must be a whole number, got 'zero'"),
+        ("  check_timeout: -1\n", "continuity.check_timeout must be a positive number of seconds"),
+        ("  auto_deploy: ['prod uction']\n", "'prod uction' is not an environment name"),
+        ("  checks: [{cmd: 'true'}]\n", "continuity.checks[1].cmd: unknown setting; did you mean 'command'?"),
+        ("  build: [{name: a, command: 'true', paths: []}]\n", "continuity.build[1].paths must be a non-empty list"),
+        ("  remote: ''\n", "continuity.remote must be a non-empty string"),
+    ],
+)
+def test_wrong_values_are_explained(make_project, yaml, message):
+    project = make_project(config="continuity:\n" + yaml)
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+    assert_user_error(proc, message)
+
+
+def test_a_bad_environment_variable_is_a_clear_error(project):
+    proc = project.fab(project.workspace(), "continuity.pipeline", env={"FABRIC_CONTINUITY_MAX_ATTEMPTS": "many"})
+    assert_user_error(proc, "continuity.max_attempts must be a whole number, got 'many'")
+
+
+def test_a_missing_branch_points_to_init(make_project):
+    project = make_project(branches=("master", "development"))
+    before = project.refs()
+
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+
+    assert_user_error(proc, "remote 'origin' has no branch 'production'", "fab continuity.init")
+    assert project.refs() == before
+
+
+def test_an_unreachable_remote_is_explained(project, tmp_path):
+    ws = project.workspace()
+    git(ws, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert_user_error(proc, "cannot reach remote 'origin'", "git remote -v")
+
+
+def test_an_unknown_remote_is_explained(make_project):
+    project = make_project(config=Project.config(extra="remote: upstream\n"))
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+    assert_user_error(proc, "remote 'upstream' is not configured in this checkout (remotes: origin)")
+
+
+def test_an_invalid_branch_name_is_refused(project):
+    env = {"FABRIC_CONTINUITY_BRANCHES_MASTER": "bad..name"}
+    proc = project.fab(project.workspace(), "continuity.pipeline", env=env)
+    assert_user_error(proc, "continuity.branches.master: 'bad..name' is not a valid git branch name")
+
+
+def test_running_outside_a_checkout_is_explained(project, tmp_path):
+    elsewhere = tmp_path / "not-a-repo"
+    elsewhere.mkdir()
+    (elsewhere / "fabfile.py").write_text((project.dev / "fabfile.py").read_text())
+
+    proc = run_fab(elsewhere, "continuity.pipeline")
+
+    assert_user_error(proc, "is not inside a git checkout")
+
+
+def test_uncommitted_changes_are_not_overwritten(project):
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+    (ws / "app.txt").write_text("my local edit\n")
+    before = project.refs()
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert_user_error(proc, "uncommitted changes to tracked files (app.txt)")
+    assert (ws / "app.txt").read_text() == "my local edit\n"
+    assert project.refs() == before
+
+
+def test_running_with_hosts_is_refused_with_advice(project):
+    proc = project.fab(project.workspace(), "-H", "127.0.0.1", "continuity.pipeline")
+    assert_user_error(proc, "drop -H/--hosts")
+
+
+def test_a_hostile_branch_name_is_data_not_a_command(make_project, tmp_path):
+    hostile = "dev$(touch${IFS}pwned)`touch${IFS}pwned2`;touch${IFS}pwned3"
+    project = make_project(branches=("master", hostile, "production"))
+    env = {"FABRIC_CONTINUITY_BRANCHES_DEVELOPMENT": hostile}
+    dev = project.push_to(hostile, "feature", feature="x\n")
+    ws = project.workspace(sha=dev)
+
+    proc = project.fab(ws, "continuity.pipeline", env=env)
+    status = project.fab(ws, "continuity.status", env=env)
+
+    assert proc.returncode == 0, proc.stderr
+    assert project.ref("master") == dev
+    assert status.returncode == 0, status.stderr
+    assert hostile in status.stdout
+    for place in (ws, tmp_path, project.dev):
+        assert not any(p.name.startswith("pwned") for p in place.rglob("pwned*")), place
+
+
+def test_a_branch_name_that_looks_like_an_option_works(make_project):
+    project = make_project(branches=("master", "development", "--force"))
+    env = {"FABRIC_CONTINUITY_BRANCHES_PRODUCTION": "--force"}
+    dev = project.push_to("development", "feature", feature="x\n")
+
+    proc = project.fab(project.workspace(), "continuity.pipeline", env=env)
+
+    assert proc.returncode == 0, proc.stderr
+    assert project.ref("master") == dev
