@@ -1,0 +1,207 @@
+"""The plain functions under the tasks: settings, path matching, merging, running commands."""
+
+import os
+import sys
+import time
+
+import pytest
+from invoke import Config, Context
+
+from conftest import Project, git
+from continuity import config as cfg
+from continuity import merge
+from continuity._proc import run_shell
+from continuity.build import matches
+from continuity.errors import ConfigError, MergeConflict
+from continuity.git import Git
+
+
+# -- settings ------------------------------------------------------------------
+
+
+def test_the_defaults_are_the_documented_ones():
+    s = cfg.parse({})
+    assert (s.remote, s.branches.development, s.branches.master, s.branches.production) == (
+        "origin", "development", "master", "production")
+    assert [c.command for c in s.checks] == ["python -m pytest"]
+    assert s.auto_deploy == ("staging",)
+    assert s.build == ()
+
+
+def test_settings_come_from_an_invoke_config_with_collection_defaults():
+    config = Config(overrides={"continuity": {"branches": {"master": "main"}}})
+    config.load_collection(cfg.COLLECTION_DEFAULTS)
+    s = cfg.settings(Context(config=config))
+    assert s.branches.master == "main"
+    assert s.branches.development == "development"
+    assert s.checks[0].command == "python -m pytest"
+
+
+def test_strings_from_environment_variables_become_lists():
+    s = cfg.parse({"checks": "make lint\nmake test\n", "auto_deploy": "qa, staging  demo", "max_attempts": "5"})
+    assert [c.command for c in s.checks] == ["make lint", "make test"]
+    assert s.auto_deploy == ("qa", "staging", "demo")
+    assert s.max_attempts == 5
+
+
+def test_an_empty_auto_deploy_means_no_deploys():
+    assert cfg.parse({"auto_deploy": ""}).auto_deploy == ()
+    assert cfg.parse({"auto_deploy": []}).auto_deploy == ()
+
+
+def test_a_check_timeout_applies_unless_the_check_has_its_own():
+    s = cfg.parse({"check_timeout": 60, "checks": ["a", {"command": "b", "timeout": 5, "name": "bee"}]})
+    assert [(c.name, c.timeout) for c in s.checks] == [("a", 60.0), ("bee", 5.0)]
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"remotes": "x"}, "did you mean 'remote'?"),
+    ({"zzz": 1}, "known keys:"),
+    ({"branches": {"develop": "x"}}, "continuity.branches.develop: unknown setting; did you mean 'development'?"),
+    ({"checks": [3]}, "continuity.checks[1] must be a shell command"),
+    ({"build": [{"name": "a", "command": "x"}, {"name": "a", "command": "y"}]}, "must be unique"),
+    ({"build": "make"}, "set it in fabric.yaml"),
+    ({"lock_timeout": "soon"}, "continuity.lock_timeout must be a number of seconds"),
+    ({"max_attempts": 0}, "at least 1"),
+    ({"auto_deploy": ["../up"]}, "is not an environment name"),
+])
+def test_bad_settings_say_what_to_fix(raw, message):
+    with pytest.raises(ConfigError) as info:
+        cfg.parse(raw)
+    assert message in str(info.value)
+
+
+# -- build paths -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, pattern, expected", [
+    ("src/a/b.py", "src", True),
+    ("src/a/b.py", "src/", True),
+    ("src/a/b.py", "src/*", True),
+    ("src/a/b.py", "*.py", True),
+    ("srcs/a.py", "src", False),
+    ("docs/index.rst", "*.py", False),
+    ("package.json", "package.json", True),
+    ("a/package.json", "package.json", False),
+    (".github/x.yml", ".github", True),
+    ("app/x", "./app", True),
+])
+def test_build_path_patterns(path, pattern, expected):
+    assert matches(path, pattern) is expected
+
+
+# -- merging -------------------------------------------------------------------
+
+
+def _diverged(tmp_path, conflict):
+    project = Project(tmp_path).create()
+    base = project.push_to("master", "on master", **{"app.txt": "master\n"})
+    files = {"app.txt": "development\n"} if conflict else {"other.txt": "development\n"}
+    dev = project.push_to("development", "on development", base="development", **files)
+    git(project.dev, "fetch", "--quiet", "origin")
+    return Git(project.dev), base, dev
+
+
+@pytest.mark.parametrize("version", [(2, 39), (2, 30)], ids=["merge-tree", "worktree-fallback"])
+def test_a_merge_commit_is_made_without_touching_the_checkout(tmp_path, monkeypatch, version):
+    repo, base, dev = _diverged(tmp_path, conflict=False)
+    monkeypatch.setattr(Git, "version", lambda self: version)
+    head = repo.commit("HEAD")
+
+    candidate = merge.prepare(repo, base, dev, "Merge it")
+
+    assert not candidate.fast_forward
+    assert repo.run("rev-list", "--parents", "-n1", candidate.sha).split()[1:] == [base, dev]
+    assert repo.commit("HEAD") == head
+    assert repo.run("worktree", "list").count("\n") == 0
+
+
+@pytest.mark.parametrize("version", [(2, 39), (2, 30)], ids=["merge-tree", "worktree-fallback"])
+def test_a_conflict_lists_the_files_and_leaves_no_trace(tmp_path, monkeypatch, version):
+    repo, base, dev = _diverged(tmp_path, conflict=True)
+    monkeypatch.setattr(Git, "version", lambda self: version)
+
+    with pytest.raises(MergeConflict) as info:
+        merge.prepare(repo, base, dev, "Merge it", names=("dev", "main"))
+
+    assert info.value.files == ("app.txt",)
+    assert "'dev' does not merge cleanly into 'main'" in str(info.value)
+    assert repo.run("worktree", "list").count("\n") == 0
+    assert repo.run("status", "--porcelain") == ""
+
+
+def test_a_machine_without_a_git_identity_still_makes_merge_commits(tmp_path, monkeypatch):
+    repo, base, dev = _diverged(tmp_path, conflict=False)
+    empty = tmp_path / "empty.gitconfig"
+    empty.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
+    monkeypatch.setenv("EMAIL", "")
+    repo = Git(repo.path)
+
+    candidate = merge.prepare(repo, base, dev, "Merge it")
+
+    assert repo.run("log", "-1", "--format=%cn <%ce>", candidate.sha) in (
+        "continuity <continuity@localhost>", repo.run("var", "GIT_COMMITTER_IDENT", check=False).rsplit(">", 1)[0] + ">")
+
+
+def test_an_identity_from_the_environment_wins(tmp_path, monkeypatch):
+    repo, base, dev = _diverged(tmp_path, conflict=False)
+    empty = tmp_path / "empty.gitconfig"
+    empty.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv("GIT_{}_NAME".format(role), "CI Bot")
+        monkeypatch.setenv("GIT_{}_EMAIL".format(role), "ci@example.com")
+    repo = Git(repo.path)
+
+    candidate = merge.prepare(repo, base, dev, "Merge it")
+
+    assert repo.run("log", "-1", "--format=%an <%ae> %cn <%ce>", candidate.sha) == (
+        "CI Bot <ci@example.com> CI Bot <ci@example.com>")
+
+
+# -- running commands ------------------------------------------------------------
+
+
+def test_a_command_that_passes_reports_its_output_tail(tmp_path):
+    out = _Sink()
+    result = run_shell("echo one; echo two", str(tmp_path), out=out)
+    assert result.ok and result.exit_code == 0
+    assert result.tail == "one\ntwo\n" == out.text
+
+
+def test_a_timeout_kills_the_whole_process_group(tmp_path):
+    script = "sleep 300 & echo $! > child.pid; trap '' TERM; sleep 300"
+    start = time.monotonic()
+    result = run_shell(script, str(tmp_path), timeout=0.5, out=_Sink())
+    assert result.timed_out and not result.ok and result.exit_code is None
+    assert time.monotonic() - start < 15
+    child = int((tmp_path / "child.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):
+            os.kill(child, 0)
+            time.sleep(0.05)
+
+
+def test_output_that_is_not_utf8_does_not_break_the_run(tmp_path):
+    result = run_shell("printf '\\377\\376 bytes\\n'; exit 4", str(tmp_path), out=_Sink())
+    assert result.exit_code == 4 and "bytes" in result.tail
+
+
+class _Sink:
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_importing_continuity_does_not_import_heavy_libraries():
+    code = "import sys, continuity; print(sorted(m for m in ('docker', 'requests', 'git') if m in sys.modules))"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
