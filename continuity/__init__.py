@@ -17,7 +17,7 @@ then run ``fab continuity.pipeline`` (in Jenkins, from the workspace root).
 
 from invoke import Collection
 
-from .config import COLLECTION_DEFAULTS, Settings, settings
+from .config import Settings, _collection_defaults, settings
 from .deploy import register_deploy
 from .errors import ContinuityError
 from .pipeline import init, pipeline, run_pipeline, status
@@ -37,4 +37,4 @@ __all__ = [
 ]
 
 ns = Collection("continuity", pipeline, status, init)
-ns.configure(COLLECTION_DEFAULTS)
+ns.configure(_collection_defaults())

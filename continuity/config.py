@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULTS", "COLLECTION_DEFAULTS", "Settings", "Command", "BuildStep", "settings", "parse"]
+__all__ = ["DEFAULTS", "COLLECTION_DEFAULTS", "Settings", "Environment", "Command", "BuildStep", "settings", "parse"]
 
 #: The documented defaults. Lists and numbers are built here, not in the
 #: collection config: Invoke cannot cast an environment variable onto a list
@@ -45,16 +45,38 @@ DEFAULTS = {
     "max_attempts": 3,
     "lock_timeout": 600,
     "git_timeout": 300,
+    "environments": {},
+    "junit": None,
+    "notify": None,
+    "docker": None,
 }
+
+#: Sections whose keys and parsing belong to their own module (imported
+#: lazily: they must stay light). Each has ``COLLECTION_DEFAULTS`` (what
+#: Invoke may map ``FABRIC_CONTINUITY_<SECTION>_*`` variables onto) and
+#: ``parse_settings(raw_dict)``.
+_SECTIONS = ("notify", "docker")
 
 _STRING_OR_NONE = {"remote", "deploy_task"}
 
 COLLECTION_DEFAULTS = {
     "continuity": {
-        key: (copy.deepcopy(value) if key in _STRING_OR_NONE or key == "branches" else None)
+        key: (copy.deepcopy(value) if key in _STRING_OR_NONE or key in ("branches", "environments") else None)
         for key, value in DEFAULTS.items()
     }
 }
+
+
+def _section_module(name):
+    import importlib
+
+    return importlib.import_module("continuity." + name)
+
+
+def _collection_defaults():
+    for name in _SECTIONS:
+        COLLECTION_DEFAULTS["continuity"][name] = copy.deepcopy(_section_module(name).COLLECTION_DEFAULTS)
+    return COLLECTION_DEFAULTS
 
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _STEP_NAME = _ENV_NAME
@@ -87,6 +109,20 @@ class Branches:
 
 
 @dataclass(frozen=True)
+class Environment:
+    """Where an environment's deploy runs: locally, or once per host."""
+
+    name: str
+    hosts: tuple = ()  # "host", "user@host" or "user@host:port"
+    user: object = None
+    port: object = None
+    key_filename: object = None
+    connect_timeout: object = None
+    parallel: int = 4  # hosts deployed at once (1 = one after the other)
+    fail_fast: bool = False  # stop starting new hosts after a failure
+
+
+@dataclass(frozen=True)
 class Settings:
     remote: str
     branches: Branches
@@ -97,6 +133,14 @@ class Settings:
     max_attempts: int
     lock_timeout: float
     git_timeout: float
+    environments: dict  # name -> Environment (only the configured ones)
+    junit: object = None  # path of the JUnit XML report, or None
+    notify: object = None  # notify.NotifySettings, or None when nothing is configured
+    docker: object = None  # docker.DockerSettings, or None when docker is off
+
+    def environment(self, name):
+        """The `Environment` called ``name`` (a local one when not configured)."""
+        return self.environments.get(name) or Environment(name)
 
 
 def _accept_env_strings():
@@ -158,6 +202,9 @@ def parse(raw):
         max_attempts=_count(merged["max_attempts"], "continuity.max_attempts"),
         lock_timeout=_seconds(merged["lock_timeout"], "continuity.lock_timeout", allow_none=False),
         git_timeout=_seconds(merged["git_timeout"], "continuity.git_timeout", allow_none=False),
+        environments=_environment_table(merged["environments"]),
+        junit=_optional_path(merged["junit"], "continuity.junit"),
+        **{name: _section(name, merged[name]) for name in _SECTIONS},
     )
 
 
@@ -272,16 +319,71 @@ def _build(value):
     return tuple(steps)
 
 
-def _environments(value):
-    names = _string_list(value, "continuity.auto_deploy", lambda s: re.split(r"[,\s]+", s))
+def _environments(value, where="continuity.auto_deploy"):
+    names = _string_list(value, where, lambda s: re.split(r"[,\s]+", s))
     for name in names:
         if not isinstance(name, str) or not _ENV_NAME.match(name) or ".." in name or name.endswith(".lock"):
             raise ConfigError(
-                "continuity.auto_deploy: {!r} is not an environment name (letters, digits, '.', '_' and '-')".format(name)
+                "{}: {!r} is not an environment name (letters, digits, '.', '_' and '-')".format(where, name)
             )
     return tuple(dict.fromkeys(names))
 
 
-def environment_name(name):
-    """Validate an environment name given on the command line."""
-    return _environments([name])[0]
+def _optional_path(value, where):
+    if value is None or value == "":
+        return None
+    return _name(value, where)
+
+
+def _section(name, raw):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("continuity.{} must be a mapping of settings, got {}".format(name, _kind(raw)))
+    return _section_module(name).parse_settings(raw)
+
+
+_ENVIRONMENT_KEYS = {"hosts": 0, "user": 0, "port": 0, "key_filename": 0, "connect_timeout": 0, "parallel": 0, "fail_fast": 0}
+
+
+def _environment_table(value):
+    if not isinstance(value, dict):
+        raise ConfigError("continuity.environments must be a mapping of environment names to settings")
+    return {
+        environment_name(name, "continuity.environments"): _environment(name, spec) for name, spec in value.items()
+    }
+
+
+def _environment(name, spec):
+    where = "continuity.environments.{}".format(name)
+    spec = {} if spec is None else spec
+    if not isinstance(spec, dict):
+        raise ConfigError("{} must be a mapping (hosts, user, port, ...), got {}".format(where, _kind(spec)))
+    _reject_unknown(spec, _ENVIRONMENT_KEYS, where)
+    hosts = _string_list(spec.get("hosts", []), where + ".hosts", lambda s: re.split(r"[,\s]+", s))
+    if not all(isinstance(h, str) and h and not h.startswith("-") and " " not in h for h in hosts):
+        raise ConfigError("{}.hosts must be a list of host names (host, user@host or user@host:port)".format(where))
+    port = spec.get("port")
+    return Environment(
+        name=name,
+        hosts=tuple(dict.fromkeys(hosts)),
+        user=_name(spec["user"], where + ".user") if spec.get("user") is not None else None,
+        port=_count(port, where + ".port") if port is not None else None,
+        key_filename=_name(spec["key_filename"], where + ".key_filename") if spec.get("key_filename") else None,
+        connect_timeout=_seconds(spec.get("connect_timeout"), where + ".connect_timeout"),
+        parallel=_count(spec.get("parallel", 4), where + ".parallel"),
+        fail_fast=_boolean(spec.get("fail_fast", False), where + ".fail_fast"),
+    )
+
+
+def _boolean(value, where):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ConfigError("{} must be true or false, got {!r}".format(where, value))
+
+
+def environment_name(name, where="environment"):
+    """Validate an environment name (from the command line or a setting)."""
+    return _environments([name], where)[0]

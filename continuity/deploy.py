@@ -63,11 +63,12 @@ def _from_program(name):
         return None
 
 
-def deploy_revision(c, task, git, remote, environment, revision, lock_timeout, say=print):
-    """Deploy ``revision`` to ``environment`` unless a newer one is already there.
+def deploy_revision(c, task, git, remote, target, revision, lock_timeout, say=print):
+    """Deploy ``revision`` to ``target`` (a `config.Environment`) unless a newer one is there.
 
     Returns "deployed" or a sentence saying why it was skipped.
     """
+    environment = target.name
     with remote_lock(git, remote, "deploy-" + environment, lock_timeout, say=say):
         ref = DEPLOYED_PREFIX + environment
         current = git.ls_remote(remote, ref).get(ref)
@@ -76,19 +77,29 @@ def deploy_revision(c, task, git, remote, environment, revision, lock_timeout, s
         if current and _have(git, remote, ref, current) and git.is_ancestor(revision, current):
             return "skipped: {} already runs {}, which is newer".format(environment, current[:12])
         git.checkout(revision)
-        call_deploy(c, task, environment, revision)
+        call_deploy(c, task, target, revision, say=say)
         result = git.push(remote, [(revision, ref)], leases=[(ref, current or "")])
         if not result.ok:
             say("warning: could not record the deploy of {} to {}".format(revision[:12], environment))
         return "deployed"
 
 
-def call_deploy(c, task, environment, revision):
-    """Run the user's task; any exception it raises becomes `DeployError`."""
+def call_deploy(c, task, target, revision, say=print):
+    """Run the user's task for ``target`` (a `config.Environment`).
+
+    With hosts configured, the task runs once per host with a Fabric
+    Connection (see `continuity.hosts`); otherwise once, locally, with ``c``.
+    Any exception it raises becomes `DeployError`.
+    """
+    environment = target.name
     kwargs = {"environment": environment}
     if _accepts(task, "revision"):
         kwargs["revision"] = revision
     with _environ(CONTINUITY_REVISION=revision, CONTINUITY_ENVIRONMENT=environment):
+        if target.hosts:
+            from .hosts import deploy_hosts
+
+            return deploy_hosts(c, task, target, kwargs, say=say)
         try:
             task(c, **kwargs)
         except (KeyboardInterrupt, SystemExit):

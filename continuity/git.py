@@ -146,6 +146,11 @@ class Git:
         out = self.run(*args, rev_range, "--")
         return [tuple(line.split("\0", 2)) for line in out.splitlines() if line]
 
+    def commits(self, rev_range):
+        """[(sha, subject, author name, author email)] in ``rev_range``, newest first."""
+        out = self.run("log", "--no-merges", "--format=%H%x00%s%x00%an%x00%ae", rev_range, "--")
+        return [tuple(line.split("\0", 3)) for line in out.splitlines() if line]
+
     def count(self, rev_range):
         return int(self.run("rev-list", "--count", rev_range, "--") or 0)
 

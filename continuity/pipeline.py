@@ -28,7 +28,7 @@ from . import test as _test
 from ._task import boundary
 from .deploy import deploy_revision, find_deploy_task
 from .errors import ContinuityError, GitError, UsageError
-from .report import Reporter
+from .report import Reporter, RunRecord
 from .workspace import exclusive, open_workspace, require_clean, restored_head
 
 __all__ = ["pipeline", "status", "init", "run_pipeline", "Outcome"]
@@ -50,19 +50,25 @@ class Outcome:
 @task(
     help={
         "dry_run": "Fetch, merge in memory and print the plan; build, check, push and deploy nothing.",
+        "junit": "Write a JUnit XML report (a test case per stage and per check) to this path.",
     }
 )
 @boundary
-def pipeline(c, dry_run=False):
+def pipeline(c, dry_run=False, junit=None):
     """Build, check, merge development into master, push, deploy to auto_deploy."""
     settings = _config.settings(c)
-    run_pipeline(c, settings, dry_run=dry_run)
+    run_pipeline(c, settings, dry_run=dry_run, junit=junit)
 
 
-def run_pipeline(c, settings, dry_run=False, reporter=None):
-    """The pipeline as a function; returns an `Outcome` or raises."""
+def run_pipeline(c, settings, dry_run=False, reporter=None, junit=None):
+    """The pipeline as a function; returns an `Outcome` or raises.
+
+    Whatever happens, the run ends with the summary, then the JUnit report
+    (``junit`` or ``continuity.junit``) and the notifications.
+    """
     rep = reporter or Reporter()
     outcome = Outcome()
+    ws = None
     try:
         with rep.stage("preflight") as info:
             ws, deploy_task = _preflight(settings)
@@ -70,13 +76,66 @@ def run_pipeline(c, settings, dry_run=False, reporter=None):
         with exclusive(ws), restored_head(ws, say=rep.say):
             _run(c, settings, ws, deploy_task, rep, outcome, dry_run)
     except ContinuityError as exc:
-        rep.summary("FAILED: " + _failure_summary(exc, outcome, settings))
+        summary = "FAILED: " + _failure_summary(exc, outcome, settings)
+        rep.summary(summary)
+        _after_run(settings, rep, _record(settings, ws, rep, outcome, summary, exc), junit)
         raise
-    except BaseException:
+    except BaseException as exc:
         rep.summary("stopped")
+        if not dry_run:
+            _after_run(settings, rep, _record(settings, ws, rep, outcome, "stopped", exc), junit)
         raise
-    rep.summary(_success_summary(outcome, settings))
+    summary = _success_summary(outcome, settings)
+    rep.summary(summary)
+    _after_run(settings, rep, _record(settings, ws, rep, outcome, summary), junit)
     return outcome
+
+
+def _record(settings, ws, rep, outcome, summary, exc=None):
+    """The `RunRecord` handed to the JUnit writer and the notifiers."""
+    failed = [stage for stage in rep.stages if stage.status == "FAILED"]
+    result = getattr(exc, "result", None)
+    record = RunRecord(
+        task="pipeline",
+        line=getattr(settings, "line", "") or "main",
+        ok=exc is None,
+        state=outcome.state if exc is None else "failed",
+        summary=summary,
+        stages=list(rep.stages),
+        checks=list(rep.checks),
+        error=str(exc) if exc is not None else "",
+        failed_stage=failed[-1].name if failed else "",
+        failed_command=getattr(result, "command", "") or "",
+        output_tail=getattr(result, "tail", "") or "",
+        revisions={"base": outcome.base, "development": outcome.development, "candidate": outcome.candidate},
+        deployed=dict(outcome.deployed),
+        build_url=os.environ.get("BUILD_URL", ""),
+        remote=settings.remote,
+        branches=dict(vars(settings.branches)),
+    )
+    if ws is not None and outcome.base and outcome.development:
+        try:
+            record.commits = ws.git.commits("{}..{}".format(outcome.base, outcome.development))
+        except GitError:
+            pass
+    return record
+
+
+def _after_run(settings, rep, record, junit):
+    """JUnit report and notifications: they never change the run's result."""
+    path = junit or settings.junit
+    if path:
+        from .junit import write_report
+
+        try:
+            write_report(path, record)
+            rep.say("junit report written to {}".format(path))
+        except OSError as exc:
+            rep.say("warning: could not write the junit report {}: {}".format(path, exc))
+    if settings.notify is not None:
+        from .notify import send
+
+        send(settings.notify, record, say=rep.say)
 
 
 def _preflight(settings):
@@ -128,14 +187,23 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run):
         git.checkout(candidate.sha)
         env = _command_env(candidate, settings)
         _build_stage(rep, ws, decisions, candidate, env)
+        if settings.docker is not None:
+            with rep.stage("image") as info:
+                info["detail"] = _docker().pipeline_build(settings, ws, candidate, rep)
         with rep.stage("check") as info:
-            _test.run_checks(settings.checks, ws.root, env=env, say=rep.say)
-            info["detail"] = "{} check(s) passed".format(len(settings.checks))
+            _test.run_checks(settings.checks, ws.root, env=env, say=rep.say, record=rep.command)
+            count = len(settings.checks)
+            if settings.docker is not None:
+                count += _docker().pipeline_checks(settings, ws, candidate, rep)
+            info["detail"] = "{} check(s) passed".format(count)
         with rep.stage("push") as info:
             pushed = _push(git, settings, candidate)
             info["detail"] = _push_detail(pushed, settings, candidate)
         if pushed:
             outcome.state = "pushed"
+            if settings.docker is not None:
+                with rep.stage("publish") as info:
+                    info["detail"] = _docker().pipeline_publish(settings, ws, candidate, rep)
             break
         rep.say("{} moved while we were testing; starting again on the new {} (attempt {} of {})".format(
             branches.master, branches.master, attempt + 1, settings.max_attempts))
@@ -146,6 +214,12 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run):
             "to {0}.".format(branches.master, settings.remote, settings.max_attempts)
         )
     _deploy_stage(c, settings, ws, deploy_task, rep, outcome)
+
+
+def _docker():
+    from . import docker
+
+    return docker
 
 
 def fetch_branches(git, settings, required=None):
@@ -210,7 +284,8 @@ def _build_stage(rep, ws, decisions, candidate, env):
             rep.say("build step '{}' {}: {}".format(decision.step.name, verb, decision.reason))
             if decision.run:
                 rep.say("build: $ " + decision.step.command)
-                _build.run_step(decision.step, ws.root, candidate.sha, ws.build_stamps, env=env)
+                result = _build.run_step(decision.step, ws.root, candidate.sha, ws.build_stamps, env=env)
+                rep.command(decision.step.name, decision.step.command, result, kind="build")
                 ran.append(decision.step.name)
         skipped = len(decisions) - len(ran)
         info["detail"] = "ran {}; skipped {}".format(", ".join(ran) or "nothing", skipped)
@@ -240,7 +315,7 @@ def _deploy_stage(c, settings, ws, deploy_task, rep, outcome):
         for environment in settings.auto_deploy:
             rep.say("deploy: {} to {}".format(outcome.candidate[:12], environment))
             result = deploy_revision(
-                c, deploy_task, ws.git, settings.remote, environment, outcome.candidate,
+                c, deploy_task, ws.git, settings.remote, settings.environment(environment), outcome.candidate,
                 settings.lock_timeout, say=rep.say,
             )
             outcome.deployed[environment] = result

@@ -12,13 +12,18 @@ from .errors import CommandFailed
 __all__ = ["run_checks"]
 
 
-def run_checks(checks, cwd, env=None, out=None, say=print):
-    """Run ``checks`` in order; return their results or raise `CommandFailed`."""
+def run_checks(checks, cwd, env=None, out=None, say=print, record=None):
+    """Run ``checks`` in order; return their results or raise `CommandFailed`.
+
+    ``record(name, command, result)`` is told about each check that ran.
+    """
     results = []
     for check in checks:
         say("check: $ " + check.command)
         result = run_shell(check.command, cwd, timeout=check.timeout, env=env, out=out)
         results.append(result)
+        if record is not None:
+            record(check.name, check.command, result)
         if not result.ok:
             raise CommandFailed(
                 "check '{}' {}; last output:\n{}".format(check.name, result.describe(), result.tail.rstrip()),

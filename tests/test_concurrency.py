@@ -5,6 +5,7 @@ import time
 from invoke import Context
 
 from conftest import Project, git
+from continuity.config import Environment
 from continuity.deploy import deploy_revision
 from continuity.git import Git
 
@@ -70,7 +71,7 @@ def test_an_older_revision_is_not_deployed_over_a_recorded_newer_one(project, mo
 
     result = deploy_revision(
         Context(), lambda c, environment: called.append(environment), Git(ws), "origin",
-        "staging", older, lock_timeout=10, say=lambda text: None,
+        Environment("staging"), older, lock_timeout=10, say=lambda text: None,
     )
 
     assert result.startswith("skipped: staging already runs")
