@@ -9,6 +9,7 @@ STAMP   = $(VENV)/.installed
 .PHONY: test demo docs bench venv clean
 
 test: $(STAMP)
+	sh scripts/test-deps.sh
 	$(BIN)/python -m pytest -ra tests
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 

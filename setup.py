@@ -15,9 +15,10 @@ setup(
     install_requires=[
         "fabric>=3.2,<4",
         "invoke>=2.2,<3",
+        "docker>=7",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "aiosmtpd>=1.4"],
         "docs": ["sphinx>=7"],
     },
     classifiers=[

@@ -77,17 +77,16 @@ def run_pipeline(c, settings, dry_run=False, reporter=None, junit=None):
             _run(c, settings, ws, deploy_task, rep, outcome, dry_run)
     except ContinuityError as exc:
         summary = "FAILED: " + _failure_summary(exc, outcome, settings)
-        rep.summary(summary)
         _after_run(settings, rep, _record(settings, ws, rep, outcome, summary, exc), junit)
+        rep.summary(summary)
         raise
     except BaseException as exc:
+        _after_run(settings, rep, _record(settings, ws, rep, outcome, "stopped", exc), junit)
         rep.summary("stopped")
-        if not dry_run:
-            _after_run(settings, rep, _record(settings, ws, rep, outcome, "stopped", exc), junit)
         raise
     summary = _success_summary(outcome, settings)
-    rep.summary(summary)
     _after_run(settings, rep, _record(settings, ws, rep, outcome, summary), junit)
+    rep.summary(summary)
     return outcome
 
 

@@ -194,3 +194,13 @@ def assert_user_error(proc, *phrases, code=2):
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     for phrase in phrases:
         assert phrase in proc.stderr, (phrase, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A real sshd on several 127.0.0.1 ports (see tests/ssh_server.py)."""
+    from ssh_server import start_sshd, stop_sshd
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    stop_sshd(server)
