@@ -8,7 +8,7 @@ from invoke import Exit
 
 from .errors import ContinuityError, UsageError
 
-__all__ = ["boundary", "Terminated"]
+__all__ = ["boundary", "confirm", "Terminated"]
 
 
 class Terminated(BaseException):
@@ -58,3 +58,15 @@ def _refuse_remote_context(c):
             "continuity tasks run once, locally, from your checkout; drop -H/--hosts "
             "(your deploy task decides where the code goes)"
         )
+
+
+def confirm(question, yes=False):
+    """Ask at a terminal; ``yes`` (``--yes``) answers for CI. Declining is a `UsageError`."""
+    import sys
+
+    if yes:
+        return
+    if not sys.stdin or not sys.stdin.isatty():
+        raise UsageError("this task asks for confirmation and stdin is not a terminal; pass --yes (as CI does)")
+    if input(question + " [y/N] ").strip().lower() not in ("y", "yes"):
+        raise UsageError("not confirmed; nothing changed")

@@ -45,8 +45,13 @@ DEFAULTS = {
     "max_attempts": 3,
     "lock_timeout": 600,
     "git_timeout": 300,
+    "lock_stale_after": 3600,
+    "production_environment": "production",
+    "hotfix": {"prefix": "hotfix/", "tag": "", "deploy": False},
     "environments": {},
     "junit": None,
+    "line": None,
+    "lines": {},
     "notify": None,
     "docker": None,
 }
@@ -57,11 +62,12 @@ DEFAULTS = {
 #: ``parse_settings(raw_dict)``.
 _SECTIONS = ("notify", "docker")
 
-_STRING_OR_NONE = {"remote", "deploy_task"}
+_STRING_OR_NONE = {"remote", "deploy_task", "production_environment"}
+_MAPPINGS = {"branches", "environments", "hotfix", "lines"}
 
 COLLECTION_DEFAULTS = {
     "continuity": {
-        key: (copy.deepcopy(value) if key in _STRING_OR_NONE or key in ("branches", "environments") else None)
+        key: (copy.deepcopy(value) if key in _STRING_OR_NONE or key in _MAPPINGS else None)
         for key, value in DEFAULTS.items()
     }
 }
@@ -123,6 +129,13 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class Hotfix:
+    prefix: str  # hotfix branches are PREFIX + NAME
+    tag: str  # tag to create on production, "{name}" is the hotfix's name; "" for none
+    deploy: bool  # deploy production after finishing
+
+
+@dataclass(frozen=True)
 class Settings:
     remote: str
     branches: Branches
@@ -137,6 +150,19 @@ class Settings:
     junit: object = None  # path of the JUnit XML report, or None
     notify: object = None  # notify.NotifySettings, or None when nothing is configured
     docker: object = None  # docker.DockerSettings, or None when docker is off
+    line: str = "main"  # the development line these settings are for
+    lock_stale_after: float = 3600.0
+    production_environment: str = "production"
+    hotfix: Hotfix = Hotfix("hotfix/", "", False)
+
+    @property
+    def refs_prefix(self):
+        """Where this line keeps its locks, deploy records and ledger on the remote."""
+        return "refs/continuity/" if self.line == "main" else "refs/continuity/lines/{}/".format(self.line)
+
+    def known_environments(self):
+        names = list(self.environments) + list(self.auto_deploy) + [self.production_environment]
+        return tuple(dict.fromkeys(names))
 
     def environment(self, name):
         """The `Environment` called ``name`` (a local one when not configured)."""
@@ -174,18 +200,23 @@ def _accept_env_strings():
 _accept_env_strings()
 
 
-def settings(c):
-    """Return the validated `Settings` for context ``c``."""
+def settings(c, line=None):
+    """Return the validated `Settings` for context ``c`` (and ``--line``)."""
     raw = c.config.get("continuity") if hasattr(c, "config") else None
-    return parse(_plain(raw) or {})
+    return parse(_plain(raw) or {}, line=line)
 
 
-def parse(raw):
-    """Validate a plain ``continuity:`` mapping and return `Settings`."""
+def parse(raw, line=None):
+    """Validate a plain ``continuity:`` mapping and return `Settings`.
+
+    ``line`` (or the ``line`` setting) selects one of ``lines``: its keys
+    override the top-level ones, and its locks and ledger are kept apart.
+    """
     if not isinstance(raw, dict):
         raise ConfigError("continuity: the 'continuity' setting must be a mapping of keys, got {}".format(_kind(raw)))
-    merged = _merge(copy.deepcopy(DEFAULTS), {k: v for k, v in raw.items() if v is not None})
     _reject_unknown(raw, DEFAULTS, "continuity")
+    raw, line = _select_line(raw, line)
+    merged = _merge(copy.deepcopy(DEFAULTS), {k: v for k, v in raw.items() if v is not None})
     if isinstance(raw.get("branches"), dict):
         _reject_unknown(raw["branches"], DEFAULTS["branches"], "continuity.branches")
     branches = merged["branches"]
@@ -204,8 +235,45 @@ def parse(raw):
         git_timeout=_seconds(merged["git_timeout"], "continuity.git_timeout", allow_none=False),
         environments=_environment_table(merged["environments"]),
         junit=_optional_path(merged["junit"], "continuity.junit"),
+        line=line,
+        lock_stale_after=_seconds(merged["lock_stale_after"], "continuity.lock_stale_after", allow_none=False),
+        production_environment=environment_name(merged["production_environment"], "continuity.production_environment"),
+        hotfix=_hotfix(raw.get("hotfix"), merged["hotfix"]),
         **{name: _section(name, merged[name]) for name in _SECTIONS},
     )
+
+
+def _select_line(raw, line):
+    lines = raw.get("lines") or {}
+    if not isinstance(lines, dict):
+        raise ConfigError("continuity.lines must be a mapping of line names to settings")
+    for name, overrides in lines.items():
+        where = "continuity.lines.{}".format(name)
+        if not isinstance(overrides, dict):
+            raise ConfigError("{} must be a mapping of settings, got {}".format(where, _kind(overrides)))
+        _reject_unknown(overrides, {k: 0 for k in DEFAULTS if k not in ("line", "lines")}, where)
+    chosen = line or raw.get("line")
+    base = {k: v for k, v in raw.items() if k not in ("line", "lines")}
+    if not chosen or (chosen == "main" and "main" not in lines):
+        return base, "main"
+    if chosen not in lines:
+        known = ", ".join(sorted(lines)) or "none are configured"
+        raise ConfigError("unknown line {!r}; lines under continuity.lines: {}".format(chosen, known))
+    environment_name(chosen, "continuity.lines")
+    return _merge(copy.deepcopy(base), copy.deepcopy(lines[chosen])), chosen
+
+
+def _hotfix(raw, merged):
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError("continuity.hotfix must be a mapping (prefix, tag, deploy)")
+    _reject_unknown(raw or {}, DEFAULTS["hotfix"], "continuity.hotfix")
+    prefix = merged.get("prefix") or ""
+    if not isinstance(prefix, str):
+        raise ConfigError("continuity.hotfix.prefix must be a string such as 'hotfix/'")
+    tag = merged.get("tag") or ""
+    if not isinstance(tag, str):
+        raise ConfigError("continuity.hotfix.tag must be a string such as 'hotfix-{name}', or empty")
+    return Hotfix(prefix, tag, _boolean(merged.get("deploy", False), "continuity.hotfix.deploy"))
 
 
 def _plain(value):

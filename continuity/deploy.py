@@ -5,11 +5,14 @@ user wrote, ``deploy(c, environment)``, with the workspace checked out at the
 revision being deployed. That revision is also given to the task:
 
 * as the ``revision`` argument, when the task accepts one;
-* as ``CONTINUITY_REVISION`` (and ``CONTINUITY_ENVIRONMENT``) in the
-  environment of the process, which every command it runs inherits.
+* as ``CONTINUITY_REVISION`` (with ``CONTINUITY_ENVIRONMENT`` and
+  ``CONTINUITY_LINE``) in the environment of the process, which every
+  command it runs inherits.
+
+A task that accepts a ``line`` argument also gets the development line.
 
 Deploys to one environment are serialized by a lock on the remote and
-recorded in ``refs/continuity/deployed/ENVIRONMENT`` there. A run never
+recorded in the ledger there (see `continuity.ledger`). The pipeline never
 deploys a revision that is older than (an ancestor of) the recorded one, so
 two racing runs cannot put an older revision over a newer one.
 """
@@ -19,11 +22,10 @@ import os
 from contextlib import contextmanager
 
 from .errors import DeployError, UsageError
+from .ledger import Ledger
 from .lock import remote_lock
 
-__all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "DEPLOYED_PREFIX"]
-
-DEPLOYED_PREFIX = "refs/continuity/deployed/"
+__all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "call_deploy", "annotate"]
 
 _registered = {}
 
@@ -63,28 +65,64 @@ def _from_program(name):
         return None
 
 
-def deploy_revision(c, task, git, remote, target, revision, lock_timeout, say=print):
-    """Deploy ``revision`` to ``target`` (a `config.Environment`) unless a newer one is there.
+def annotate(**fields):
+    """Add fields (e.g. ``image_digest=...``) to the ledger entry of the deploy in progress.
 
-    Returns "deployed" or a sentence saying why it was skipped.
+    Call it from your deploy task (the Docker rollout helper does); values
+    are recorded as ``key: value`` lines in the entry.
+    """
+    _annotations.update({key: str(value) for key, value in fields.items()})
+
+
+_annotations = {}
+
+
+def deploy_revision(c, task, git, settings, target, revision, say=print, how="pipeline",
+                    newer_wins=True, allow_bad=False, extra_records=()):
+    """Deploy ``revision`` to ``target`` (a `config.Environment`) and record it.
+
+    Under the environment's lock: skip when that revision, or a newer one
+    (``newer_wins``), already runs there; refuse a revision marked bad unless
+    ``allow_bad``; check the revision out; call the user's task; append the
+    result to the ledger (with ``extra_records``, e.g. a bad mark) and move
+    ``deployed/ENV`` in one atomic push. Returns "deployed" or why it skipped.
     """
     environment = target.name
-    with remote_lock(git, remote, "deploy-" + environment, lock_timeout, say=say):
-        ref = DEPLOYED_PREFIX + environment
-        current = git.ls_remote(remote, ref).get(ref)
-        if current == revision:
-            return "skipped: {} already runs {}".format(environment, revision[:12])
-        if current and _have(git, remote, ref, current) and git.is_ancestor(revision, current):
-            return "skipped: {} already runs {}, which is newer".format(environment, current[:12])
+    ledger = Ledger(git, settings.remote, settings.refs_prefix)
+    with remote_lock(git, settings, "deploy-" + environment, say=say):
+        state = ledger.state(environment)
+        skip = _skip_reason(git, state, environment, revision, newer_wins)
+        if skip:
+            return skip
+        if revision in state.bad and not allow_bad:
+            raise UsageError(
+                "{} is marked bad for {} (see fab continuity.history {}); deploy another revision, "
+                "or pass --force if you mean it".format(revision[:12], environment, environment)
+            )
         git.checkout(revision)
-        call_deploy(c, task, target, revision, say=say)
-        result = git.push(remote, [(revision, ref)], leases=[(ref, current or "")])
-        if not result.ok:
-            say("warning: could not record the deploy of {} to {}".format(revision[:12], environment))
+        _annotations.clear()
+        record = {"revision": revision, "task": how, "line": settings.line, "previous": state.deployed}
+        try:
+            call_deploy(c, task, target, revision, say=say, line=settings.line)
+        except DeployError as exc:
+            ledger.append(environment, [dict(record, result="failed", error=str(exc), **_annotations)], state=state)
+            raise
+        records = [dict(record, result="deployed", **_annotations)] + list(extra_records)
+        ledger.append(environment, records, deployed=revision, state=state)
         return "deployed"
 
 
-def call_deploy(c, task, target, revision, say=print):
+def _skip_reason(git, state, environment, revision, newer_wins):
+    if not newer_wins or not state.deployed:
+        return None
+    if state.deployed == revision:
+        return "skipped: {} already runs {}".format(environment, revision[:12])
+    if git.commit(state.deployed) and git.is_ancestor(revision, state.deployed):
+        return "skipped: {} already runs {}, which is newer".format(environment, state.deployed[:12])
+    return None
+
+
+def call_deploy(c, task, target, revision, say=print, line="main"):
     """Run the user's task for ``target`` (a `config.Environment`).
 
     With hosts configured, the task runs once per host with a Fabric
@@ -95,7 +133,9 @@ def call_deploy(c, task, target, revision, say=print):
     kwargs = {"environment": environment}
     if _accepts(task, "revision"):
         kwargs["revision"] = revision
-    with _environ(CONTINUITY_REVISION=revision, CONTINUITY_ENVIRONMENT=environment):
+    if _accepts(task, "line"):
+        kwargs["line"] = line
+    with _environ(CONTINUITY_REVISION=revision, CONTINUITY_ENVIRONMENT=environment, CONTINUITY_LINE=line):
         if target.hosts:
             from .hosts import deploy_hosts
 
@@ -111,15 +151,6 @@ def call_deploy(c, task, target, revision, say=print):
                     environment, type(exc).__name__, detail[-1] if detail else "no message"
                 )
             ) from exc
-
-
-def _have(git, remote, ref, sha):
-    """Make sure we have the recorded commit locally, to compare ancestry."""
-    if git.commit(sha):
-        return True
-    local = "refs/continuity-remote/deployed/" + ref[len(DEPLOYED_PREFIX):]
-    git.call("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, "+{}:{}".format(ref, local))
-    return git.commit(sha) is not None
 
 
 def _accepts(task, name):

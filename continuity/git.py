@@ -178,6 +178,10 @@ class Git:
     def fetch(self, remote, *refspecs):
         self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *refspecs)
 
+    def fetch_objects(self, remote, *refs):
+        """Fetch what ``refs`` point to without creating or moving any local ref."""
+        self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--refmap=", remote, *refs)
+
     def checkout(self, sha):
         self.run("checkout", "--quiet", "--detach", sha)
 

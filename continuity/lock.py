@@ -1,15 +1,18 @@
 """Locks held on the remote itself, with atomic ref updates.
 
-A lock is the ref ``refs/continuity/locks/NAME`` on the remote. Taking it is a
-push that creates the ref with ``--force-with-lease=REF:`` (it must not exist
-yet); releasing it deletes the ref only if it still holds our token. The
-remote applies both under its own ref lock, so two Jenkins agents on two
-machines serialize without any lock server.
+A lock is the ref ``PREFIX/locks/NAME`` on the remote (``refs/continuity/``
+for the default line, ``refs/continuity/lines/LINE/`` for a named line).
+Taking it is a push that creates the ref with ``--force-with-lease=REF:``
+(it must not exist yet); releasing it deletes the ref only if it still holds
+our token. The remote applies both under its own ref lock, so two Jenkins
+agents on two machines serialize without any lock server.
 
 The token is a commit of the empty tree whose message says who holds the lock
-(host, process, start time, BUILD_URL). A lock whose holder ran on this host
-and whose process is gone (a killed run) is stale and is taken over, again
-with a compare-and-swap on the token.
+(host, process, start time, BUILD_URL). A lock is stale when its holder ran on
+this host and that process is gone (a killed run): it is taken over at once,
+again with a compare-and-swap on the token. A lock older than
+``lock_stale_after`` held from another host is reported as probably stale,
+with the command that breaks it: ``fab continuity.unlock NAME``.
 """
 
 import os
@@ -18,49 +21,62 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-from .errors import LockError
+from invoke import task
 
-__all__ = ["remote_lock", "LOCK_PREFIX"]
+from ._task import boundary, confirm
+from .errors import LockError, UsageError
 
-LOCK_PREFIX = "refs/continuity/locks/"
-_LOCAL_COPY = "refs/continuity-remote/locks/"
+__all__ = ["remote_lock", "list_locks", "break_lock", "unlock"]
 
 
 @contextmanager
-def remote_lock(git, remote, name, timeout, say=print, poll=0.5):
-    """Hold lock ``name`` on ``remote`` for the duration of the block."""
-    ref = LOCK_PREFIX + name
+def remote_lock(git, settings, name, say=print, poll=0.5):
+    """Hold lock ``name`` on the line's remote for the duration of the block."""
+    ref = settings.refs_prefix + "locks/" + name
     token = _make_token(git, name)
-    _acquire(git, remote, ref, token, timeout, say, poll)
+    _acquire(git, settings, ref, token, say, poll)
     try:
         yield token
     finally:
-        result = git.push(remote, [("", ref)], leases=[(ref, token)])
+        result = git.push(settings.remote, [("", ref)], leases=[(ref, token)])
         if not result.ok:
             say("warning: lock {} was no longer ours when we released it".format(name))
 
 
-def _acquire(git, remote, ref, token, timeout, say, poll):
-    deadline = time.monotonic() + timeout
+def _acquire(git, settings, ref, token, say, poll):
+    deadline = time.monotonic() + settings.lock_timeout
     announced = None
     while True:
-        if git.push(remote, [(token, ref)], leases=[(ref, "")]).ok:
+        if git.push(settings.remote, [(token, ref)], leases=[(ref, "")]).ok:
             return
-        holder, info = _holder(git, remote, ref)
+        holder, info = _holder(git, settings.remote, ref)
         if holder and _is_dead(info):
             say("lock {} was held by a run that is gone ({}); taking it over".format(ref, _who(info)))
-            if git.push(remote, [(token, ref)], leases=[(ref, holder)]).ok:
+            if git.push(settings.remote, [(token, ref)], leases=[(ref, holder)]).ok:
                 return
             continue
         if time.monotonic() >= deadline:
-            raise LockError(
-                "could not take lock {} within {:.0f}s: held by {}. Wait for that run, or raise "
-                "continuity.lock_timeout.".format(ref, timeout, _who(info))
-            )
-        if holder != announced:
+            raise LockError(_timeout_message(ref, settings, info))
+        if holder and holder != announced:
             say("waiting for lock {} held by {}".format(ref, _who(info)))
+            if _age(info) > settings.lock_stale_after:
+                say("that lock looks stale (held for {}); if its run is dead: fab continuity.unlock {}".format(
+                    _duration(_age(info)), _short_name(ref, settings)))
             announced = holder
         time.sleep(poll)
+
+
+def _timeout_message(ref, settings, info):
+    name = _short_name(ref, settings)
+    message = "could not take lock {} within {:.0f}s: held by {}.".format(ref, settings.lock_timeout, _who(info))
+    if _age(info) > settings.lock_stale_after:
+        return message + " It looks stale; if that run is dead, break it with `fab continuity.unlock {}`.".format(name)
+    return message + " Wait for that run, or raise continuity.lock_timeout."
+
+
+def _short_name(ref, settings):
+    line = " --line {}".format(settings.line) if settings.line != "main" else ""
+    return ref[len(settings.refs_prefix + "locks/"):] + line
 
 
 def _make_token(git, name):
@@ -81,9 +97,10 @@ def _holder(git, remote, ref):
     sha = git.ls_remote(remote, ref).get(ref)
     if not sha:
         return None, {}
-    local = _LOCAL_COPY + ref[len(LOCK_PREFIX):]
-    if git.call("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, "+{}:{}".format(ref, local)).returncode:
-        return sha, {}
+    if not git.commit(sha):
+        proc = git.call("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--refmap=", remote, ref)
+        if proc.returncode:
+            return sha, {}
     body = git.run("log", "-1", "--format=%B", sha, check=False)
     info = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
     return sha, info
@@ -101,8 +118,69 @@ def _is_dead(info):
     return False
 
 
+def _age(info):
+    try:
+        started = datetime.strptime(info.get("started", ""), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return 0.0
+    return (datetime.now(timezone.utc) - started).total_seconds()
+
+
+def _duration(seconds):
+    minutes = int(seconds // 60)
+    return "{}h{:02d}m".format(minutes // 60, minutes % 60) if minutes >= 60 else "{}m".format(minutes)
+
+
 def _who(info):
     if not info:
         return "another run"
     who = "pid {} on {} since {}".format(info.get("pid", "?"), info.get("host", "?"), info.get("started", "?"))
     return who + (" ({})".format(info["build"]) if info.get("build") else "")
+
+
+def list_locks(git, settings):
+    """[(name, token, info)] of the line's locks on the remote."""
+    prefix = settings.refs_prefix + "locks/"
+    found = []
+    for ref in sorted(git.ls_remote(settings.remote, prefix + "*")):
+        holder, info = _holder(git, settings.remote, ref)
+        if holder:
+            found.append((ref[len(prefix):], holder, info))
+    return found
+
+
+def break_lock(git, settings, name, token):
+    """Delete lock ``name`` if it still has ``token``; False when it changed."""
+    ref = settings.refs_prefix + "locks/" + name
+    return git.push(settings.remote, [("", ref)], leases=[(ref, token)]).ok
+
+
+@task(
+    help={
+        "name": "The lock to break (as listed without a name), e.g. pipeline or deploy-staging.",
+        "yes": "Do not ask for confirmation (for CI).",
+        "line": "The development line (see continuity.lines).",
+    }
+)
+@boundary
+def unlock(c, name=None, yes=False, line=None):
+    """List the locks on the remote, or break the one named (a stale one)."""
+    from .config import settings as read_settings
+    from .workspace import open_workspace
+
+    settings = read_settings(c, line=line)
+    git = open_workspace(".", settings.git_timeout).git
+    locks = {lock_name: (token, info) for lock_name, token, info in list_locks(git, settings)}
+    if not name:
+        for lock_name, (_, info) in sorted(locks.items()):
+            print("{:<24} held by {} ({} old)".format(lock_name, _who(info), _duration(_age(info))))
+        print("no locks are held on {}".format(settings.remote) if not locks else "break one with: fab continuity.unlock NAME")
+        return
+    if name not in locks:
+        raise UsageError("no lock {!r} is held on {} (held: {})".format(name, settings.remote, ", ".join(sorted(locks)) or "none"))
+    token, info = locks[name]
+    print("lock {} is held by {} ({} old)".format(name, _who(info), _duration(_age(info))))
+    confirm("Break it? Only do this if that run is dead.", yes)
+    if not break_lock(git, settings, name, token):
+        raise LockError("lock {} changed hands meanwhile; nothing was broken".format(name))
+    print("lock {} broken".format(name))

@@ -17,6 +17,7 @@ candidate from scratch.
 """
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from invoke import task
@@ -28,6 +29,7 @@ from . import test as _test
 from ._task import boundary
 from .deploy import deploy_revision, find_deploy_task
 from .errors import ContinuityError, GitError, UsageError
+from .lock import remote_lock
 from .report import Reporter, RunRecord
 from .workspace import exclusive, open_workspace, require_clean, restored_head
 
@@ -47,16 +49,20 @@ class Outcome:
     deployed: dict = field(default_factory=dict)
 
 
+LINE_HELP = "The development line to work on (a name under continuity.lines); default: the main line."
+
+
 @task(
     help={
         "dry_run": "Fetch, merge in memory and print the plan; build, check, push and deploy nothing.",
         "junit": "Write a JUnit XML report (a test case per stage and per check) to this path.",
+        "line": LINE_HELP,
     }
 )
 @boundary
-def pipeline(c, dry_run=False, junit=None):
+def pipeline(c, dry_run=False, junit=None, line=None):
     """Build, check, merge development into master, push, deploy to auto_deploy."""
-    settings = _config.settings(c)
+    settings = _config.settings(c, line=line)
     run_pipeline(c, settings, dry_run=dry_run, junit=junit)
 
 
@@ -73,7 +79,7 @@ def run_pipeline(c, settings, dry_run=False, reporter=None, junit=None):
         with rep.stage("preflight") as info:
             ws, deploy_task = _preflight(settings)
             info["detail"] = "{} at {}".format(settings.remote, ws.git.remote_url(settings.remote) or "?")
-        with exclusive(ws), restored_head(ws, say=rep.say):
+        with exclusive(ws), restored_head(ws, say=rep.say), _pipeline_lock(ws, settings, rep, dry_run):
             _run(c, settings, ws, deploy_task, rep, outcome, dry_run)
     except ContinuityError as exc:
         summary = "FAILED: " + _failure_summary(exc, outcome, settings)
@@ -147,7 +153,32 @@ def _preflight(settings):
                 "continuity.branches.{}: {!r} is not a valid git branch name".format(role, name)
             )
     require_clean(ws)
+    _require_branches(ws.git, settings, list(vars(settings.branches).values()))
     return ws, deploy_task
+
+
+def _require_branches(git, settings, names):
+    """The remote answers and has every branch in ``names``; else a `UsageError`."""
+    heads = remote_heads(git, settings.remote, names)
+    missing = [name for name in dict.fromkeys(names) if name not in heads]
+    if missing:
+        raise UsageError(
+            "remote '{}' has no branch {}; create it with `fab continuity.init`".format(
+                settings.remote, " and no branch ".join("'{}'".format(m) for m in missing)
+            )
+        )
+    return heads
+
+
+@contextmanager
+def _pipeline_lock(ws, settings, rep, dry_run):
+    """One pipeline per line at a time, across machines; a dry run takes no lock."""
+    if dry_run:
+        yield
+        return
+    _check_remote(ws.git, settings.remote)
+    with remote_lock(ws.git, settings, "pipeline", say=rep.say):
+        yield
 
 
 def _check_remote(git, remote):
@@ -165,7 +196,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run):
     development = None
     for attempt in range(1, settings.max_attempts + 1):
         with rep.stage("fetch") as info:
-            heads = fetch_branches(git, settings)
+            heads = fetch_branches(git, settings, dry_run=dry_run)
             development = development or heads[branches.development]
             base = heads[branches.master]
             info["detail"] = "{} {}, {} {}".format(branches.development, development[:12], branches.master, base[:12])
@@ -221,20 +252,19 @@ def _docker():
     return docker
 
 
-def fetch_branches(git, settings, required=None):
-    """Fetch the line's branches; return {branch name: sha} as on the remote.
+def fetch_branches(git, settings, names=None, dry_run=False):
+    """Fetch the line's branches (or ``names``); return {branch name: sha}.
 
     A missing branch is a `UsageError` pointing to ``fab continuity.init``.
+    A dry run fetches objects only: no local ref moves.
     """
-    names = list(dict.fromkeys(required or vars(settings.branches).values()))
-    heads = remote_heads(git, settings.remote, names)
-    missing = [name for name in names if name not in heads]
-    if missing:
-        raise UsageError(
-            "remote '{}' has no branch {}; create it with `fab continuity.init`".format(
-                settings.remote, " and no branch ".join("'{}'".format(m) for m in missing)
-            )
-        )
+    names = list(dict.fromkeys(names or vars(settings.branches).values()))
+    heads = _require_branches(git, settings, names)
+    if dry_run:
+        git.fetch_objects(settings.remote, *[_HEADS + n for n in names])
+        if all(git.commit(sha) for sha in heads.values()):
+            return heads
+        raise ContinuityError("a branch moved on {} while fetching; run again".format(settings.remote))
     tracking = ["refs/remotes/{}/{}".format(settings.remote, n) for n in names]
     git.fetch(settings.remote, *["+{}{}:{}".format(_HEADS, n, t) for n, t in zip(names, tracking)])
     # Pin what was fetched, not what ls-remote saw: a branch may move between.
@@ -314,8 +344,8 @@ def _deploy_stage(c, settings, ws, deploy_task, rep, outcome):
         for environment in settings.auto_deploy:
             rep.say("deploy: {} to {}".format(outcome.candidate[:12], environment))
             result = deploy_revision(
-                c, deploy_task, ws.git, settings.remote, settings.environment(environment), outcome.candidate,
-                settings.lock_timeout, say=rep.say,
+                c, deploy_task, ws.git, settings, settings.environment(environment), outcome.candidate,
+                say=rep.say, how="pipeline",
             )
             outcome.deployed[environment] = result
             rep.say("deploy: {}: {}".format(environment, result))
@@ -362,19 +392,19 @@ def _failure_summary(exc, outcome, settings):
 # -- status and init ----------------------------------------------------------
 
 
-@task
+@task(help={"line": LINE_HELP})
 @boundary
-def status(c):
-    """Show where each branch stands and what each one lacks."""
+def status(c, line=None):
+    """Show where each branch and environment stands and what each one lacks."""
     from .status import show_status
 
-    show_status(_config.settings(c))
+    show_status(_config.settings(c, line=line))
 
 
-@task(help={"dry_run": "Say which branches would be created, create nothing."})
+@task(help={"dry_run": "Say which branches would be created, create nothing.", "line": LINE_HELP})
 @boundary
-def init(c, dry_run=False):
+def init(c, dry_run=False, line=None):
     """Create the missing development/production branches on the remote from master."""
     from .status import init_branches
 
-    init_branches(_config.settings(c), dry_run=dry_run)
+    init_branches(_config.settings(c, line=line), dry_run=dry_run)

@@ -1,7 +1,7 @@
 """``fab continuity.status`` and ``fab continuity.init``."""
 
-from .deploy import DEPLOYED_PREFIX
 from .errors import UsageError
+from .ledger import Ledger
 from .pipeline import _check_remote, remote_heads
 from .report import Reporter
 from .workspace import open_workspace
@@ -50,13 +50,22 @@ def _compare(rep, git, ahead, ahead_sha, behind, behind_sha):
 
 
 def _deployed(rep, git, settings, master_sha):
-    refs = git.ls_remote(settings.remote, DEPLOYED_PREFIX + "*")
-    for ref, sha in sorted(refs.items()):
-        environment = ref[len(DEPLOYED_PREFIX):]
-        behind = ""
-        if master_sha and git.commit(sha):
-            behind = ", {} commit(s) behind {}".format(git.count("{}..{}".format(sha, master_sha)), settings.branches.master)
-        rep.say("deployed     {} runs {}{}".format(environment, sha[:12], behind))
+    """Per environment: what runs there, how far behind master, the last event."""
+    ledger = Ledger(git, settings.remote, settings.refs_prefix)
+    names = list(dict.fromkeys(list(settings.known_environments()) + ledger.environments()))
+    for environment in names:
+        state = ledger.state(environment, limit=1)
+        if not state.deployed and not state.entries:
+            rep.say("{:<12} nothing deployed yet".format(environment))
+            continue
+        line = "{:<12} runs {}".format(environment, state.deployed[:12] if state.deployed else "nothing recorded")
+        if master_sha and state.deployed and git.commit(state.deployed):
+            line += ", {} commit(s) behind {}".format(
+                git.count("{}..{}".format(state.deployed, master_sha)), settings.branches.master)
+        if state.entries:
+            last = state.entries[0]
+            line += "; last: {} {} {} by {}".format(last.result, last.revision[:12], last.time, last.by)
+        rep.say(line)
 
 
 def init_branches(settings, dry_run=False, out=None):

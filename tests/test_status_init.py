@@ -24,7 +24,7 @@ def test_status_after_a_pipeline_shows_the_deployed_revision(project):
     proc = project.fab(ws, "continuity.status")
 
     assert "master has 1 commit(s) that production lacks:" in proc.stdout
-    assert "deployed     staging runs {}, 0 commit(s) behind master".format(dev[:12]) in proc.stdout
+    assert "staging      runs {}, 0 commit(s) behind master; last: deployed {}".format(dev[:12], dev[:12]) in proc.stdout
 
 
 def test_status_names_a_missing_branch(make_project):

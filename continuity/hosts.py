@@ -1,0 +1,255 @@
+"""Deploying to an environment's hosts: the user's task once per host.
+
+When ``continuity.environments.NAME.hosts`` lists hosts, `deploy.call_deploy`
+hands over to `deploy_hosts`. Each host gets its own ``fabric.Connection``
+(built from a clone of the run's config, so ``fabric.yaml``, ``~/.ssh/config``
+and ``fab -i``/``-t`` apply) and the user's task runs with it, in a pool of
+``parallel`` threads: Fabric's ``ThreadingGroup`` parallelises single commands,
+not a task function (fabric#1947).
+
+Each host ends as one of: ok, FAILED (the task raised), unreachable (the SSH
+connection could not be opened, the task never ran) or not started (an
+earlier host failed and ``fail_fast`` is on). A table of them is printed at
+the end; any host that is not ok makes the deploy a `DeployError`.
+"""
+
+import math
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .errors import DeployError
+
+__all__ = ["deploy_hosts", "HostResult", "DEFAULT_CONNECT_TIMEOUT"]
+
+#: Seconds to wait for a host to answer when neither the environment, nor
+#: Fabric's ``timeouts.connect``, nor ``~/.ssh/config`` sets a limit: a CI job
+#: must not hang on a host that drops packets.
+DEFAULT_CONNECT_TIMEOUT = 30
+
+_COMMAND_CHARS = 80
+
+
+@dataclass
+class HostResult:
+    host: str  # as written in the settings
+    status: str  # ok | FAILED | unreachable | not started
+    seconds: float = 0.0
+    error: str = ""  # one line, "" when ok
+
+    @property
+    def ok(self):
+        return self.status == "ok"
+
+    def describe(self):
+        return "{}: {}".format(self.status, self.error) if self.error else self.status
+
+
+def deploy_hosts(c, task, target, kwargs, say=print):
+    """Run ``task(connection, **kwargs)`` once per host of ``target``.
+
+    ``target`` is a `config.Environment`. Returns the list of `HostResult`
+    in the order of the settings; raises `DeployError` naming the hosts that
+    failed, after every started host has finished and the table is printed.
+    """
+    say = _serialized(say)
+    workers = min(target.parallel, len(target.hosts))
+    say("deploy: {}: {} host(s), {} at a time{}".format(
+        target.name, len(target.hosts), workers, ", stopping at the first failure" if target.fail_fast else ""))
+    results = _run_all(c, task, target, kwargs, workers, say)
+    print_table(results, say)
+    if any(not result.ok for result in results):
+        raise DeployError(failure_summary(target.name, results))
+    return results
+
+
+def _run_all(c, task, target, kwargs, workers, say):
+    stop = threading.Event()
+    open_connections = set()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="continuity-deploy")
+    futures = [
+        pool.submit(_deploy_one, c, task, target, host, kwargs, stop, open_connections, say)
+        for host in target.hosts
+    ]
+    try:
+        results = [future.result() for future in futures]
+    except BaseException:
+        # Ctrl-C or SIGTERM (only the main thread sees signals): start no
+        # more hosts and cut the running ones off, so their threads end too.
+        stop.set()
+        for connection in list(open_connections):
+            _close(connection)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results
+
+
+def _deploy_one(c, task, target, host, kwargs, stop, open_connections, say):
+    if stop.is_set():
+        return HostResult(host, "not started", error="an earlier host failed and fail_fast is on")
+    start = time.monotonic()
+    try:
+        connection = connect(c, target, host)
+    except ValueError as exc:  # a host string Fabric cannot read
+        connection, result = None, HostResult(host, "FAILED", error=str(exc))
+    else:
+        open_connections.add(connection)
+        try:
+            result = _open_and_call(task, connection, kwargs, host)
+        finally:
+            open_connections.discard(connection)
+            _close(connection)
+    result.seconds = time.monotonic() - start
+    if not result.ok and target.fail_fast:
+        stop.set()
+    say("deploy: {}: {} in {:.2f}s{}".format(
+        host, result.status, result.seconds, ": " + result.error if result.error else ""))
+    return result
+
+
+def _open_and_call(task, connection, kwargs, host):
+    """Open the connection (unreachable when that fails), then run the task."""
+    try:
+        connection.open()
+    except Exception as exc:
+        return HostResult(host, "unreachable", error=_connect_error(exc, connection))
+    try:
+        task(connection, **kwargs)
+    except BaseException as exc:  # a worker thread: every outcome is a result
+        return HostResult(host, "FAILED", error=error_line(exc))
+    return HostResult(host, "ok")
+
+
+def connect(c, target, host):
+    """A `fabric.Connection` to ``host`` with ``target``'s SSH settings.
+
+    ``user@host:port`` in the host string wins over the environment's
+    ``user`` and ``port``, which win over Fabric's config and ``~/.ssh/config``.
+    """
+    from fabric import Config, Connection
+    from fabric.connection import derive_shorthand
+
+    try:
+        shorthand = derive_shorthand(host)
+    except ValueError:
+        raise ValueError("'{}' is not a host (host, user@host or user@host:port)".format(host)) from None
+    # A clone per host: threads must not share a Config we modify; an
+    # Invoke config (no ``fab``) becomes a Fabric one with Fabric's defaults.
+    config = c.config.clone(into=None if isinstance(c.config, Config) else Config)
+    options = {}
+    if target.user and shorthand["user"] is None:
+        options["user"] = target.user
+    if target.port and shorthand["port"] is None:
+        options["port"] = target.port
+    if target.connect_timeout:
+        options["connect_timeout"] = math.ceil(target.connect_timeout)
+    if target.key_filename:
+        options["connect_kwargs"] = dict(config.connect_kwargs, key_filename=[os.path.expanduser(target.key_filename)])
+    connection = Connection(host, config=config, **options)
+    if connection.connect_timeout is None:
+        connection.connect_timeout = DEFAULT_CONNECT_TIMEOUT
+    # Remote commands see the revision too (Fabric prefixes them with
+    # ``export``; our values are a SHA and a validated environment name).
+    connection.config.run.env = dict(connection.config.run.env or {}, **_continuity_env())
+    return connection
+
+
+def _continuity_env():
+    return {key: os.environ[key] for key in ("CONTINUITY_REVISION", "CONTINUITY_ENVIRONMENT") if os.environ.get(key)}
+
+
+def _close(connection):
+    try:
+        connection.close()
+    except Exception:  # closing a half-open connection must not hide the result
+        pass
+
+
+# -- one line per outcome ------------------------------------------------------
+
+
+def error_line(exc):
+    """What went wrong in the user's task, in one line."""
+    from invoke.exceptions import CommandTimedOut, Failure
+
+    if isinstance(exc, CommandTimedOut):
+        return "`{}` timed out after {}s".format(_short(exc.result.command), exc.timeout)
+    if isinstance(exc, Failure) and getattr(exc.result, "exited", None) is not None:
+        result = exc.result
+        text = "`{}` exited with code {}".format(_short(result.command), result.exited)
+        last = _last_line(result.stderr) or _last_line(result.stdout)
+        return text + (": " + last if last else "")
+    return "{}: {}".format(type(exc).__name__, _last_line(str(exc)) or "no message")
+
+
+def _connect_error(exc, connection):
+    where = "{}@{}:{}".format(connection.user, connection.host, connection.port)
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        reason = "no answer within {}s".format(connection.connect_timeout)
+    elif isinstance(exc, socket.gaierror):
+        reason = "unknown host name"
+    elif _is_auth_error(exc):
+        reason = "SSH login refused ({}); check user and key_filename".format(_last_line(str(exc)) or type(exc).__name__)
+    else:
+        reason = _socket_reason(exc)
+    return "cannot connect to {}: {}".format(where, reason)
+
+
+def _is_auth_error(exc):
+    from paramiko.ssh_exception import AuthenticationException
+
+    return isinstance(exc, AuthenticationException)
+
+
+def _socket_reason(exc):
+    errors = getattr(exc, "errors", None)  # paramiko's NoValidConnectionsError
+    if errors:
+        exc = next(iter(errors.values()))
+    if getattr(exc, "strerror", None):
+        return exc.strerror.lower()  # "connection refused"
+    return _last_line(str(exc)) or type(exc).__name__
+
+
+def _last_line(text):
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _short(command):
+    command = " ".join((command or "").split())
+    return command if len(command) <= _COMMAND_CHARS else command[: _COMMAND_CHARS - 3] + "..."
+
+
+def print_table(results, say):
+    """host, duration, ok or the error line: one row per host."""
+    width = max([len("host")] + [len(result.host) for result in results])
+    say("{:<{w}}  {:>8}  {}".format("host", "time", "result", w=width))
+    for result in results:
+        seconds = "-" if result.status == "not started" else "{:.2f}s".format(result.seconds)
+        say("{:<{w}}  {:>8}  {}".format(result.host, seconds, result.describe(), w=width))
+
+
+def failure_summary(environment, results):
+    """One line for `DeployError`: which hosts failed and why."""
+    failed = [r for r in results if not r.ok and r.status != "not started"]
+    skipped = [r for r in results if r.status == "not started"]
+    text = "deploy to {} failed on {} of {} host(s): {}".format(
+        environment, len(failed), len(results), "; ".join("{} ({})".format(r.host, r.describe()) for r in failed))
+    if skipped:
+        text += "; not started (fail_fast): " + ", ".join(r.host for r in skipped)
+    return text
+
+
+def _serialized(say):
+    """``say`` for several threads: one whole line at a time."""
+    lock = threading.Lock()
+
+    def locked(message):
+        with lock:
+            say(message)
+
+    return locked

@@ -1,0 +1,180 @@
+"""The deploy ledger: every deploy recorded on the remote, in git itself.
+
+Per environment, two refs on the remote (under the line's prefix,
+``refs/continuity/`` for the default line and
+``refs/continuity/lines/LINE/`` for a named one):
+
+``deployed/ENV``
+    the commit that runs there: a plain ref to the project's revision, so
+    ``git log refs/continuity/deployed/staging..master`` works anywhere.
+``ledger/ENV``
+    a chain of small commits of the empty tree, newest first, one per event.
+    Each message holds ``key: value`` lines: environment, revision, result
+    (``deployed``, ``failed`` or ``bad``), time, by (BUILD_URL or user@host),
+    task, line, previous revision, and extra fields such as an image digest.
+    The chain does not reference the project's commits, so fetching it is
+    cheap.
+
+Both are updated in one atomic push, guarded by leases, under the
+environment's deploy lock. Any clone that can fetch from the remote can read
+the ledger: ``fab continuity.history ENV``.
+"""
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .errors import ContinuityError
+
+__all__ = ["Ledger", "Entry", "who", "now"]
+
+_FIELDS = ("environment", "revision", "result", "time", "by", "task", "line", "previous")
+_ATTEMPTS = 5
+
+
+@dataclass
+class Entry:
+    sha: str  # the ledger commit
+    environment: str = ""
+    revision: str = ""
+    result: str = ""  # deployed | failed | bad
+    time: str = ""
+    by: str = ""
+    task: str = ""
+    line: str = ""
+    previous: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    """What the remote says about one environment right now."""
+
+    deployed: str  # revision recorded as running there, or ""
+    head: str  # newest ledger commit, or ""
+    entries: list  # [Entry], newest first
+
+    @property
+    def bad(self):
+        return {e.revision for e in self.entries if e.result == "bad"}
+
+    def previous_good(self, current):
+        """The newest revision deployed successfully before ``current``, not marked bad."""
+        bad = self.bad
+        for entry in self.entries:
+            if entry.result == "deployed" and entry.revision not in bad and entry.revision != current:
+                return entry.revision
+        return None
+
+
+def now():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def who():
+    """Jenkins' BUILD_URL when set, else user@host."""
+    if os.environ.get("BUILD_URL"):
+        return os.environ["BUILD_URL"]
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        user = str(os.getuid())
+    return "{}@{}".format(user, socket.gethostname())
+
+
+class Ledger:
+    def __init__(self, git, remote, prefix):
+        self.git = git
+        self.remote = remote
+        self.prefix = prefix
+
+    def deployed_ref(self, environment):
+        return self.prefix + "deployed/" + environment
+
+    def ledger_ref(self, environment):
+        return self.prefix + "ledger/" + environment
+
+    def environments(self):
+        """Environments with a deploy record or a ledger on the remote."""
+        refs = self.git.ls_remote(self.remote, self.prefix + "deployed/*", self.prefix + "ledger/*")
+        names = set()
+        for ref in refs:
+            rest = ref[len(self.prefix):]
+            kind, _, name = rest.partition("/")
+            if kind in ("deployed", "ledger") and "/" not in name:
+                names.add(name)
+        return sorted(names)
+
+    def state(self, environment, limit=None):
+        deployed_ref, ledger_ref = self.deployed_ref(environment), self.ledger_ref(environment)
+        refs = self.git.ls_remote(self.remote, deployed_ref, ledger_ref)
+        head = refs.get(ledger_ref, "")
+        deployed = refs.get(deployed_ref, "")
+        wanted = [ref for ref, sha in ((ledger_ref, head), (deployed_ref, deployed)) if sha and not self.git.commit(sha)]
+        if wanted:
+            self.git.fetch_objects(self.remote, *wanted)
+        return State(deployed, head, self._entries(head, limit) if head else [])
+
+    def _entries(self, head, limit):
+        args = ["log", "--format=%H%x00%B%x1e"]
+        if limit:
+            args.append("--max-count={}".format(limit))
+        out = self.git.run(*args, head, "--")
+        entries = []
+        for chunk in out.split("\x1e"):
+            chunk = chunk.strip("\n")
+            if "\0" in chunk:
+                sha, body = chunk.split("\0", 1)
+                entries.append(_parse(sha.strip(), body))
+        return entries
+
+    def append(self, environment, records, deployed=None, state=None):
+        """Add ``records`` (dicts of fields) and, with ``deployed``, move deployed/ENV.
+
+        Retries when another writer got there first; the deployed ref only
+        moves from the value we read (a lease), never blindly.
+        """
+        for _ in range(_ATTEMPTS):
+            state = state or self.state(environment, limit=1)
+            head = state.head
+            for record in records:
+                head = self._commit(head, environment, record)
+            updates = [(head, self.ledger_ref(environment))]
+            leases = [(self.ledger_ref(environment), state.head)]
+            if deployed:
+                updates.append((deployed, self.deployed_ref(environment)))
+                leases.append((self.deployed_ref(environment), state.deployed))
+            if self.git.push(self.remote, updates, leases=leases).ok:
+                return head
+            state = None
+        raise ContinuityError(
+            "could not record the deploy of {} in the ledger on {}: it kept changing".format(environment, self.remote)
+        )
+
+    def _commit(self, parent, environment, record):
+        fields = dict(record, environment=environment)
+        fields.setdefault("time", now())
+        fields.setdefault("by", who())
+        title = "{} {} {}".format(environment, fields.get("result", "?"), (fields.get("revision") or "")[:12])
+        body = "".join("{}: {}\n".format(k, _one_line(v)) for k, v in fields.items() if v not in (None, ""))
+        tree = self.git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
+        args = ["commit-tree", tree, "-m", "continuity ledger: " + title, "-m", body]
+        if parent:
+            args[2:2] = ["-p", parent]
+        return self.git.run(*args, env=self.git.identity_env())
+
+
+def _one_line(value):
+    return " ".join(str(value).split())
+
+
+def _parse(sha, body):
+    values = {}
+    for line in body.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key and " " not in key:
+            values[key] = value.strip()
+    known = {k: values.pop(k, "") for k in _FIELDS}
+    return Entry(sha=sha, extra=values, **known)
