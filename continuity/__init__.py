@@ -17,10 +17,14 @@ then run ``fab continuity.pipeline`` (in Jenkins, from the workspace root).
 
 from invoke import Collection
 
+from . import hotfix as _hotfix
+from . import release as _release
 from .config import Settings, _collection_defaults, settings
-from .deploy import register_deploy
+from .deploy import annotate, register_deploy
 from .errors import ContinuityError
+from .lock import locks, unlock
 from .pipeline import init, pipeline, run_pipeline, status
+from .release import history, promote, rollback
 
 __version__ = "0.1.0"
 
@@ -30,11 +34,20 @@ __all__ = [
     "status",
     "init",
     "run_pipeline",
+    "promote",
+    "rollback",
+    "history",
+    "locks",
+    "unlock",
     "register_deploy",
+    "annotate",
     "settings",
     "Settings",
     "ContinuityError",
 ]
 
-ns = Collection("continuity", pipeline, status, init)
+# The ``deploy`` task is registered under that name but not bound here:
+# ``continuity.deploy`` stays the module (register_deploy, annotate, ...).
+ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock)
+ns.add_collection(_hotfix.ns)
 ns.configure(_collection_defaults())

@@ -55,8 +55,9 @@ def _refuse_remote_context(c):
     """``fab -H host continuity.X`` would run the task once per host, there."""
     if hasattr(c, "host") and getattr(c, "host", None):
         raise UsageError(
-            "continuity tasks run once, locally, from your checkout; drop -H/--hosts "
-            "(your deploy task decides where the code goes)"
+            "continuity tasks run once, locally, from your checkout; drop -H/--hosts. To deploy an "
+            "environment to hosts, list them in fabric.yaml under continuity.environments.NAME.hosts: "
+            "your deploy task then runs once per host with a Connection"
         )
 
 

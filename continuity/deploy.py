@@ -78,14 +78,15 @@ _annotations = {}
 
 
 def deploy_revision(c, task, git, settings, target, revision, say=print, how="pipeline",
-                    newer_wins=True, allow_bad=False, extra_records=()):
+                    newer_wins=True, allow_bad=False, mark_replaced_bad=False):
     """Deploy ``revision`` to ``target`` (a `config.Environment`) and record it.
 
     Under the environment's lock: skip when that revision, or a newer one
     (``newer_wins``), already runs there; refuse a revision marked bad unless
     ``allow_bad``; check the revision out; call the user's task; append the
-    result to the ledger (with ``extra_records``, e.g. a bad mark) and move
-    ``deployed/ENV`` in one atomic push. Returns "deployed" or why it skipped.
+    result to the ledger (and, with ``mark_replaced_bad``, a bad mark for the
+    revision it replaced) and move ``deployed/ENV`` in one atomic push.
+    Returns "deployed" or why it skipped.
     """
     environment = target.name
     ledger = Ledger(git, settings.remote, settings.refs_prefix)
@@ -107,7 +108,10 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
         except DeployError as exc:
             ledger.append(environment, [dict(record, result="failed", error=str(exc), **_annotations)], state=state)
             raise
-        records = [dict(record, result="deployed", **_annotations)] + list(extra_records)
+        records = [dict(record, result="deployed", **_annotations)]
+        if mark_replaced_bad and state.deployed and state.deployed != revision:
+            records.append({"revision": state.deployed, "result": "bad", "task": how, "line": settings.line,
+                            "reason": "replaced by {} {}".format(how, revision[:12])})
         ledger.append(environment, records, deployed=revision, state=state)
         return "deployed"
 

@@ -26,7 +26,7 @@ from invoke import task
 from ._task import boundary, confirm
 from .errors import LockError, UsageError
 
-__all__ = ["remote_lock", "list_locks", "break_lock", "unlock"]
+__all__ = ["remote_lock", "list_locks", "break_lock", "locks", "unlock"]
 
 
 @contextmanager
@@ -155,32 +155,46 @@ def break_lock(git, settings, name, token):
     return git.push(settings.remote, [("", ref)], leases=[(ref, token)]).ok
 
 
+@task(help={"line": "The development line (see continuity.lines)."})
+@boundary
+def locks(c, line=None):
+    """List the locks held on the remote: who holds each and for how long."""
+    git, settings = _open(c, line)
+    held = list_locks(git, settings)
+    for name, _, info in held:
+        print("{:<24} held by {} ({} old)".format(name, _who(info), _duration(_age(info))))
+    print("break a dead run's lock with: fab continuity.unlock NAME" if held else
+          "no locks are held on {}".format(settings.remote))
+
+
 @task(
     help={
-        "name": "The lock to break (as listed without a name), e.g. pipeline or deploy-staging.",
+        "name": "The lock to break, as `fab continuity.locks` lists it: pipeline, deploy-staging, ...",
         "yes": "Do not ask for confirmation (for CI).",
         "line": "The development line (see continuity.lines).",
     }
 )
 @boundary
-def unlock(c, name=None, yes=False, line=None):
-    """List the locks on the remote, or break the one named (a stale one)."""
-    from .config import settings as read_settings
-    from .workspace import open_workspace
-
-    settings = read_settings(c, line=line)
-    git = open_workspace(".", settings.git_timeout).git
-    locks = {lock_name: (token, info) for lock_name, token, info in list_locks(git, settings)}
-    if not name:
-        for lock_name, (_, info) in sorted(locks.items()):
-            print("{:<24} held by {} ({} old)".format(lock_name, _who(info), _duration(_age(info))))
-        print("no locks are held on {}".format(settings.remote) if not locks else "break one with: fab continuity.unlock NAME")
-        return
-    if name not in locks:
-        raise UsageError("no lock {!r} is held on {} (held: {})".format(name, settings.remote, ", ".join(sorted(locks)) or "none"))
-    token, info = locks[name]
+def unlock(c, name, yes=False, line=None):
+    """Break a lock whose run is dead (after saying who held it)."""
+    git, settings = _open(c, line)
+    held = {lock_name: (token, info) for lock_name, token, info in list_locks(git, settings)}
+    if name not in held:
+        raise UsageError("no lock {!r} is held on {} (held: {})".format(name, settings.remote, ", ".join(sorted(held)) or "none"))
+    token, info = held[name]
     print("lock {} is held by {} ({} old)".format(name, _who(info), _duration(_age(info))))
     confirm("Break it? Only do this if that run is dead.", yes)
     if not break_lock(git, settings, name, token):
         raise LockError("lock {} changed hands meanwhile; nothing was broken".format(name))
     print("lock {} broken".format(name))
+
+
+def _open(c, line):
+    from .config import settings as read_settings
+    from .pipeline import _check_remote
+    from .workspace import open_workspace
+
+    settings = read_settings(c, line=line)
+    git = open_workspace(".", settings.git_timeout).git
+    _check_remote(git, settings.remote)
+    return git, settings

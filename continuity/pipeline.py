@@ -33,7 +33,7 @@ from .lock import remote_lock
 from .report import Reporter, RunRecord
 from .workspace import exclusive, open_workspace, require_clean, restored_head
 
-__all__ = ["pipeline", "status", "init", "run_pipeline", "Outcome"]
+__all__ = ["pipeline", "status", "init", "run_pipeline", "preflight", "fetch_branches", "Outcome"]
 
 _HEADS = "refs/heads/"
 
@@ -144,8 +144,18 @@ def _after_run(settings, rep, record, junit):
 
 
 def _preflight(settings):
+    return preflight(settings, need_deploy=bool(settings.auto_deploy))
+
+
+def preflight(settings, need_deploy, names=None):
+    """Check the ground before changing anything; return (workspace, deploy task or None).
+
+    The checkout, the user's deploy task (when ``need_deploy``), the remote,
+    the branch names, a clean work tree, and the branches on the remote
+    (``names``, default the line's three).
+    """
     ws = open_workspace(".", settings.git_timeout)
-    deploy_task = find_deploy_task(settings.deploy_task) if settings.auto_deploy else None
+    deploy_task = find_deploy_task(settings.deploy_task) if need_deploy else None
     _check_remote(ws.git, settings.remote)
     for role, name in vars(settings.branches).items():
         if not ws.git.valid_branch(name):
@@ -153,7 +163,7 @@ def _preflight(settings):
                 "continuity.branches.{}: {!r} is not a valid git branch name".format(role, name)
             )
     require_clean(ws)
-    _require_branches(ws.git, settings, list(vars(settings.branches).values()))
+    _require_branches(ws.git, settings, names or list(vars(settings.branches).values()))
     return ws, deploy_task
 
 

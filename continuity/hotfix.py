@@ -1,0 +1,184 @@
+"""Hotfixes: a branch from production, merged back into production and development.
+
+``fab continuity.hotfix.start NAME`` creates ``hotfix/NAME`` (the prefix is
+``continuity.hotfix.prefix``) on the remote at production's revision.
+
+``fab continuity.hotfix.finish NAME`` then, each step skipping what is
+already done so that running it again continues where it stopped:
+
+1. merges the hotfix into production and into development, in memory
+   (a conflict on either side stops here: nothing is pushed);
+2. runs the checks on the new production tree;
+3. pushes production, development and the optional tag in one atomic push;
+4. deploys production when ``continuity.hotfix.deploy`` is true;
+5. deletes the hotfix branch.
+
+master gets the fix the usual way: the pipeline merges development into it.
+"""
+
+from invoke import Collection, task
+
+from . import config as _config
+from . import merge as _merge
+from . import test as _test
+from ._task import boundary
+from .deploy import deploy_revision
+from .errors import ContinuityError, UsageError
+from .pipeline import LINE_HELP, _command_env, fetch_branches, preflight, remote_heads
+from .report import Reporter
+from .workspace import exclusive, restored_head
+
+__all__ = ["ns", "start", "finish"]
+
+_HEADS = "refs/heads/"
+
+
+def _branch(settings, git, name):
+    branch = settings.hotfix.prefix + name
+    if not name or not git.valid_branch(branch):
+        raise UsageError("{!r} is not a valid hotfix name: {!r} is not a legal branch name".format(name, branch))
+    return branch
+
+
+@task(
+    help={
+        "name": "The hotfix's name; the branch is continuity.hotfix.prefix + NAME (hotfix/NAME).",
+        "dry_run": "Say what would be created; create nothing.",
+        "line": LINE_HELP,
+    }
+)
+@boundary
+def start(c, name, dry_run=False, line=None):
+    """Create hotfix/NAME on the remote from production's revision."""
+    settings = _config.settings(c, line=line)
+    rep = Reporter()
+    ws, _ = preflight(settings, need_deploy=False, names=[settings.branches.production])
+    branch = _branch(settings, ws.git, name)
+    heads = remote_heads(ws.git, settings.remote, [settings.branches.production, branch])
+    if branch in heads:
+        raise UsageError("{} already exists on {} (at {}); finish it or pick another name".format(
+            branch, settings.remote, heads[branch][:12]))
+    production = heads[settings.branches.production]
+    rep.say("plan: create {} on {} at {}'s revision {}".format(branch, settings.remote, settings.branches.production, production[:12]))
+    if dry_run:
+        rep.say("dry run: nothing was created")
+        return
+    ref = _HEADS + branch
+    if not ws.git.push(settings.remote, [(production, ref)], leases=[(ref, "")]).ok:
+        raise ContinuityError("{} was created by someone else meanwhile".format(branch))
+    rep.say("created {}; work on it with: git fetch {} && git switch -c {} {}/{}".format(
+        branch, settings.remote, branch, settings.remote, branch))
+
+
+@task(
+    help={
+        "name": "The hotfix's name (as given to hotfix.start).",
+        "tag": "Tag production's new revision with this name (default: continuity.hotfix.tag, if set).",
+        "dry_run": "Print the plan; merge, check, push, deploy and delete nothing.",
+        "line": LINE_HELP,
+    }
+)
+@boundary
+def finish(c, name, tag=None, dry_run=False, line=None):
+    """Check hotfix/NAME, merge it into production and development, push, tag, deploy, delete it."""
+    settings = _config.settings(c, line=line)
+    b = settings.branches
+    rep = Reporter()
+    ws, user_task = preflight(settings, need_deploy=settings.hotfix.deploy, names=[b.production, b.development])
+    git = ws.git
+    branch = _branch(settings, git, name)
+    tag = _tag(settings, git, name, tag)
+    with exclusive(ws), restored_head(ws, say=rep.say):
+        if branch not in remote_heads(git, settings.remote, [branch]):
+            raise UsageError(
+                "no branch {} on {}: nothing to finish (if it was finished, `fab continuity.history {}` "
+                "shows the deploy)".format(branch, settings.remote, settings.production_environment))
+        heads = fetch_branches(git, settings, [b.production, b.development, branch], dry_run=dry_run)
+        plan = _plan(git, settings, branch, heads)
+        _say_plan(rep, settings, branch, heads, plan, tag)
+        if dry_run:
+            rep.say("dry run: nothing was merged, checked, pushed, deployed or deleted")
+            return
+        if plan["production"] is not None:
+            _check(rep, ws, settings, plan["production"])
+        production = _push(git, settings, branch, heads, plan, tag)
+        if settings.hotfix.deploy:
+            environment = settings.environment(settings.production_environment)
+            result = deploy_revision(c, user_task, git, settings, environment, production, say=rep.say, how="hotfix")
+            rep.say("deploy: {}: {}".format(environment.name, result))
+        ref = _HEADS + branch
+        if not git.push(settings.remote, [("", ref)], leases=[(ref, heads[branch])]).ok:
+            raise ContinuityError("{} moved while finishing; its new commits are not merged: run finish again".format(branch))
+        rep.say("result: {} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch))
+
+
+def _tag(settings, git, name, tag):
+    tag = tag if tag is not None else settings.hotfix.tag.replace("{name}", name)
+    if tag and not git.ok("check-ref-format", "refs/tags/" + tag):
+        raise UsageError("{!r} is not a valid tag name (continuity.hotfix.tag or --tag)".format(tag))
+    return tag or None
+
+
+def _plan(git, settings, branch, heads):
+    """The merges still to do: {side: Candidate or None when already merged}."""
+    b, hot = settings.branches, heads[branch]
+    plan = {}
+    for side in (b.production, b.development):
+        if git.is_ancestor(hot, heads[side]):
+            plan[side] = None
+        else:
+            message = "Merge {} into {}\n\nHotfix finished by continuity.".format(branch, side)
+            plan[side] = _merge.prepare(git, heads[side], hot, message, (branch, side))
+    return {"production": plan[b.production], "development": plan[b.development]}
+
+
+def _say_plan(rep, settings, branch, heads, plan, tag):
+    b = settings.branches
+    for side, name in (("production", b.production), ("development", b.development)):
+        candidate = plan[side]
+        if candidate is None:
+            rep.say("plan: {} already has {}".format(name, branch))
+        else:
+            kind = "fast-forward" if candidate.fast_forward else "merge commit"
+            rep.say("plan: merge {} into {} ({}) -> {}".format(branch, name, kind, candidate.sha[:12]))
+    if plan["production"] is not None:
+        rep.say("plan: run {} check(s) on {}".format(len(settings.checks), plan["production"].sha[:12]))
+    if tag:
+        rep.say("plan: tag {} as {}".format(b.production, tag))
+    if settings.hotfix.deploy:
+        rep.say("plan: deploy {} to {}".format(b.production, settings.production_environment))
+    rep.say("plan: delete {} on {}".format(branch, settings.remote))
+
+
+def _check(rep, ws, settings, candidate):
+    with rep.stage("check") as info:
+        ws.git.checkout(candidate.sha)
+        env = dict(_command_env(candidate, settings), CONTINUITY_BRANCH=settings.branches.production)
+        _test.run_checks(settings.checks, ws.root, env=env, say=rep.say, record=rep.command)
+        info["detail"] = "{} check(s) passed on {}".format(len(settings.checks), candidate.sha[:12])
+
+
+def _push(git, settings, branch, heads, plan, tag):
+    """One atomic push of both sides and the tag; return production's new revision."""
+    b = settings.branches
+    production = plan["production"].sha if plan["production"] else heads[b.production]
+    updates, leases = [], []
+    for side, name in (("production", b.production), ("development", b.development)):
+        if plan[side] is not None:
+            updates.append((plan[side].sha, _HEADS + name))
+            leases.append((_HEADS + name, heads[name]))
+    if tag:
+        existing = git.ls_remote(settings.remote, "refs/tags/" + tag).get("refs/tags/" + tag)
+        if existing and existing != production:
+            raise UsageError("tag {} already exists on {} at {}; pick another with --tag".format(tag, settings.remote, existing[:12]))
+        if not existing:
+            updates.append((production, "refs/tags/" + tag))
+            leases.append(("refs/tags/" + tag, ""))
+    if updates and not git.push(settings.remote, updates, leases=leases).ok:
+        raise ContinuityError(
+            "{} or {} moved on {} meanwhile; nothing was pushed. Run `fab continuity.hotfix.finish` again.".format(
+                b.production, b.development, settings.remote))
+    return production
+
+
+ns = Collection("hotfix", start, finish)

@@ -1,0 +1,256 @@
+"""Deploying on purpose: ``deploy``, ``promote``, ``rollback`` and ``history``.
+
+Every one of them goes through the user's deploy task with the checkout at
+exactly the revision deployed, under the environment's lock on the remote,
+and leaves an entry in the ledger (see `continuity.ledger`).
+
+* ``promote`` is the manual step to production: it fast-forwards the
+  production branch to a revision of master, pushes it, and deploys it.
+* ``deploy ENV`` deploys master (or a revision on master) to any configured
+  environment but production, which only ``promote`` and hotfixes move.
+* ``rollback ENV`` redeploys the previous good revision and marks the one it
+  replaces as bad; a revision marked bad is not deployed again unless forced.
+"""
+
+from invoke import task
+
+from . import config as _config
+from ._task import boundary, confirm
+from .deploy import deploy_revision
+from .errors import ContinuityError, UsageError
+from .ledger import Ledger
+from .pipeline import LINE_HELP, fetch_branches, preflight
+from .report import Reporter
+from .workspace import exclusive, restored_head
+
+__all__ = ["deploy", "promote", "rollback", "history"]
+
+_SHOWN = 10
+
+
+def _revision(git, name, master_sha, master):
+    """``name`` resolved to a commit that is on master (default: master's tip)."""
+    if not name:
+        return master_sha
+    sha = git.commit(name)
+    if sha is None:
+        raise UsageError("unknown revision {!r}; give a commit, tag or branch that exists on the remote".format(name))
+    if not git.is_ancestor(sha, master_sha):
+        raise UsageError("{} is not on {}: only tested revisions (on {}) are deployed".format(name, master, master))
+    return sha
+
+
+def _environment(settings, name):
+    name = _config.environment_name(name)
+    if name not in settings.known_environments():
+        raise UsageError(
+            "unknown environment {!r}; configured: {} (continuity.environments, auto_deploy, "
+            "production_environment)".format(name, ", ".join(settings.known_environments()))
+        )
+    return settings.environment(name)
+
+
+# -- deploy ---------------------------------------------------------------------
+
+
+@task(
+    name="deploy",
+    help={
+        "environment": "The environment to deploy to (one of continuity.environments or auto_deploy).",
+        "revision": "A revision on master to deploy instead of master's tip (may be older than what runs).",
+        "force": "Deploy even a revision marked bad by a rollback.",
+        "dry_run": "Say what would be deployed; deploy and record nothing.",
+        "line": LINE_HELP,
+    },
+)
+@boundary
+def deploy(c, environment, revision=None, force=False, dry_run=False, line=None):
+    """Deploy master (or a revision on it) to an environment, through your deploy task."""
+    settings = _config.settings(c, line=line)
+    target = _environment(settings, environment)
+    if target.name == settings.production_environment:
+        raise UsageError("production moves with the production branch: use `fab continuity.promote` (or a hotfix)")
+    rep = Reporter()
+    ws, user_task = preflight(settings, need_deploy=True, names=[settings.branches.master])
+    with exclusive(ws), restored_head(ws, say=rep.say):
+        master = fetch_branches(ws.git, settings, [settings.branches.master], dry_run=dry_run)[settings.branches.master]
+        sha = _revision(ws.git, revision, master, settings.branches.master)
+        current = Ledger(ws.git, settings.remote, settings.refs_prefix).state(target.name, limit=1).deployed
+        rep.say("plan: deploy {} to {} (now running: {})".format(sha[:12], target.name, current[:12] or "nothing recorded"))
+        if dry_run:
+            rep.say("dry run: nothing was deployed or recorded")
+            return
+        result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say, how="deploy",
+                                 newer_wins=revision is None, allow_bad=force)
+        rep.say("result: {}: {}".format(target.name, result))
+
+
+# -- promote --------------------------------------------------------------------
+
+
+@task(
+    help={
+        "revision": "A revision on master to promote instead of master's tip.",
+        "yes": "Do not ask for confirmation (for CI, which has no terminal).",
+        "dry_run": "Print the plan; move, push and deploy nothing.",
+        "line": LINE_HELP,
+    }
+)
+@boundary
+def promote(c, revision=None, yes=False, dry_run=False, line=None):
+    """Move production to master's revision (fast-forward only), push, deploy production."""
+    settings = _config.settings(c, line=line)
+    b = settings.branches
+    rep = Reporter()
+    ws, user_task = preflight(settings, need_deploy=True, names=[b.master, b.production])
+    git = ws.git
+    with exclusive(ws), restored_head(ws, say=rep.say):
+        heads = fetch_branches(git, settings, [b.master, b.production], dry_run=dry_run)
+        target = _revision(git, revision, heads[b.master], b.master)
+        production = heads[b.production]
+        _require_fast_forward(git, settings, production, target, heads[b.master])
+        environment = settings.environment(settings.production_environment)
+        state = Ledger(git, settings.remote, settings.refs_prefix).state(environment.name, limit=1)
+        if production == target and state.deployed == target:
+            rep.say("nothing to do: {} is at {} and {} runs it".format(b.production, target[:12], environment.name))
+            return
+        _print_promotion(rep, git, settings, production, target, environment.name)
+        if dry_run:
+            rep.say("dry run: nothing was moved, pushed or deployed")
+            return
+        confirm("Promote {} to {}?".format(target[:12], environment.name), yes)
+        _move_production(git, settings, production, target)
+        if settings.docker is not None:
+            from .docker import promote_image
+
+            rep.say("image: " + promote_image(settings, ws, target, rep.say))
+        result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say, how="promote")
+        rep.say("result: {} at {}; {}: {}".format(b.production, target[:12], environment.name, result))
+
+
+def _require_fast_forward(git, settings, production, target, master):
+    b = settings.branches
+    if git.is_ancestor(production, target):
+        return
+    if not git.is_ancestor(production, master):
+        lacking = git.log("{}..{}".format(master, production), limit=_SHOWN)
+        listed = "; ".join("{} {}".format(sha[:12], subject) for sha, subject, _ in lacking)
+        raise UsageError(
+            "{0} has {1} commit(s) that {2} lacks ({3}): a hotfix not merged back? Merge {0} into {4} "
+            "and let the pipeline bring it to {2}, then promote.".format(
+                b.production, git.count("{}..{}".format(master, production)), b.master, listed, b.development)
+        )
+    raise UsageError(
+        "{} is at {}, newer than {}: promote only moves it forward. To go back, use "
+        "`fab continuity.rollback {}`.".format(b.production, production[:12], target[:12], settings.production_environment)
+    )
+
+
+def _print_promotion(rep, git, settings, production, target, environment):
+    b = settings.branches
+    commits = git.log("{}..{}".format(production, target), limit=_SHOWN) if production != target else []
+    count = git.count("{}..{}".format(production, target)) if commits else 0
+    rep.say("plan: move {} {} -> {} ({} commit(s)), push to {}, deploy {} to {}".format(
+        b.production, production[:12], target[:12], count, settings.remote, target[:12], environment))
+    for sha, subject, author in commits:
+        rep.say("    {} {} ({})".format(sha[:12], subject, author))
+    if count > len(commits):
+        rep.say("    ... and {} more".format(count - len(commits)))
+
+
+def _move_production(git, settings, production, target):
+    if production == target:
+        return
+    ref = "refs/heads/" + settings.branches.production
+    if not git.push(settings.remote, [(target, ref)], leases=[(ref, production)]).ok:
+        raise ContinuityError(
+            "{} moved on {} meanwhile; nothing was pushed. Run promote again.".format(
+                settings.branches.production, settings.remote)
+        )
+
+
+# -- rollback -------------------------------------------------------------------
+
+
+@task(
+    help={
+        "environment": "The environment to roll back.",
+        "revision": "The revision to go back to (default: the previous good deploy in the ledger).",
+        "dry_run": "Say what would be redeployed and marked bad; change nothing.",
+        "line": LINE_HELP,
+    }
+)
+@boundary
+def rollback(c, environment, revision=None, dry_run=False, line=None):
+    """Redeploy the previous good revision of an environment and mark the replaced one bad."""
+    settings = _config.settings(c, line=line)
+    target = _environment(settings, environment)
+    b = settings.branches
+    rep = Reporter()
+    ws, user_task = preflight(settings, need_deploy=True, names=[b.master, b.production])
+    git = ws.git
+    with exclusive(ws), restored_head(ws, say=rep.say):
+        fetch_branches(git, settings, [b.master, b.production], dry_run=dry_run)
+        state = Ledger(git, settings.remote, settings.refs_prefix).state(target.name)
+        if not state.deployed:
+            raise UsageError("nothing is recorded as deployed to {}; there is nothing to roll back".format(target.name))
+        back = _rollback_target(git, state, revision, target.name)
+        rep.say("plan: redeploy {} to {} in place of {}, and mark {} bad for {}".format(
+            back[:12], target.name, state.deployed[:12], state.deployed[:12], target.name))
+        if dry_run:
+            rep.say("dry run: nothing was deployed or recorded")
+            return
+        result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say, how="rollback",
+                                 newer_wins=False, mark_replaced_bad=True)
+        rep.say("result: {}: {}; {} marked bad".format(target.name, result, state.deployed[:12]))
+
+
+def _rollback_target(git, state, revision, environment):
+    if revision:
+        sha = git.commit(revision)
+        if sha is None:
+            raise UsageError("unknown revision {!r}; fetch it or give a full commit id".format(revision))
+        if sha == state.deployed:
+            raise UsageError("{} already runs {}; name an earlier revision".format(environment, sha[:12]))
+        return sha
+    back = state.previous_good(state.deployed)
+    if back is None:
+        raise UsageError(
+            "the ledger has no earlier good deploy of {}; name one with --revision".format(environment)
+        )
+    if git.commit(back) is None:
+        raise UsageError("{} (the previous deploy) is no longer on the remote's branches".format(back[:12]))
+    return back
+
+
+# -- history --------------------------------------------------------------------
+
+
+@task(
+    help={
+        "environment": "The environment whose deploys to list.",
+        "limit": "How many entries to show, newest first (default 20).",
+        "line": LINE_HELP,
+    }
+)
+@boundary
+def history(c, environment, limit=20, line=None):
+    """List the deploys of an environment from the ledger on the remote, newest first."""
+    settings = _config.settings(c, line=line)
+    name = _config.environment_name(environment)
+    from .pipeline import _check_remote
+    from .workspace import open_workspace
+
+    git = open_workspace(".", settings.git_timeout).git
+    _check_remote(git, settings.remote)
+    state = Ledger(git, settings.remote, settings.refs_prefix).state(name, limit=int(limit))
+    if not state.entries:
+        print("no deploys of {} are recorded on {}".format(name, settings.remote))
+        return
+    bad = state.bad
+    print("{:<20} {:<8} {:<12} {:<9} {}".format("time", "result", "revision", "task", "by"))
+    for entry in state.entries:
+        mark = " (marked bad)" if entry.result == "deployed" and entry.revision in bad else ""
+        extra = "".join("  {}={}".format(k, v) for k, v in sorted(entry.extra.items()))
+        print("{:<20} {:<8} {:<12} {:<9} {}{}{}".format(
+            entry.time, entry.result, entry.revision[:12], entry.task, entry.by, mark, extra))

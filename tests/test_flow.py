@@ -1,0 +1,355 @@
+"""promote, hotfix, rollback, deploy, history: the week's tasks, run as a user runs them."""
+
+import signal
+import subprocess
+import time
+
+from conftest import Project, assert_user_error, git
+
+ENVIRONMENTS = """\
+environments:
+  qa: {}
+hotfix:
+  tag: "hotfix-{name}"
+  deploy: true
+"""
+
+
+def _released(make_project, checks=("test -f app.txt",)):
+    """A project whose pipeline has put one feature on master and staging."""
+    project = make_project(config=Project.config(checks=checks, extra=ENVIRONMENTS))
+    dev = project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+    proc = project.fab(ws, "continuity.pipeline")
+    assert proc.returncode == 0, proc.stderr
+    return project, ws, dev
+
+
+def _all_refs(project, ws):
+    return project.refs(), git(ws, "for-each-ref", "--format=%(refname) %(objectname)"), git(ws, "rev-parse", "HEAD")
+
+
+# -- promote ----------------------------------------------------------------------
+
+
+def test_promote_fast_forwards_production_and_deploys_it(make_project):
+    project, ws, dev = _released(make_project)
+
+    proc = project.fab(ws, "continuity.promote", "--yes")
+
+    assert proc.returncode == 0, proc.stderr
+    assert project.ref("production") == dev
+    assert project.deploys()[-1][:2] == ["production", dev]
+    assert project.ref("refs/continuity/deployed/production") == dev
+    assert "plan: move production" in proc.stdout and "1 commit(s)" in proc.stdout
+    again = project.fab(ws, "continuity.promote", "--yes")
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_promote_asks_for_confirmation_and_needs_yes_without_a_terminal(make_project):
+    project, ws, dev = _released(make_project)
+    before = project.refs()
+
+    proc = project.fab(ws, "continuity.promote")
+
+    assert_user_error(proc, "pass --yes")
+    assert project.refs() == before
+
+
+def test_promote_refuses_a_production_with_commits_master_lacks(make_project):
+    project, ws, dev = _released(make_project)
+    stray = project.push_to("production", "urgent fix pushed straight to production", urgent="!\n")
+    before = project.refs()
+
+    proc = project.fab(ws, "continuity.promote", "--yes")
+
+    assert_user_error(proc, "production has 1 commit(s) that master lacks", stray[:12],
+                      "Merge production into development")
+    assert project.refs() == before
+
+
+def test_promote_can_take_an_earlier_revision_of_master(make_project):
+    project, ws, first = _released(make_project)
+    project.push_to("development", "second", second="y\n")
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+
+    proc = project.fab(ws, "continuity.promote", "--yes", "--revision", first)
+
+    assert proc.returncode == 0, proc.stderr
+    assert project.ref("production") == first
+    older = project.fab(ws, "continuity.promote", "--yes", "--revision", project.ref("master") + "~2")
+    assert_user_error(older, "promote only moves it forward", "fab continuity.rollback production")
+
+
+def test_promote_refuses_a_revision_that_is_not_on_master(make_project):
+    project, ws, dev = _released(make_project)
+    elsewhere = project.push_to("development", "untested", untested="z\n")
+    proc = project.fab(project.workspace(), "continuity.promote", "--yes", "--revision", elsewhere)
+    assert_user_error(proc, "is not on master")
+
+
+# -- hotfix ----------------------------------------------------------------------
+
+
+def test_a_hotfix_goes_to_production_and_development_tagged_and_deployed(make_project):
+    project, ws, dev = _released(make_project)
+    assert project.fab(ws, "continuity.promote", "--yes").returncode == 0
+
+    start = project.fab(ws, "continuity.hotfix.start", "login")
+    assert start.returncode == 0, start.stderr
+    assert project.ref("hotfix/login") == dev
+    fix = project.push_to("hotfix/login", "fix the login", login="fixed\n")
+    later = project.push_to("development", "unrelated work", other="w\n")
+
+    proc = project.fab(ws, "continuity.hotfix.finish", "login")
+
+    assert proc.returncode == 0, proc.stderr
+    assert project.ref("production") == fix
+    merged = project.ref("development")
+    assert git(project.origin, "rev-list", "--parents", "-n1", merged).split()[1:] == [later, fix]
+    assert project.ref("refs/tags/hotfix-login") == fix
+    assert project.ref("hotfix/login") is None
+    assert project.deploys()[-1][:2] == ["production", fix]
+    assert "unrelated" not in git(project.origin, "log", "--format=%s", "production")
+
+
+def test_a_hotfix_conflict_stops_with_nothing_pushed_and_finish_resumes_after_the_fix(make_project):
+    project, ws, dev = _released(make_project)
+    project.fab(ws, "continuity.hotfix.start", "app")
+    fix = project.push_to("hotfix/app", "fix app", **{"app.txt": "version 1, fixed\n"})
+    project.push_to("development", "rework app", base="development", **{"app.txt": "version 2\n"})
+    before = project.refs()
+
+    proc = project.fab(ws, "continuity.hotfix.finish", "app")
+
+    assert_user_error(proc, "'hotfix/app' does not merge cleanly into 'development'", "app.txt", code=1)
+    assert project.refs() == before
+    # The developer resolves by merging the hotfix into development by hand.
+    git(project.dev, "fetch", "--quiet", "origin")
+    git(project.dev, "checkout", "--quiet", "--detach", "origin/development")
+    git(project.dev, "merge", "--quiet", "origin/hotfix/app", check=False)
+    project.write("app.txt", "version 2, fixed\n")
+    git(project.dev, "commit", "--quiet", "-am", "merge the hotfix into development")
+    git(project.dev, "push", "--quiet", "origin", "HEAD:refs/heads/development")
+    resolved = project.ref("development")
+
+    again = project.fab(ws, "continuity.hotfix.finish", "app")
+
+    assert again.returncode == 0, again.stderr
+    assert "plan: development already has hotfix/app" in again.stdout
+    assert project.ref("production") == fix
+    assert project.ref("development") == resolved
+    assert project.ref("hotfix/app") is None
+
+
+def test_a_hotfix_that_fails_its_checks_is_not_pushed(make_project):
+    project, ws, dev = _released(make_project, checks=["test ! -f broken"])
+    project.fab(ws, "continuity.hotfix.start", "oops")
+    project.push_to("hotfix/oops", "a broken fix", broken="yes\n")
+    before = project.refs()
+
+    proc = project.fab(ws, "continuity.hotfix.finish", "oops")
+
+    assert_user_error(proc, "check 'test ! -f broken' exited with code 1", code=1)
+    assert project.refs() == before
+    git(project.dev, "rm", "--quiet", "broken")
+    git(project.dev, "commit", "--quiet", "-m", "really fix it")
+    git(project.dev, "push", "--quiet", "origin", "HEAD:refs/heads/hotfix/oops")
+    assert project.fab(ws, "continuity.hotfix.finish", "oops").returncode == 0
+    assert project.ref("hotfix/oops") is None
+
+
+def test_finishing_an_unknown_hotfix_is_explained(project):
+    proc = project.fab(project.workspace(), "continuity.hotfix.finish", "nope")
+    assert_user_error(proc, "no branch hotfix/nope on origin")
+
+
+# -- rollback, deploy, history ------------------------------------------------------------
+
+
+def test_rollback_after_two_deploys_restores_the_first_and_marks_the_second_bad(make_project):
+    project, ws, first = _released(make_project)
+    second = project.push_to("development", "second", second="y\n")
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    assert project.ref("refs/continuity/deployed/staging") == second
+
+    proc = project.fab(ws, "continuity.rollback", "staging")
+
+    assert proc.returncode == 0, proc.stderr
+    assert project.deploys()[-1][:2] == ["staging", first]
+    assert project.ref("refs/continuity/deployed/staging") == first
+    history = project.fab(ws, "continuity.history", "staging")
+    lines = history.stdout.splitlines()
+    assert lines[1].split()[1:4] == ["bad", second[:12], "rollback"]
+    assert lines[2].split()[1:4] == ["deployed", first[:12], "rollback"]
+    assert "(marked bad)" in lines[3] and second[:12] in lines[3]
+    refused = project.fab(ws, "continuity.deploy", "staging", "--revision", second)
+    assert_user_error(refused, "is marked bad for staging", "--force")
+    forced = project.fab(ws, "continuity.deploy", "staging", "--revision", second, "--force")
+    assert forced.returncode == 0, forced.stderr
+
+
+def test_rollback_with_nothing_earlier_says_so(make_project):
+    project, ws, first = _released(make_project)
+    proc = project.fab(ws, "continuity.rollback", "staging")
+    assert_user_error(proc, "no earlier good deploy of staging", "--revision")
+
+
+def test_deploy_puts_master_on_any_configured_environment_and_records_it(make_project, monkeypatch):
+    project, ws, dev = _released(make_project)
+    monkeypatch.setenv("BUILD_URL", "https://jenkins.example/job/app/7/")
+
+    proc = project.fab(ws, "continuity.deploy", "qa")
+
+    assert proc.returncode == 0, proc.stderr
+    assert project.deploys()[-1][:2] == ["qa", dev]
+    history = project.fab(ws, "continuity.history", "qa").stdout
+    assert "deployed" in history and "https://jenkins.example/job/app/7/" in history
+    status = project.fab(ws, "continuity.status").stdout
+    assert "qa           runs {}, 0 commit(s) behind master".format(dev[:12]) in status
+
+
+def test_deploy_refuses_unknown_environments_and_production(make_project):
+    project, ws, dev = _released(make_project)
+    assert_user_error(project.fab(ws, "continuity.deploy", "moon"), "unknown environment 'moon'", "qa")
+    assert_user_error(project.fab(ws, "continuity.deploy", "production"), "fab continuity.promote")
+
+
+def test_a_failed_deploy_is_recorded_in_the_ledger(make_project):
+    project, ws, dev = _released(make_project)
+    proc = project.fab(ws, "continuity.deploy", "qa", env={"DEPLOY_FAIL": "1"})
+    assert proc.returncode == 1
+    history = project.fab(ws, "continuity.history", "qa").stdout
+    assert history.splitlines()[1].split()[1:3] == ["failed", dev[:12]]
+    assert project.ref("refs/continuity/deployed/qa") is None
+
+
+def test_deploys_from_two_tasks_to_one_environment_wait_for_each_other(make_project):
+    project, ws, dev = _released(make_project)
+    slow = project.popen(ws, "continuity.deploy", "qa", env={"DEPLOY_SLEEP": "2"})
+    _wait_ref(project, "refs/continuity/locks/deploy-qa", slow)
+
+    fast = project.fab(project.workspace(), "continuity.deploy", "qa")
+    slow.communicate(timeout=60)
+
+    assert slow.returncode == 0 and fast.returncode == 0, fast.stderr
+    assert "waiting for lock refs/continuity/locks/deploy-qa" in fast.stdout
+    assert "skipped: qa already runs" in fast.stdout
+    assert [d[0] for d in project.deploys()].count("qa") == 1
+
+
+# -- dry runs ------------------------------------------------------------------------------
+
+
+def test_dry_runs_change_no_ref_anywhere(make_project):
+    project, ws, first = _released(make_project)
+    project.push_to("development", "second", second="y\n")
+    assert project.fab(ws, "continuity.hotfix.start", "dry").returncode == 0
+    project.push_to("hotfix/dry", "a fix", dryfix="1\n")
+    git(ws, "fetch", "--quiet", "origin")
+    before, deploys = _all_refs(project, ws), project.deploys()
+
+    for args in (
+        ["continuity.pipeline"],
+        ["continuity.promote"],
+        ["continuity.hotfix.finish", "dry"],
+        ["continuity.rollback", "staging", "--revision", first + "~1"],
+        ["continuity.deploy", "qa"],
+        ["continuity.init"],
+    ):
+        proc = project.fab(ws, *args, "--dry-run")
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "plan" in proc.stdout or "nothing to do" in proc.stdout, (args, proc.stdout)
+        assert _all_refs(project, ws) == before, args
+    assert project.deploys() == deploys
+
+
+# -- locks ----------------------------------------------------------------------------------
+
+
+def test_a_killed_pipeline_leaves_a_lock_the_next_run_takes_over(make_project, tmp_path):
+    started = tmp_path / "started"
+    project = make_project(config=Project.config(checks=["touch {}; sleep ${{CHECK_SLEEP:-0}}".format(started)]))
+    project.push_to("development", "feature", feature="x\n")
+    killed = project.popen(project.workspace(), "continuity.pipeline", env={"CHECK_SLEEP": "60"})
+    _wait_ref(project, "refs/continuity/locks/pipeline", killed)
+    while not started.exists():
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    subprocess.run(["pkill", "-f", "sleep 60"], check=False)
+
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+
+    assert proc.returncode == 0, proc.stderr
+    assert "held by a run that is gone (pid {}".format(killed.pid) in proc.stdout
+    assert project.ref("refs/continuity/locks/pipeline") is None
+
+
+def test_an_old_lock_from_another_machine_is_reported_stale_and_can_be_broken(make_project, tmp_path):
+    project = make_project(config=Project.config(extra="lock_timeout: 1\nlock_stale_after: 60\n"))
+    project.push_to("development", "feature", feature="x\n")
+    tree = git(project.dev, "hash-object", "-t", "tree", "-w", "--stdin")
+    token = git(project.dev, "commit-tree", tree, "-m",
+                "continuity lock\n\nlock: pipeline\nhost: agent-7\npid: 4242\nstarted: 2026-01-01T00:00:00Z\n")
+    git(project.dev, "push", "--quiet", "origin", token + ":refs/continuity/locks/pipeline")
+    ws = project.workspace()
+
+    blocked = project.fab(ws, "continuity.pipeline")
+    listed = project.fab(ws, "continuity.locks")
+    broken = project.fab(ws, "continuity.unlock", "pipeline", "--yes")
+    after = project.fab(ws, "continuity.pipeline")
+
+    assert_user_error(blocked, "pid 4242 on agent-7", "looks stale", "fab continuity.unlock pipeline", code=1)
+    assert "pipeline" in listed.stdout and "agent-7" in listed.stdout
+    assert broken.returncode == 0, broken.stderr
+    assert after.returncode == 0, after.stderr
+
+
+def test_unlock_of_a_lock_nobody_holds_is_explained(project):
+    assert_user_error(project.fab(project.workspace(), "continuity.unlock", "pipeline", "--yes"), "no lock 'pipeline'")
+
+
+# -- development lines -------------------------------------------------------------------------
+
+LINES = """\
+lines:
+  "1.x":
+    branches:
+      development: development-1.x
+      master: master-1.x
+      production: production-1.x
+    auto_deploy: [staging-1.x]
+"""
+
+
+def test_a_maintenance_line_has_its_own_branches_and_ledger(make_project, tmp_path):
+    project = make_project(config=Project.config(extra=LINES))
+    main_before = (project.ref("master"), project.ref("development"))
+    git(project.dev, "push", "--quiet", "origin", "HEAD:refs/heads/master-1.x")
+    ws = project.workspace()
+
+    init = project.fab(ws, "continuity.init", "--line", "1.x")
+    fix = project.push_to("development-1.x", "fix for 1.x", onex="1\n")
+    proc = project.fab(ws, "continuity.pipeline", "--line", "1.x")
+
+    assert init.returncode == 0, init.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert project.ref("master-1.x") == fix
+    assert (project.ref("master"), project.ref("development")) == main_before
+    assert project.deploys()[-1][:2] == ["staging-1.x", fix]
+    assert project.ref("refs/continuity/lines/1.x/deployed/staging-1.x") == fix
+    assert project.ref("refs/continuity/deployed/staging-1.x") is None
+
+    runtime = tmp_path / "line-1.x.yaml"
+    runtime.write_text("continuity:\n  line: '1.x'\n")
+    status = project.fab(ws, "-f", str(runtime), "continuity.status")
+    assert "master-1.x" in status.stdout and "staging-1.x  runs" in status.stdout
+    assert_user_error(project.fab(ws, "continuity.status", "--line", "2.x"), "unknown line '2.x'", "1.x")
+
+
+def _wait_ref(project, ref, proc, timeout=30):
+    deadline = time.monotonic() + timeout
+    while project.ref(ref) is None:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
