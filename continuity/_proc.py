@@ -34,6 +34,11 @@ class Result:
     def ok(self):
         return self.exit_code == 0 and not self.timed_out
 
+    def tail_text(self):
+        """"last output:" and the tail, or "no output"."""
+        tail = self.tail.rstrip()
+        return "last output:\n" + tail if tail else "it printed nothing"
+
     def describe(self):
         """One line: what failed and how."""
         if self.timed_out:
@@ -61,6 +66,7 @@ def run_shell(command, cwd, timeout=None, env=None, out=None):
     timed_out = False
     try:
         proc.wait(timeout=timeout)
+        _stop_leftovers(proc)
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc)
@@ -80,6 +86,20 @@ def _pump(stream, out, tail):
         out.write(line)
         out.flush()
     stream.close()
+
+
+def _stop_leftovers(proc):
+    """The command exited; stop what it left running in its group (``cmd &``).
+
+    Otherwise a forgotten background process keeps our output pipe open and
+    lives on after the check that started it.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
 
 
 def _kill_group(proc):

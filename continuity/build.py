@@ -72,7 +72,7 @@ def run_step(step, cwd, candidate, stamp_dir, env=None, out=None):
     result = run_shell(step.command, cwd, timeout=step.timeout, env=env, out=out)
     if not result.ok:
         raise CommandFailed(
-            "build step '{}' ({}) {}; last output:\n{}".format(step.name, step.command, result.describe(), result.tail),
+            "build step '{}' ({}) {}; {}".format(step.name, step.command, result.describe(), result.tail_text()),
             result,
         )
     _write_stamp(stamp_dir, step, candidate)

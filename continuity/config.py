@@ -322,7 +322,7 @@ def _seconds(value, where, allow_none=True):
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError("{} must be a number of seconds, got {!r}".format(where, value)) from None
-    if number <= 0 or isinstance(value, bool):
+    if not number > 0 or number == float("inf") or isinstance(value, bool):
         raise ConfigError("{} must be a positive number of seconds, got {!r}".format(where, value))
     return number
 

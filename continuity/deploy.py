@@ -25,7 +25,7 @@ from .errors import DeployError, UsageError
 from .ledger import Ledger
 from .lock import remote_lock
 
-__all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "call_deploy", "annotate"]
+__all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "call_deploy", "annotate", "describe_failure"]
 
 _registered = {}
 
@@ -146,15 +146,17 @@ def call_deploy(c, task, target, revision, say=print, line="main"):
             return deploy_hosts(c, task, target, kwargs, say=say)
         try:
             task(c, **kwargs)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            detail = str(exc).strip().splitlines()
-            raise DeployError(
-                "deploy to {} failed: {}: {}".format(
-                    environment, type(exc).__name__, detail[-1] if detail else "no message"
-                )
-            ) from exc
+        except Exception as exc:  # Ctrl-C and SIGTERM are BaseExceptions: they pass
+            raise DeployError("deploy to {} failed: {}".format(environment, describe_failure(exc))) from exc
+
+
+def describe_failure(exc):
+    """One line for an exception raised by the user's deploy code."""
+    result = getattr(exc, "result", None)
+    if result is not None and hasattr(result, "command") and hasattr(result, "exited"):
+        return "command {!r} exited with code {}".format(result.command, result.exited)
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return "{}: {}".format(type(exc).__name__, lines[-1].strip() if lines else "no message")
 
 
 def _accepts(task, name):

@@ -1,7 +1,7 @@
 """The one error hierarchy of continuity.
 
 Every error a user can cause or meet is a `ContinuityError` with a message
-that says what happened and what to change. `continuity.tasks.boundary` turns
+that says what happened and what to change. `continuity._task.boundary` turns
 them into `invoke.Exit`, so ``fab`` prints one line and exits non-zero; any
 other exception is our bug and keeps its traceback.
 """

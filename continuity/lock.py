@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from invoke import task
 
 from ._task import boundary, confirm
-from .errors import LockError, UsageError
+from .errors import ContinuityError, LockError, UsageError
 
 __all__ = ["remote_lock", "list_locks", "break_lock", "locks", "unlock"]
 
@@ -38,9 +38,18 @@ def remote_lock(git, settings, name, say=print, poll=0.5):
     try:
         yield token
     finally:
-        result = git.push(settings.remote, [("", ref)], leases=[(ref, token)])
-        if not result.ok:
-            say("warning: lock {} was no longer ours when we released it".format(name))
+        _release(git, settings, ref, token, name, say)
+
+
+def _release(git, settings, ref, token, name, say):
+    """Delete our lock; a failure here must not hide the run's own error."""
+    try:
+        released = git.push(settings.remote, [("", ref)], leases=[(ref, token)]).ok
+    except ContinuityError as exc:
+        say("warning: could not release lock {}: {}; `fab continuity.unlock {}` breaks it".format(name, exc, name))
+        return
+    if not released:
+        say("warning: lock {} was no longer ours when we released it".format(name))
 
 
 def _acquire(git, settings, ref, token, say, poll):

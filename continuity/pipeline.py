@@ -173,8 +173,9 @@ def _require_branches(git, settings, names):
     missing = [name for name in dict.fromkeys(names) if name not in heads]
     if missing:
         raise UsageError(
-            "remote '{}' has no branch {}; create it with `fab continuity.init`".format(
-                settings.remote, " and no branch ".join("'{}'".format(m) for m in missing)
+            "remote '{}' has no branch {}; create {} with `fab continuity.init`".format(
+                settings.remote, " and no branch ".join("'{}'".format(m) for m in missing),
+                "it" if len(missing) == 1 else "them",
             )
         )
     return heads
@@ -239,14 +240,16 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run):
         with rep.stage("push") as info:
             pushed = _push(git, settings, candidate)
             info["detail"] = _push_detail(pushed, settings, candidate)
+            info["status"] = "ok" if pushed else "refused"
         if pushed:
             outcome.state = "pushed"
             if settings.docker is not None:
                 with rep.stage("publish") as info:
                     info["detail"] = _docker().pipeline_publish(settings, ws, candidate, rep)
             break
-        rep.say("{} moved while we were testing; starting again on the new {} (attempt {} of {})".format(
-            branches.master, branches.master, attempt + 1, settings.max_attempts))
+        if attempt < settings.max_attempts:
+            rep.say("{} moved while we were testing; starting again on the new {} (attempt {} of {})".format(
+                branches.master, branches.master, attempt + 1, settings.max_attempts))
     else:
         raise ContinuityError(
             "{0} kept moving on {1} while we tested ({2} attempts); nothing was pushed. Run the pipeline "

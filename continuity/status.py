@@ -30,8 +30,9 @@ def show_status(settings, out=None):
     missing = [n for n in names if n not in heads]
     if missing:
         raise UsageError(
-            "remote '{}' has no branch {}; create it with `fab continuity.init`".format(
-                settings.remote, ", ".join("'{}'".format(m) for m in missing)
+            "remote '{}' has no branch {}; create {} with `fab continuity.init`".format(
+                settings.remote, " and no branch ".join("'{}'".format(m) for m in missing),
+                "it" if len(missing) == 1 else "them",
             )
         )
 

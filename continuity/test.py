@@ -26,7 +26,7 @@ def run_checks(checks, cwd, env=None, out=None, say=print, record=None):
             record(check.name, check.command, result)
         if not result.ok:
             raise CommandFailed(
-                "check '{}' {}; last output:\n{}".format(check.name, result.describe(), result.tail.rstrip()),
+                "check '{}' {}; {}".format(check.name, result.describe(), result.tail_text()),
                 result,
             )
     return results

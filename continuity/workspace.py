@@ -83,7 +83,9 @@ def restored_head(ws, say=print):
     try:
         yield
     finally:
-        if ws.git.head() != (branch, sha):
+        # The run started clean, so tracked changes now are the build's or a
+        # check's, never the user's: put the checkout back exactly.
+        if ws.git.head() != (branch, sha) or ws.git.dirty_files():
             _return_to(ws.git, branch, sha, say)
 
 

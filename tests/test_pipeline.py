@@ -340,3 +340,31 @@ def _wait_for(path, timeout=30):
     while not path.exists():
         assert time.monotonic() < deadline, "timed out waiting for " + str(path)
         time.sleep(0.05)
+
+
+def test_a_check_that_edits_tracked_files_does_not_jam_the_next_run(make_project):
+    project = make_project(config=Project.config(checks=["echo scribble >> app.txt"]))
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace(sha=project.ref("master"))
+
+    first = project.fab(ws, "continuity.pipeline")
+
+    assert first.returncode == 0, first.stderr
+    assert git(ws, "status", "--porcelain", "--untracked-files=no") == ""
+    project.push_to("development", "more", more="y\n")
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+
+
+def test_a_failing_deploy_command_is_named_in_the_error(make_project):
+    fabfile = (
+        "from fabric import task\nfrom invoke import Collection\nimport continuity\n\n"
+        "@task\ndef deploy(c, environment):\n    c.run('exit 23', in_stream=False)\n\n"
+        "ns = Collection(deploy, continuity)\n"
+    )
+    project = make_project(fabfile=fabfile)
+    project.push_to("development", "feature", feature="x\n")
+
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+
+    assert proc.returncode == 1
+    assert "deploy to staging failed: command 'exit 23' exited with code 23" in proc.stderr

@@ -205,3 +205,21 @@ def test_importing_continuity_does_not_import_heavy_libraries():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_background_process_left_by_a_command_is_stopped_when_it_exits(tmp_path):
+    start = time.monotonic()
+    result = run_shell("sleep 300 & echo $! > left.pid; echo done", str(tmp_path), out=_Sink())
+    assert result.ok and result.tail == "done\n"
+    assert time.monotonic() - start < 3
+    left = int((tmp_path / "left.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):
+            os.kill(left, 0)
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", float("inf")])
+def test_timeouts_must_be_finite(value):
+    with pytest.raises(ConfigError):
+        cfg.parse({"check_timeout": value})
