@@ -21,6 +21,7 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/hosts.py
 
 venv: $(STAMP)
 

@@ -23,14 +23,18 @@ from dataclasses import dataclass
 
 from .errors import DeployError
 
-__all__ = ["deploy_hosts", "HostResult", "DEFAULT_CONNECT_TIMEOUT"]
+__all__ = ["deploy_hosts", "HostResult", "error_line", "DEFAULT_CONNECT_TIMEOUT"]
 
 #: Seconds to wait for a host to answer when neither the environment, nor
-#: Fabric's ``timeouts.connect``, nor ``~/.ssh/config`` sets a limit: a CI job
-#: must not hang on a host that drops packets.
+#: ``~/.ssh/config``, nor Fabric's ``timeouts.connect`` sets a limit: a CI
+#: job must not hang on a host that drops packets.
 DEFAULT_CONNECT_TIMEOUT = 30
 
 _COMMAND_CHARS = 80
+
+#: Set by `deploy.call_deploy`; all are a SHA or a validated name, safe for
+#: the unquoted ``export`` Fabric puts in front of remote commands.
+_FORWARDED = ("CONTINUITY_REVISION", "CONTINUITY_ENVIRONMENT", "CONTINUITY_LINE")
 
 
 @dataclass
@@ -60,27 +64,33 @@ def deploy_hosts(c, task, target, kwargs, say=print):
     say("deploy: {}: {} host(s), {} at a time{}".format(
         target.name, len(target.hosts), workers, ", stopping at the first failure" if target.fail_fast else ""))
     results = _run_all(c, task, target, kwargs, workers, say)
-    print_table(results, say)
+    _print_table(results, say)
     if any(not result.ok for result in results):
-        raise DeployError(failure_summary(target.name, results))
+        raise DeployError(_failure_summary(target.name, results))
     return results
 
 
+class _Run:
+    """What the threads of one deploy share."""
+
+    def __init__(self, c, task, target, kwargs, say):
+        self.c, self.task, self.target, self.kwargs, self.say = c, task, target, kwargs, say
+        self.failed = threading.Event()  # with fail_fast: start no more hosts
+        self.cancelled = threading.Event()  # Ctrl-C or SIGTERM: start none, say nothing more
+        self.connections = set()  # open ones, to cut off when cancelled
+
+
 def _run_all(c, task, target, kwargs, workers, say):
-    stop = threading.Event()
-    open_connections = set()
+    run = _Run(c, task, target, kwargs, say)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="continuity-deploy")
-    futures = [
-        pool.submit(_deploy_one, c, task, target, host, kwargs, stop, open_connections, say)
-        for host in target.hosts
-    ]
+    futures = [pool.submit(_deploy_one, run, host) for host in target.hosts]
     try:
         results = [future.result() for future in futures]
     except BaseException:
-        # Ctrl-C or SIGTERM (only the main thread sees signals): start no
-        # more hosts and cut the running ones off, so their threads end too.
-        stop.set()
-        for connection in list(open_connections):
+        # Only the main thread sees signals: start no more hosts and close
+        # the running ones' connections, so that their threads end too.
+        run.cancelled.set()
+        for connection in list(run.connections):
             _close(connection)
         pool.shutdown(wait=False, cancel_futures=True)
         raise
@@ -88,26 +98,27 @@ def _run_all(c, task, target, kwargs, workers, say):
     return results
 
 
-def _deploy_one(c, task, target, host, kwargs, stop, open_connections, say):
-    if stop.is_set():
+def _deploy_one(run, host):
+    if run.failed.is_set() or run.cancelled.is_set():
         return HostResult(host, "not started", error="an earlier host failed and fail_fast is on")
     start = time.monotonic()
     try:
-        connection = connect(c, target, host)
+        connection = _connect(run.c, run.target, host)
     except ValueError as exc:  # a host string Fabric cannot read
-        connection, result = None, HostResult(host, "FAILED", error=str(exc))
+        result = HostResult(host, "FAILED", error=str(exc))
     else:
-        open_connections.add(connection)
+        run.connections.add(connection)
         try:
-            result = _open_and_call(task, connection, kwargs, host)
+            result = _open_and_call(run.task, connection, run.kwargs, host)
         finally:
-            open_connections.discard(connection)
+            run.connections.discard(connection)
             _close(connection)
     result.seconds = time.monotonic() - start
-    if not result.ok and target.fail_fast:
-        stop.set()
-    say("deploy: {}: {} in {:.2f}s{}".format(
-        host, result.status, result.seconds, ": " + result.error if result.error else ""))
+    if not result.ok and run.target.fail_fast:
+        run.failed.set()
+    if not run.cancelled.is_set():
+        run.say("deploy: {}: {} in {:.2f}s{}".format(
+            host, result.status, result.seconds, ": " + result.error if result.error else ""))
     return result
 
 
@@ -124,11 +135,11 @@ def _open_and_call(task, connection, kwargs, host):
     return HostResult(host, "ok")
 
 
-def connect(c, target, host):
+def _connect(c, target, host):
     """A `fabric.Connection` to ``host`` with ``target``'s SSH settings.
 
     ``user@host:port`` in the host string wins over the environment's
-    ``user`` and ``port``, which win over Fabric's config and ``~/.ssh/config``.
+    ``user`` and ``port``, which win over ``~/.ssh/config`` and Fabric's config.
     """
     from fabric import Config, Connection
     from fabric.connection import derive_shorthand
@@ -152,14 +163,13 @@ def connect(c, target, host):
     connection = Connection(host, config=config, **options)
     if connection.connect_timeout is None:
         connection.connect_timeout = DEFAULT_CONNECT_TIMEOUT
-    # Remote commands see the revision too (Fabric prefixes them with
-    # ``export``; our values are a SHA and a validated environment name).
+    # Remote commands see the revision too.
     connection.config.run.env = dict(connection.config.run.env or {}, **_continuity_env())
     return connection
 
 
 def _continuity_env():
-    return {key: os.environ[key] for key in ("CONTINUITY_REVISION", "CONTINUITY_ENVIRONMENT") if os.environ.get(key)}
+    return {key: os.environ[key] for key in _FORWARDED if os.environ.get(key)}
 
 
 def _close(connection):
@@ -173,17 +183,22 @@ def _close(connection):
 
 
 def error_line(exc):
-    """What went wrong in the user's task, in one line."""
+    """What went wrong in the user's task on one host, in one line.
+
+    As for a local deploy (`deploy.describe_failure`), plus the last line the
+    failed command wrote: with ``hide=True`` it is nowhere else in the log.
+    """
     from invoke.exceptions import CommandTimedOut, Failure
 
+    from .deploy import describe_failure
+
     if isinstance(exc, CommandTimedOut):
-        return "`{}` timed out after {}s".format(_short(exc.result.command), exc.timeout)
-    if isinstance(exc, Failure) and getattr(exc.result, "exited", None) is not None:
-        result = exc.result
-        text = "`{}` exited with code {}".format(_short(result.command), result.exited)
-        last = _last_line(result.stderr) or _last_line(result.stdout)
-        return text + (": " + last if last else "")
-    return "{}: {}".format(type(exc).__name__, _last_line(str(exc)) or "no message")
+        return "command {!r} timed out after {}s".format(_short(exc.result.command), exc.timeout)
+    text = describe_failure(exc)
+    if isinstance(exc, Failure):
+        last = _last_line(exc.result.stderr) or _last_line(exc.result.stdout)
+        text += ": " + last if last else ""
+    return text
 
 
 def _connect_error(exc, connection):
@@ -224,7 +239,7 @@ def _short(command):
     return command if len(command) <= _COMMAND_CHARS else command[: _COMMAND_CHARS - 3] + "..."
 
 
-def print_table(results, say):
+def _print_table(results, say):
     """host, duration, ok or the error line: one row per host."""
     width = max([len("host")] + [len(result.host) for result in results])
     say("{:<{w}}  {:>8}  {}".format("host", "time", "result", w=width))
@@ -233,7 +248,7 @@ def print_table(results, say):
         say("{:<{w}}  {:>8}  {}".format(result.host, seconds, result.describe(), w=width))
 
 
-def failure_summary(environment, results):
+def _failure_summary(environment, results):
     """One line for `DeployError`: which hosts failed and why."""
     failed = [r for r in results if not r.ok and r.status != "not started"]
     skipped = [r for r in results if r.status == "not started"]

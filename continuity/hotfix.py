@@ -24,7 +24,7 @@ from . import test as _test
 from ._task import boundary
 from .deploy import deploy_revision
 from .errors import ContinuityError, UsageError
-from .pipeline import LINE_HELP, _command_env, fetch_branches, preflight, remote_heads
+from .pipeline import LINE_HELP, _command_env, fetch_branches, preflight, remote_heads, reported
 from .report import Reporter
 from .workspace import exclusive, restored_head
 
@@ -99,17 +99,22 @@ def finish(c, name, tag=None, dry_run=False, line=None):
         if dry_run:
             rep.say("dry run: nothing was merged, checked, pushed, deployed or deleted")
             return
-        if plan["production"] is not None:
-            _check(rep, ws, settings, plan["production"])
-        production = _push(git, settings, branch, heads, plan, tag)
-        if settings.hotfix.deploy:
-            environment = settings.environment(settings.production_environment)
-            result = deploy_revision(c, user_task, git, settings, environment, production, say=rep.say, how="hotfix")
-            rep.say("deploy: {}: {}".format(environment.name, result))
-        ref = _HEADS + branch
-        if not git.push(settings.remote, [("", ref)], leases=[(ref, heads[branch])]).ok:
-            raise ContinuityError("{} moved while finishing; its new commits are not merged: run finish again".format(branch))
-        rep.say("result: {} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch))
+        run = {"revisions": {"base": heads[b.production], "candidate": heads[branch]},
+               "commits": git.commits("{}..{}".format(heads[b.production], heads[branch]))}
+        with reported(settings, rep, "hotfix", run):
+            if plan["production"] is not None:
+                _check(rep, ws, settings, plan["production"])
+            production = _push(git, settings, branch, heads, plan, tag)
+            if settings.hotfix.deploy:
+                environment = settings.environment(settings.production_environment)
+                result = deploy_revision(c, user_task, git, settings, environment, production, say=rep.say, how="hotfix")
+                run["deployed"] = {environment.name: result}
+                rep.say("deploy: {}: {}".format(environment.name, result))
+            ref = _HEADS + branch
+            if not git.push(settings.remote, [("", ref)], leases=[(ref, heads[branch])]).ok:
+                raise ContinuityError("{} moved while finishing; its new commits are not merged: run finish again".format(branch))
+            run.update(state="finished", summary="{} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch))
+            rep.say("result: " + run["summary"])
 
 
 def _tag(settings, git, name, tag):

@@ -126,6 +126,45 @@ def _record(settings, ws, rep, outcome, summary, exc=None):
     return record
 
 
+@contextmanager
+def reported(settings, rep, task_name, run):
+    """Give a task other than the pipeline the same JUnit report and notifications.
+
+    ``run`` is a dict the task fills as it goes: ``revisions``, ``deployed``,
+    ``commits``, ``state`` and ``summary``.
+    """
+    try:
+        yield run
+    except BaseException as exc:
+        _after_run(settings, rep, _task_record(settings, rep, task_name, run, exc), None)
+        raise
+    _after_run(settings, rep, _task_record(settings, rep, task_name, run), None)
+
+
+def _task_record(settings, rep, task_name, run, exc=None):
+    failed = [stage for stage in rep.stages if stage.status == "FAILED"]
+    result = getattr(exc, "result", None)
+    return RunRecord(
+        task=task_name,
+        line=settings.line,
+        ok=exc is None,
+        state=run.get("state", "done") if exc is None else "failed",
+        summary=run.get("summary", "") if exc is None else "FAILED: " + (str(exc).splitlines() or [""])[0],
+        stages=list(rep.stages),
+        checks=list(rep.checks),
+        error=str(exc) if exc is not None else "",
+        failed_stage=failed[-1].name if failed else (task_name if exc is not None else ""),
+        failed_command=getattr(result, "command", "") or "",
+        output_tail=getattr(result, "tail", "") or "",
+        revisions=dict(run.get("revisions", {})),
+        commits=list(run.get("commits", [])),
+        deployed=dict(run.get("deployed", {})),
+        build_url=os.environ.get("BUILD_URL", ""),
+        remote=settings.remote,
+        branches=dict(vars(settings.branches)),
+    )
+
+
 def _after_run(settings, rep, record, junit):
     """JUnit report and notifications: they never change the run's result."""
     path = junit or settings.junit

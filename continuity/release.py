@@ -19,7 +19,7 @@ from ._task import boundary, confirm
 from .deploy import deploy_revision
 from .errors import ContinuityError, UsageError
 from .ledger import Ledger
-from .pipeline import LINE_HELP, fetch_branches, preflight
+from .pipeline import LINE_HELP, fetch_branches, preflight, reported
 from .report import Reporter
 from .workspace import exclusive, restored_head
 
@@ -80,9 +80,11 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
         if dry_run:
             rep.say("dry run: nothing was deployed or recorded")
             return
-        result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say, how="deploy",
-                                 newer_wins=revision is None, allow_bad=force)
-        rep.say("result: {}: {}".format(target.name, result))
+        with reported(settings, rep, "deploy", {"revisions": {"candidate": sha, "base": current}}) as run:
+            result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say, how="deploy",
+                                     newer_wins=revision is None, allow_bad=force)
+            run.update(deployed={target.name: result}, state="deployed", summary="{}: {}".format(target.name, result))
+            rep.say("result: {}: {}".format(target.name, result))
 
 
 # -- promote --------------------------------------------------------------------
@@ -119,13 +121,18 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
             rep.say("dry run: nothing was moved, pushed or deployed")
             return
         confirm("Promote {} to {}?".format(target[:12], environment.name), yes)
-        _move_production(git, settings, production, target)
-        if settings.docker is not None:
-            from .docker import promote_image
+        run = {"revisions": {"base": production, "candidate": target},
+               "commits": git.commits("{}..{}".format(production, target)) if production != target else []}
+        with reported(settings, rep, "promote", run):
+            _move_production(git, settings, production, target)
+            if settings.docker is not None:
+                from .docker import promote_image
 
-            rep.say("image: " + promote_image(settings, ws, target, rep.say))
-        result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say, how="promote")
-        rep.say("result: {} at {}; {}: {}".format(b.production, target[:12], environment.name, result))
+                rep.say("image: " + promote_image(settings, ws, target, rep.say))
+            result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say, how="promote")
+            run.update(deployed={environment.name: result}, state="deployed",
+                       summary="{} at {}; {}: {}".format(b.production, target[:12], environment.name, result))
+            rep.say("result: " + run["summary"])
 
 
 def _require_fast_forward(git, settings, production, target, master):
@@ -200,9 +207,12 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
         if dry_run:
             rep.say("dry run: nothing was deployed or recorded")
             return
-        result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say, how="rollback",
-                                 newer_wins=False, mark_replaced_bad=True)
-        rep.say("result: {}: {}; {} marked bad".format(target.name, result, state.deployed[:12]))
+        with reported(settings, rep, "rollback", {"revisions": {"base": state.deployed, "candidate": back}}) as run:
+            result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say, how="rollback",
+                                     newer_wins=False, mark_replaced_bad=True)
+            run.update(deployed={target.name: result}, state="deployed",
+                       summary="{}: {}; {} marked bad".format(target.name, result, state.deployed[:12]))
+            rep.say("result: " + run["summary"])
 
 
 def _rollback_target(git, state, revision, environment):

@@ -1,7 +1,7 @@
 """promote, hotfix, rollback, deploy, history: the week's tasks, run as a user runs them."""
 
+import os
 import signal
-import subprocess
 import time
 
 from conftest import Project, assert_user_error, git
@@ -269,7 +269,8 @@ def test_dry_runs_change_no_ref_anywhere(make_project):
 
 def test_a_killed_pipeline_leaves_a_lock_the_next_run_takes_over(make_project, tmp_path):
     started = tmp_path / "started"
-    project = make_project(config=Project.config(checks=["touch {}; sleep ${{CHECK_SLEEP:-0}}".format(started)]))
+    check = "echo $$ > {0}.tmp && mv {0}.tmp {0}; sleep ${{CHECK_SLEEP:-0}}".format(started)
+    project = make_project(config=Project.config(checks=[check]))
     project.push_to("development", "feature", feature="x\n")
     killed = project.popen(project.workspace(), "continuity.pipeline", env={"CHECK_SLEEP": "60"})
     _wait_ref(project, "refs/continuity/locks/pipeline", killed)
@@ -277,7 +278,7 @@ def test_a_killed_pipeline_leaves_a_lock_the_next_run_takes_over(make_project, t
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    subprocess.run(["pkill", "-f", "sleep 60"], check=False)
+    os.killpg(int(started.read_text()), signal.SIGKILL)  # the orphaned check (its own process group)
 
     proc = project.fab(project.workspace(), "continuity.pipeline")
 
@@ -353,3 +354,37 @@ def _wait_ref(project, ref, proc, timeout=30):
     while project.ref(ref) is None:
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
+
+
+def test_promote_notifies_like_the_pipeline(make_project, tmp_path):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = "http://127.0.0.1:{}/hook".format(server.server_port)
+    project, ws, dev = _released(make_project)
+    env = {"FABRIC_CONTINUITY_NOTIFY_EVENTS": "deploy"}
+    extra = "notify:\n  webhooks:\n    - url: {}\n".format(url)
+    project.push_to("development", "notify config", **{"fabric.yaml": Project.config(extra=ENVIRONMENTS + extra)})
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.pipeline", env=env).returncode == 0
+
+    proc = project.fab(ws, "continuity.promote", "--yes", env=env)
+
+    server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert [payload["task"] for payload in received] == ["pipeline", "promote"], received
+    assert received[-1]["deployed"] == {"production": "deployed"}

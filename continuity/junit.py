@@ -1,0 +1,146 @@
+"""A JUnit XML report of a run, for Jenkins' ``junit`` step.
+
+One ``<testsuite>`` named after the task (``continuity.pipeline``) holds a
+test case per stage (classname ``continuity.stage``) and per check or build
+step that ran (``continuity.check``, ``continuity.build``), each with its
+duration. A failed one carries a ``<failure>`` with the error and the last
+lines of output; a skipped stage is ``<skipped/>``. A run that failed outside
+any stage gets one more failed case, ``continuity.run``, so a red build never
+shows an all-green report.
+
+The file is written next to its final path and renamed into place, so
+Jenkins never reads half a report.
+"""
+
+import os
+import re
+import socket
+import tempfile
+import xml.etree.ElementTree as ET
+
+__all__ = ["write_report", "build_report"]
+
+#: What XML 1.0 cannot hold (most control characters), and terminal colours.
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def write_report(path, record):
+    """Write the report of ``record`` (a `report.RunRecord`) to ``path``; OSError if we cannot."""
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    suite = build_report(record)
+    ET.indent(suite)
+    data = ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".continuity-junit-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data + b"\n")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        _remove(temporary)
+        raise
+    return path
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def build_report(record):
+    """The ``<testsuite>`` element of ``record``."""
+    cases = _stage_cases(record) + _command_cases(record) + _run_case(record)
+    suite = ET.Element("testsuite", {
+        "name": "continuity." + record.task,
+        "tests": str(len(cases)),
+        "failures": str(sum(1 for case in cases if case.find("failure") is not None)),
+        "errors": "0",
+        "skipped": str(sum(1 for case in cases if case.find("skipped") is not None)),
+        "time": _seconds(sum(stage.seconds for stage in record.stages)),
+        "hostname": socket.gethostname(),
+    })
+    suite.append(_properties(record))
+    suite.extend(cases)
+    return suite
+
+
+def _properties(record):
+    properties = ET.Element("properties")
+    values = [("line", record.line), ("state", record.state), ("summary", record.summary),
+              ("build_url", record.build_url), ("remote", record.remote)]
+    values += [("revision." + key, sha) for key, sha in record.revisions.items()]
+    for name, value in values:
+        if value:
+            ET.SubElement(properties, "property", name=name, value=_clean(value))
+    return properties
+
+
+def _stage_cases(record):
+    cases = []
+    for name, stage in _numbered(record.stages):
+        case = _case("continuity.stage", name, stage.seconds)
+        if stage.status == "FAILED":
+            _fail(case, stage.error or stage.detail or "failed")
+        elif stage.status == "skipped":
+            ET.SubElement(case, "skipped", message=_clean(stage.detail))
+        elif stage.detail:
+            ET.SubElement(case, "system-out").text = _clean(stage.detail)
+        cases.append(case)
+    return cases
+
+
+def _command_cases(record):
+    cases = []
+    for name, check in _numbered(record.checks):
+        result = check.result
+        case = _case("continuity." + check.kind, name, result.duration)
+        if result.ok:
+            ET.SubElement(case, "system-out").text = _clean("$ {}\n{}".format(check.command, result.tail))
+        else:
+            command = "" if check.command == check.name else " ({})".format(check.command)
+            _fail(case, "{} '{}'{} {}; last output:\n{}".format(
+                check.kind, check.name, command, result.describe(), result.tail))
+        cases.append(case)
+    return cases
+
+
+def _run_case(record):
+    """A failure no stage holds (such as 'master kept moving')."""
+    if record.ok or any(stage.status == "FAILED" for stage in record.stages):
+        return []
+    case = _case("continuity.run", record.task, 0.0)
+    _fail(case, record.error or record.summary)
+    return [case]
+
+
+def _numbered(items):
+    """(name, item); a name seen before (a stage of a retried attempt) gets " #2", " #3"..."""
+    seen = {}
+    for item in items:
+        seen[item.name] = seen.get(item.name, 0) + 1
+        yield (item.name if seen[item.name] == 1 else "{} #{}".format(item.name, seen[item.name])), item
+
+
+def _case(classname, name, seconds):
+    return ET.Element("testcase", classname=classname, name=_clean(name), time=_seconds(seconds))
+
+
+def _fail(case, text):
+    """A ``<failure>``: the whole text inside, its first and last lines as the message."""
+    lines = [line.strip() for line in _clean(text).splitlines() if line.strip()] or ["failed"]
+    message = lines[0] if len(lines) == 1 else "{} {}".format(lines[0], lines[-1])
+    failure = ET.SubElement(case, "failure", message=message, type="failure")
+    failure.text = _clean(text)
+
+
+def _clean(text):
+    return _NOT_XML.sub("", _ANSI.sub("", str(text or "")))
+
+
+def _seconds(value):
+    return "{:.3f}".format(max(0.0, value or 0.0))
