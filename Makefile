@@ -22,6 +22,7 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/hosts.py
+	$(BIN)/python benchmarks/docker_context.py
 
 venv: $(STAMP)
 

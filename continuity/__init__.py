@@ -17,6 +17,7 @@ then run ``fab continuity.pipeline`` (in Jenkins, from the workspace root).
 
 from invoke import Collection
 
+from . import docker as _docker
 from . import hotfix as _hotfix
 from . import release as _release
 from .config import Settings, _collection_defaults, settings
@@ -50,4 +51,5 @@ __all__ = [
 # ``continuity.deploy`` stays the module (register_deploy, annotate, ...).
 ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock)
 ns.add_collection(_hotfix.ns)
+ns.add_collection(_docker.ns)
 ns.configure(_collection_defaults())

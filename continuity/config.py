@@ -185,7 +185,7 @@ def _accept_env_strings():
         return
 
     def _path_set(self, key_path, value):
-        if key_path and key_path[0] == "continuity" and not isinstance(self._path_get(key_path), bool):
+        if key_path and key_path[0] == "continuity":
             target = self.data
             for key in key_path[:-1]:
                 target = target.setdefault(key, {})
@@ -197,7 +197,30 @@ def _accept_env_strings():
     Environment._path_set = _path_set
 
 
+def _accept_null_mappings():
+    """``hotfix:`` with nothing under it (YAML null) means "the defaults".
+
+    Invoke refuses to merge None over a mapping default (AmbiguousMergeError,
+    with a traceback, before any task runs). A null over a mapping now leaves
+    the mapping as it was.
+    """
+    import invoke.config as invoke_config
+
+    original = invoke_config.merge_dicts
+    if getattr(original, "_continuity", False):
+        return
+
+    def merge_dicts(base, updates):
+        if updates and any(v is None and isinstance(base.get(k), dict) for k, v in updates.items()):
+            updates = {k: v for k, v in updates.items() if not (v is None and isinstance(base.get(k), dict))}
+        return original(base, updates)
+
+    merge_dicts._continuity = True
+    invoke_config.merge_dicts = merge_dicts
+
+
 _accept_env_strings()
+_accept_null_mappings()
 
 
 def settings(c, line=None):

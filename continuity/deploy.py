@@ -71,10 +71,14 @@ def annotate(**fields):
     Call it from your deploy task (the Docker rollout helper does); values
     are recorded as ``key: value`` lines in the entry.
     """
+    reserved = sorted(set(fields) & _RESERVED)
+    if reserved:
+        raise UsageError("annotate(): {} is recorded by continuity itself; use other names".format(", ".join(reserved)))
     _annotations.update({key: str(value) for key, value in fields.items()})
 
 
 _annotations = {}
+_RESERVED = {"environment", "revision", "result", "time", "by", "task", "line", "previous", "error", "reason"}
 
 
 def deploy_revision(c, task, git, settings, target, revision, say=print, how="pipeline",

@@ -222,6 +222,7 @@ class Git:
 
 
 def _describe(args, proc):
-    lines = [line for line in (proc.stderr or proc.stdout or "").strip().splitlines() if line.strip()]
-    detail = lines[-1].strip() if lines else "exit code {}".format(proc.returncode)
+    lines = [line.strip() for line in (proc.stderr or proc.stdout or "").strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    detail = (errors or lines or ["exit code {}".format(proc.returncode)])[0]
     return "git {} failed: {}".format(args[0], detail)

@@ -32,11 +32,18 @@ __all__ = ["ns", "start", "finish"]
 
 _HEADS = "refs/heads/"
 
+#: Never "merge the other side into the hotfix": that would ship unreleased
+#: development work to production.
+_ADVICE = ("Merge '{0}' into '{1}' by hand, resolve the conflicts, push '{1}', then run "
+           "`fab continuity.hotfix.finish` again: it skips the side that already has the hotfix.")
+
 
 def _branch(settings, git, name):
     branch = settings.hotfix.prefix + name
     if not name or not git.valid_branch(branch):
         raise UsageError("{!r} is not a valid hotfix name: {!r} is not a legal branch name".format(name, branch))
+    if branch in vars(settings.branches).values():
+        raise UsageError("{!r} is one of the line's own branches; pick another hotfix name".format(branch))
     return branch
 
 
@@ -133,7 +140,7 @@ def _plan(git, settings, branch, heads):
             plan[side] = None
         else:
             message = "Merge {} into {}\n\nHotfix finished by continuity.".format(branch, side)
-            plan[side] = _merge.prepare(git, heads[side], hot, message, (branch, side))
+            plan[side] = _merge.prepare(git, heads[side], hot, message, (branch, side), advice=_ADVICE)
     return {"production": plan[b.production], "development": plan[b.development]}
 
 

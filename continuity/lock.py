@@ -200,10 +200,11 @@ def unlock(c, name, yes=False, line=None):
 
 def _open(c, line):
     from .config import settings as read_settings
-    from .pipeline import _check_remote
+    from .pipeline import _check_remote, remote_heads
     from .workspace import open_workspace
 
     settings = read_settings(c, line=line)
     git = open_workspace(".", settings.git_timeout).git
     _check_remote(git, settings.remote)
+    remote_heads(git, settings.remote, [settings.branches.master])  # reachable, or one clear line
     return git, settings

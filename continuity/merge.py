@@ -26,18 +26,19 @@ class Candidate:
     fast_forward: bool
 
 
-def prepare(git, base, development, message, names=("development", "master")):
+def prepare(git, base, development, message, names=("development", "master"), advice=None):
     """Return the `Candidate` for merging ``development`` into ``base``.
 
-    ``names`` are the (development, master) branch names, for messages.
+    ``names`` are the (incoming, receiving) branch names, for messages;
+    ``advice`` replaces the default "how to fix a conflict" sentence.
     """
     if git.is_ancestor(base, development):
         return Candidate(development, base, development, True)
     env = git.identity_env()
     if git.version() >= _MERGE_TREE_VERSION:
-        sha = _merge_in_memory(git, base, development, message, env, names)
+        sha = _merge_in_memory(git, base, development, message, env, (names, advice))
     else:
-        sha = _merge_in_worktree(git, base, development, message, env, names)
+        sha = _merge_in_worktree(git, base, development, message, env, (names, advice))
     return Candidate(sha, base, development, False)
 
 
@@ -71,12 +72,13 @@ def _merge_in_worktree(git, base, development, message, env, names):
         git.call("worktree", "prune")
 
 
-def _conflict(files, names):
+def _conflict(files, how):
+    (incoming, receiving), advice = how
     files = sorted({f.strip() for f in files if f.strip()})
     listed = ", ".join(files) if files else "(git named no files)"
-    development, master = names
+    advice = advice or "Merge '{1}' into '{0}', resolve the conflicts and push '{0}' again."
     return MergeConflict(
-        "'{0}' does not merge cleanly into '{1}'; conflicting files: {2}. "
-        "Merge '{1}' into '{0}', resolve the conflicts and push '{0}' again.".format(development, master, listed),
+        "'{0}' does not merge cleanly into '{1}'; conflicting files: {2}. ".format(incoming, receiving, listed)
+        + advice.format(incoming, receiving),
         files,
     )

@@ -415,6 +415,9 @@ def _print_plan(rep, settings, candidate, decisions):
         say("build step '{}' would {}: {}".format(decision.step.name, "run" if decision.run else "be skipped", decision.reason))
     for check in settings.checks:
         say("check $ " + check.command)
+    if settings.docker is not None:
+        for line in _docker().pipeline_plan(settings, candidate):
+            say(line)
     say("push {} to {} {} (only if it is still {})".format(
         candidate.sha[:12], settings.remote, settings.branches.master, candidate.base[:12]))
     for environment in settings.auto_deploy:

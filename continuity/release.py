@@ -124,11 +124,13 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
         run = {"revisions": {"base": production, "candidate": target},
                "commits": git.commits("{}..{}".format(production, target)) if production != target else []}
         with reported(settings, rep, "promote", run):
+            if settings.docker is not None:
+                from .docker import image_digest, promote_image
+
+                image_digest(settings, target)  # the tested image exists, before anything moves
             _move_production(git, settings, production, target)
             if settings.docker is not None:
-                from .docker import promote_image
-
-                rep.say("image: " + promote_image(settings, ws, target, rep.say))
+                promote_image(settings, ws, target, rep.say)
             result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say, how="promote")
             run.update(deployed={environment.name: result}, state="deployed",
                        summary="{} at {}; {}: {}".format(b.production, target[:12], environment.name, result))
@@ -197,11 +199,14 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
     ws, user_task = preflight(settings, need_deploy=True, names=[b.master, b.production])
     git = ws.git
     with exclusive(ws), restored_head(ws, say=rep.say):
-        fetch_branches(git, settings, [b.master, b.production], dry_run=dry_run)
+        heads = fetch_branches(git, settings, [b.master, b.production], dry_run=dry_run)
         state = Ledger(git, settings.remote, settings.refs_prefix).state(target.name)
         if not state.deployed:
             raise UsageError("nothing is recorded as deployed to {}; there is nothing to roll back".format(target.name))
         back = _rollback_target(git, state, revision, target.name)
+        if revision and not any(git.is_ancestor(back, heads[n]) for n in (b.master, b.production)):
+            raise UsageError("{} is on neither {} nor {}: only tested revisions are deployed".format(
+                revision, b.master, b.production))
         rep.say("plan: redeploy {} to {} in place of {}, and mark {} bad for {}".format(
             back[:12], target.name, state.deployed[:12], state.deployed[:12], target.name))
         if dry_run:
@@ -237,6 +242,7 @@ def _rollback_target(git, state, revision, environment):
 
 
 @task(
+    auto_shortflags=False,
     help={
         "environment": "The environment whose deploys to list.",
         "limit": "How many entries to show, newest first (default 20).",
@@ -248,11 +254,12 @@ def history(c, environment, limit=20, line=None):
     """List the deploys of an environment from the ledger on the remote, newest first."""
     settings = _config.settings(c, line=line)
     name = _config.environment_name(environment)
-    from .pipeline import _check_remote
+    from .pipeline import _check_remote, remote_heads
     from .workspace import open_workspace
 
     git = open_workspace(".", settings.git_timeout).git
     _check_remote(git, settings.remote)
+    remote_heads(git, settings.remote, [settings.branches.master])  # reachable, or one clear line
     state = Ledger(git, settings.remote, settings.refs_prefix).state(name, limit=int(limit))
     if not state.entries:
         print("no deploys of {} are recorded on {}".format(name, settings.remote))

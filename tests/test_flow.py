@@ -122,7 +122,8 @@ def test_a_hotfix_conflict_stops_with_nothing_pushed_and_finish_resumes_after_th
 
     proc = project.fab(ws, "continuity.hotfix.finish", "app")
 
-    assert_user_error(proc, "'hotfix/app' does not merge cleanly into 'development'", "app.txt", code=1)
+    assert_user_error(proc, "'hotfix/app' does not merge cleanly into 'development'", "app.txt",
+                      "Merge 'hotfix/app' into 'development' by hand", code=1)
     assert project.refs() == before
     # The developer resolves by merging the hotfix into development by hand.
     git(project.dev, "fetch", "--quiet", "origin")
@@ -388,3 +389,26 @@ def test_promote_notifies_like_the_pipeline(make_project, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert [payload["task"] for payload in received] == ["pipeline", "promote"], received
     assert received[-1]["deployed"] == {"production": "deployed"}
+
+
+def test_rollback_to_a_revision_that_was_never_tested_is_refused(make_project):
+    project, ws, first = _released(make_project)
+    untested = project.push_to("development", "untested", untested="z\n")
+    proc = project.fab(project.workspace(), "continuity.rollback", "staging", "--revision", untested)
+    assert_user_error(proc, "is on neither master nor production")
+
+
+def test_a_hotfix_named_like_a_line_branch_is_refused(make_project):
+    project = make_project(config=Project.config(extra="hotfix:\n  prefix: ''\n"))
+    proc = project.fab(project.workspace(), "continuity.hotfix.finish", "development", "--dry-run")
+    assert_user_error(proc, "'development' is one of the line's own branches")
+
+
+def test_empty_sections_mean_the_defaults_and_false_means_false(make_project):
+    project = make_project(config=Project.config(extra="hotfix:\nbranches:\n"))
+    proc = project.fab(project.workspace(), "continuity.hotfix.start", "x", "--dry-run",
+                       env={"FABRIC_CONTINUITY_HOTFIX_DEPLOY": "false"})
+    assert proc.returncode == 0, proc.stderr
+    from continuity.config import parse
+    assert parse({"hotfix": {"deploy": "false"}}).hotfix.deploy is False
+    assert parse({"hotfix": {"deploy": "yes"}}).hotfix.deploy is True
