@@ -34,6 +34,13 @@ def boundary(func):
             raise Exit("continuity: terminated (SIGTERM); cleaned up and stopped", code=143) from None
         except KeyboardInterrupt:
             raise Exit("continuity: interrupted; cleaned up and stopped", code=130) from None
+        except BrokenPipeError:
+            # `fab continuity.status | head`: the reader left; stop quietly.
+            import os
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Exit(code=141) from None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -213,10 +213,27 @@ def _accept_null_mappings():
     def merge_dicts(base, updates):
         if updates and any(v is None and isinstance(base.get(k), dict) for k, v in updates.items()):
             updates = {k: v for k, v in updates.items() if not (v is None and isinstance(base.get(k), dict))}
+        if updates and isinstance(updates.get("continuity"), dict) and isinstance(base.get("continuity"), dict):
+            _replace_mismatched(base["continuity"], updates["continuity"])
         return original(base, updates)
 
     merge_dicts._continuity = True
     invoke_config.merge_dicts = merge_dicts
+
+
+def _replace_mismatched(base, updates):
+    """Under ``continuity``, a list where a mapping was (or the reverse) replaces it.
+
+    Invoke would raise AmbiguousMergeError with a traceback; `parse` then
+    says which key has the wrong type, in one line.
+    """
+    for key, value in updates.items():
+        if key not in base or value is None:
+            continue
+        if isinstance(value, dict) and isinstance(base[key], dict):
+            _replace_mismatched(base[key], value)
+        elif isinstance(value, dict) != isinstance(base[key], dict):
+            del base[key]
 
 
 _accept_env_strings()
@@ -248,7 +265,7 @@ def parse(raw, line=None):
     timeout = _seconds(merged["check_timeout"], "continuity.check_timeout")
     return Settings(
         remote=_name(merged["remote"], "continuity.remote"),
-        branches=Branches(**{k: _name(branches[k], "continuity.branches." + k) for k in DEFAULTS["branches"]}),
+        branches=Branches(**{k: _branch(branches[k], "continuity.branches." + k) for k in DEFAULTS["branches"]}),
         checks=_checks(merged["checks"], timeout),
         build=_build(merged["build"]),
         auto_deploy=_environments(merged["auto_deploy"]),
@@ -272,6 +289,9 @@ def _select_line(raw, line):
         raise ConfigError("continuity.lines must be a mapping of line names to settings")
     for name, overrides in lines.items():
         where = "continuity.lines.{}".format(name)
+        environment_name(str(name), "continuity.lines")
+        if name == "main":
+            raise ConfigError("continuity.lines.main: 'main' is the name of the default line; pick another name")
         if not isinstance(overrides, dict):
             raise ConfigError("{} must be a mapping of settings, got {}".format(where, _kind(overrides)))
         _reject_unknown(overrides, {k: 0 for k in DEFAULTS if k not in ("line", "lines")}, where)
@@ -296,6 +316,8 @@ def _hotfix(raw, merged):
     tag = merged.get("tag") or ""
     if not isinstance(tag, str):
         raise ConfigError("continuity.hotfix.tag must be a string such as 'hotfix-{name}', or empty")
+    if "{" in tag.replace("{name}", "") or "}" in tag.replace("{name}", ""):
+        raise ConfigError("continuity.hotfix.tag: {!r} may only use the placeholder {{name}}".format(tag))
     return Hotfix(prefix, tag, _boolean(merged.get("deploy", False), "continuity.hotfix.deploy"))
 
 
@@ -334,6 +356,13 @@ def _name(value, where):
     if not isinstance(value, str) or not value.strip():
         raise ConfigError("{} must be a non-empty string, got {!r}".format(where, value))
     return value
+
+
+def _branch(value, where):
+    name = _name(value, where)
+    if name.startswith("refs/"):
+        raise ConfigError("{}: write the short branch name ({!r}), not a full ref".format(where, name.split("/", 2)[-1]))
+    return name
 
 
 def _seconds(value, where, allow_none=True):

@@ -28,7 +28,7 @@ from . import merge as _merge
 from . import test as _test
 from ._task import boundary
 from .deploy import deploy_revision, find_deploy_task
-from .errors import ContinuityError, GitError, UsageError
+from .errors import ContinuityError, DeployError, GitError, UsageError
 from .lock import remote_lock
 from .report import Reporter, RunRecord
 from .workspace import exclusive, open_workspace, require_clean, restored_head
@@ -211,13 +211,24 @@ def _require_branches(git, settings, names):
     heads = remote_heads(git, settings.remote, names)
     missing = [name for name in dict.fromkeys(names) if name not in heads]
     if missing:
-        raise UsageError(
-            "remote '{}' has no branch {}; create {} with `fab continuity.init`".format(
-                settings.remote, " and no branch ".join("'{}'".format(m) for m in missing),
-                "it" if len(missing) == 1 else "them",
-            )
-        )
+        raise missing_branches(settings, missing)
     return heads
+
+
+def missing_branches(settings, missing):
+    """The `UsageError` for branches the remote lacks, with the way to create them."""
+    if settings.branches.master in missing:
+        return UsageError(
+            "remote '{0}' has no '{1}' branch: push your main line there first "
+            "(git push {0} HEAD:refs/heads/{1}), or set continuity.branches.master; then "
+            "`fab continuity.init` creates the others".format(settings.remote, settings.branches.master)
+        )
+    return UsageError(
+        "remote '{}' has no branch {}; create {} with `fab continuity.init`".format(
+            settings.remote, " and no branch ".join("'{}'".format(m) for m in missing),
+            "it" if len(missing) == 1 else "them",
+        )
+    )
 
 
 @contextmanager
@@ -330,7 +341,7 @@ def remote_heads(git, remote, names):
     except GitError as exc:
         raise UsageError(
             "cannot reach remote '{}' ({}): {}; check `git remote -v` and your credentials".format(
-                remote, git.remote_url(remote) or "no URL", exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc
+                remote, git.remote_url(remote) or "no URL", str(exc).split(" failed: ", 1)[-1]
             )
         ) from None
     return {ref[len(_HEADS):]: sha for ref, sha in refs.items() if ref[len(_HEADS):] in names}
@@ -395,14 +406,23 @@ def _deploy_stage(c, settings, ws, deploy_task, rep, outcome):
     with rep.stage("deploy") as info:
         for environment in settings.auto_deploy:
             rep.say("deploy: {} to {}".format(outcome.candidate[:12], environment))
-            result = deploy_revision(
-                c, deploy_task, ws.git, settings, settings.environment(environment), outcome.candidate,
-                say=rep.say, how="pipeline",
-            )
+            try:
+                result = deploy_revision(
+                    c, deploy_task, ws.git, settings, settings.environment(environment), outcome.candidate,
+                    say=rep.say, how="pipeline",
+                )
+            except DeployError as exc:
+                # The next pipeline run has nothing to do: say how to deploy again.
+                raise DeployError("{}; once fixed, `fab continuity.deploy {}{}` deploys {}".format(
+                    exc, environment, _line_option(settings), outcome.candidate[:12])) from exc
             outcome.deployed[environment] = result
             rep.say("deploy: {}: {}".format(environment, result))
         info["detail"] = ", ".join("{} {}".format(env, r.split(":")[0]) for env, r in outcome.deployed.items())
     outcome.state = "deployed"
+
+
+def _line_option(settings):
+    return "" if settings.line == "main" else " --line " + settings.line
 
 
 def _print_plan(rep, settings, candidate, decisions):

@@ -112,7 +112,11 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
         production = heads[b.production]
         _require_fast_forward(git, settings, production, target, heads[b.master])
         environment = settings.environment(settings.production_environment)
-        state = Ledger(git, settings.remote, settings.refs_prefix).state(environment.name, limit=1)
+        state = Ledger(git, settings.remote, settings.refs_prefix).state(environment.name)
+        if target in state.bad:
+            raise UsageError(
+                "{} is marked bad for {} (a rollback replaced it); fix forward: let the pipeline bring a "
+                "fix to {}, then promote that".format(target[:12], environment.name, b.master))
         if production == target and state.deployed == target:
             rep.say("nothing to do: {} is at {} and {} runs it".format(b.production, target[:12], environment.name))
             return

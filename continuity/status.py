@@ -2,7 +2,7 @@
 
 from .errors import UsageError
 from .ledger import Ledger
-from .pipeline import _check_remote, remote_heads
+from .pipeline import _check_remote, missing_branches, remote_heads
 from .report import Reporter
 from .workspace import open_workspace
 
@@ -29,12 +29,7 @@ def show_status(settings, out=None):
     _deployed(rep, git, settings, heads.get(b.master))
     missing = [n for n in names if n not in heads]
     if missing:
-        raise UsageError(
-            "remote '{}' has no branch {}; create {} with `fab continuity.init`".format(
-                settings.remote, " and no branch ".join("'{}'".format(m) for m in missing),
-                "it" if len(missing) == 1 else "them",
-            )
-        )
+        raise missing_branches(settings, missing)
 
 
 def _compare(rep, git, ahead, ahead_sha, behind, behind_sha):

@@ -143,3 +143,36 @@ def test_a_branch_name_that_looks_like_an_option_works(make_project):
 
     assert proc.returncode == 0, proc.stderr
     assert project.ref("master") == dev
+
+
+@pytest.mark.parametrize("yaml, message", [
+    ("  branches: [a]\n", "continuity.branches must be a mapping"),
+    ("  build: {name: a}\n", "continuity.build must be a list of steps, got dict"),
+    ("  branches:\n    master: refs/heads/master\n", "write the short branch name ('master')"),
+    ("  lines:\n    main: {}\n", "'main' is the name of the default line"),
+    ("  lines:\n    'a/b': {}\n", "'a/b' is not an environment name"),
+    ("  hotfix:\n    tag: 'v{nam}'\n", "may only use the placeholder {name}"),
+])
+def test_wrong_shapes_are_one_line_not_a_traceback(make_project, yaml, message):
+    project = make_project(config="continuity:\n" + yaml)
+    assert_user_error(project.fab(project.workspace(), "continuity.status"), message)
+
+
+def test_an_empty_remote_says_to_push_master_first(tmp_path):
+    origin, ws = tmp_path / "origin.git", tmp_path / "ws"
+    git(tmp_path, "init", "--quiet", "--bare", str(origin))
+    git(tmp_path, "clone", "--quiet", str(origin), str(ws))
+    (ws / "fabfile.py").write_text("from invoke import Collection\nimport continuity\nns = Collection(continuity)\n")
+    (ws / "fabric.yaml").write_text("continuity:\n  auto_deploy: []\n")
+    for task in ("continuity.status", "continuity.pipeline", "continuity.init"):
+        assert_user_error(run_fab(ws, task), "has no 'master' branch", "git push origin HEAD:refs/heads/master")
+
+
+def test_status_piped_into_head_ends_quietly(project):
+    import subprocess
+
+    ws = project.workspace()
+    pipeline = "{} continuity.status | head -1".format(" ".join([__import__("conftest").FAB]))
+    proc = subprocess.run(["sh", "-c", pipeline], cwd=ws, capture_output=True, text=True)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.stdout.startswith("continuity | development")

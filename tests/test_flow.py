@@ -412,3 +412,26 @@ def test_empty_sections_mean_the_defaults_and_false_means_false(make_project):
     from continuity.config import parse
     assert parse({"hotfix": {"deploy": "false"}}).hotfix.deploy is False
     assert parse({"hotfix": {"deploy": "yes"}}).hotfix.deploy is True
+
+
+def test_promote_refuses_a_revision_marked_bad_and_says_to_fix_forward(make_project):
+    project, ws, dev = _released(make_project)
+    second = project.push_to("development", "second", second="y\n")
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    assert project.fab(ws, "continuity.promote", "--yes", "--revision", dev).returncode == 0
+    assert project.fab(ws, "continuity.promote", "--yes").returncode == 0
+    assert project.fab(ws, "continuity.rollback", "production").returncode == 0
+    before = project.refs()
+
+    proc = project.fab(ws, "continuity.promote", "--yes")
+
+    assert_user_error(proc, "{} is marked bad for production".format(second[:12]), "fix forward")
+    assert "--force" not in proc.stderr
+    assert project.refs() == before
+
+
+def test_a_failed_pipeline_deploy_says_how_to_deploy_again(make_project):
+    project = make_project()
+    dev = project.push_to("development", "feature", feature="x\n")
+    proc = project.fab(project.workspace(), "continuity.pipeline", env={"DEPLOY_FAIL": "1"})
+    assert_user_error(proc, "once fixed, `fab continuity.deploy staging` deploys " + dev[:12], code=1)
