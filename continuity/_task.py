@@ -53,6 +53,9 @@ def _trap_sigterm():
         return None
 
     def handler(signum, frame):
+        # Clean up once, undisturbed: a second SIGTERM must not cut the
+        # release of a lock on the remote short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated()
 
     return signal.signal(signal.SIGTERM, handler)

@@ -84,7 +84,9 @@ def _collection_defaults():
         COLLECTION_DEFAULTS["continuity"][name] = copy.deepcopy(_section_module(name).COLLECTION_DEFAULTS)
     return COLLECTION_DEFAULTS
 
-_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9_-])?$")
+_MAX_SECONDS = 7 * 24 * 3600
+_MAX_COUNT = 10000
 _STEP_NAME = _ENV_NAME
 
 
@@ -264,7 +266,7 @@ def parse(raw, line=None):
         raise ConfigError("continuity.branches must be a mapping with development, master and production")
     timeout = _seconds(merged["check_timeout"], "continuity.check_timeout")
     return Settings(
-        remote=_name(merged["remote"], "continuity.remote"),
+        remote=_remote(merged["remote"]),
         branches=Branches(**{k: _branch(branches[k], "continuity.branches." + k) for k in DEFAULTS["branches"]}),
         checks=_checks(merged["checks"], timeout),
         build=_build(merged["build"]),
@@ -296,6 +298,8 @@ def _select_line(raw, line):
             raise ConfigError("{} must be a mapping of settings, got {}".format(where, _kind(overrides)))
         _reject_unknown(overrides, {k: 0 for k in DEFAULTS if k not in ("line", "lines")}, where)
     chosen = line or raw.get("line")
+    if chosen is not None and not isinstance(chosen, str):
+        raise ConfigError("continuity.line must be the name of a line under continuity.lines, got {}".format(_kind(chosen)))
     base = {k: v for k, v in raw.items() if k not in ("line", "lines")}
     if not chosen or (chosen == "main" and "main" not in lines):
         return base, "main"
@@ -358,6 +362,13 @@ def _name(value, where):
     return value
 
 
+def _remote(value):
+    name = _name(value, "continuity.remote")
+    if name.startswith("-") or any(ch.isspace() for ch in name):
+        raise ConfigError("continuity.remote: {!r} is not a remote name (see `git remote`)".format(name))
+    return name
+
+
 def _branch(value, where):
     name = _name(value, where)
     if name.startswith("refs/"):
@@ -374,18 +385,19 @@ def _seconds(value, where, allow_none=True):
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError("{} must be a number of seconds, got {!r}".format(where, value)) from None
-    if not number > 0 or number == float("inf") or isinstance(value, bool):
-        raise ConfigError("{} must be a positive number of seconds, got {!r}".format(where, value))
+    if not number > 0 or number > _MAX_SECONDS or isinstance(value, bool):
+        raise ConfigError("{} must be a positive number of seconds up to a week, got {!r}".format(where, value))
     return number
 
 
-def _count(value, where):
+def _count(value, where, maximum=None):
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError("{} must be a whole number, got {!r}".format(where, value)) from None
-    if number < 1 or isinstance(value, bool) or (isinstance(value, float) and value != number):
-        raise ConfigError("{} must be a whole number of at least 1, got {!r}".format(where, value))
+    maximum = maximum or _MAX_COUNT
+    if number < 1 or number > maximum or isinstance(value, bool) or (isinstance(value, float) and value != number):
+        raise ConfigError("{} must be a whole number from 1 to {}, got {!r}".format(where, maximum, value))
     return number
 
 
@@ -488,7 +500,7 @@ def _environment(name, spec):
         name=name,
         hosts=tuple(dict.fromkeys(hosts)),
         user=_name(spec["user"], where + ".user") if spec.get("user") is not None else None,
-        port=_count(port, where + ".port") if port is not None else None,
+        port=_count(port, where + ".port", maximum=65535) if port is not None else None,
         key_filename=_name(spec["key_filename"], where + ".key_filename") if spec.get("key_filename") else None,
         connect_timeout=_seconds(spec.get("connect_timeout"), where + ".connect_timeout"),
         parallel=_count(spec.get("parallel", 4), where + ".parallel"),

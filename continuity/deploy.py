@@ -19,9 +19,10 @@ two racing runs cannot put an older revision over a newer one.
 
 import inspect
 import os
+import re
 from contextlib import contextmanager
 
-from .errors import DeployError, UsageError
+from .errors import ContinuityError, DeployError, UsageError
 from .ledger import Ledger
 from .lock import remote_lock
 
@@ -48,6 +49,11 @@ def find_deploy_task(name):
             "no '{0}' task found in your fabfile; define `@task def {0}(c, environment): ...` "
             "and add it to your collection: ns = Collection({0}, continuity)".format(name)
         )
+    if not _accepts(task, "environment"):
+        raise UsageError(
+            "your '{0}' task takes no 'environment' argument; continuity calls it as "
+            "{0}(c, environment=NAME): define `def {0}(c, environment): ...`".format(name)
+        )
     return task
 
 
@@ -71,6 +77,9 @@ def annotate(**fields):
     Call it from your deploy task (the Docker rollout helper does); values
     are recorded as ``key: value`` lines in the entry.
     """
+    odd = sorted(key for key in fields if not _FIELD.match(key))
+    if odd:
+        raise UsageError("annotate(): {!r} is not a field name (letters, digits, '_', '.' and '-')".format(odd[0]))
     reserved = sorted(set(fields) & _RESERVED)
     if reserved:
         raise UsageError("annotate(): {} is recorded by continuity itself; use other names".format(", ".join(reserved)))
@@ -78,11 +87,12 @@ def annotate(**fields):
 
 
 _annotations = {}
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _RESERVED = {"environment", "revision", "result", "time", "by", "task", "line", "previous", "error", "reason"}
 
 
 def deploy_revision(c, task, git, settings, target, revision, say=print, how="pipeline",
-                    newer_wins=True, allow_bad=False, mark_replaced_bad=False):
+                    newer_wins=True, allow_bad=False, mark_replaced_bad=False, expect_current=None):
     """Deploy ``revision`` to ``target`` (a `config.Environment`) and record it.
 
     Under the environment's lock: skip when that revision, or a newer one
@@ -90,12 +100,19 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
     ``allow_bad``; check the revision out; call the user's task; append the
     result to the ledger (and, with ``mark_replaced_bad``, a bad mark for the
     revision it replaced) and move ``deployed/ENV`` in one atomic push.
+    With ``expect_current``, refuse when another revision than that one
+    runs there by the time we hold the lock (a rollback planned on it).
     Returns "deployed" or why it skipped.
     """
     environment = target.name
     ledger = Ledger(git, settings.remote, settings.refs_prefix)
     with remote_lock(git, settings, "deploy-" + environment, say=say):
         state = ledger.state(environment)
+        if expect_current is not None and state.deployed != expect_current:
+            raise ContinuityError(
+                "{} changed while we waited for its lock: it now runs {}, not {}; nothing was deployed. "
+                "Look at `fab continuity.history {}` and run the task again.".format(
+                    environment, state.deployed[:12] or "nothing", expect_current[:12], environment))
         skip = _skip_reason(git, state, environment, revision, newer_wins)
         if skip:
             return skip
@@ -116,7 +133,13 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
         if mark_replaced_bad and state.deployed and state.deployed != revision:
             records.append({"revision": state.deployed, "result": "bad", "task": how, "line": settings.line,
                             "reason": "replaced by {} {}".format(how, revision[:12])})
-        ledger.append(environment, records, deployed=revision, state=state)
+        try:
+            ledger.append(environment, records, deployed=revision, state=state)
+        except ContinuityError as exc:
+            raise ContinuityError(
+                "{} was deployed to {}, but recording it in the ledger on {} failed: {}; `fab continuity.deploy "
+                "{}` records it on a new deploy".format(revision[:12], environment, settings.remote, exc, environment)
+            ) from exc
         return "deployed"
 
 
@@ -150,6 +173,9 @@ def call_deploy(c, task, target, revision, say=print, line="main"):
             return deploy_hosts(c, task, target, kwargs, say=say)
         try:
             task(c, **kwargs)
+        except SystemExit as exc:  # sys.exit() in the task: 0 is success, anything else a failure
+            if exc.code not in (None, 0):
+                raise DeployError("deploy to {} failed: the task exited with {!r}".format(environment, exc.code)) from None
         except Exception as exc:  # Ctrl-C and SIGTERM are BaseExceptions: they pass
             raise DeployError("deploy to {} failed: {}".format(environment, describe_failure(exc))) from exc
 

@@ -182,8 +182,18 @@ class Git:
         """Fetch what ``refs`` point to without creating or moving any local ref."""
         self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--refmap=", remote, *refs)
 
-    def checkout(self, sha):
-        self.run("checkout", "--quiet", "--detach", sha)
+    def checkout(self, sha, force=False):
+        """Check out ``sha`` detached, with its submodules at the commits it names."""
+        proc = self.call("checkout", "--quiet", *(["--force"] if force else []), "--detach", sha)
+        if proc.returncode:
+            in_the_way = [line.strip() for line in proc.stderr.splitlines() if line.startswith("\t")]
+            if in_the_way:
+                raise GitError(
+                    "cannot check out {}: untracked files are in the way: {}; remove them, or commit them "
+                    "on development".format(sha[:12], ", ".join(in_the_way[:10])), ("checkout",), proc.stderr)
+            raise GitError(_describe(("checkout",), proc), ("checkout",), proc.stderr)
+        if os.path.exists(os.path.join(self.path, ".gitmodules")):
+            self.run("submodule", "--quiet", "update", "--init", "--recursive", "--checkout", "--force")
 
     def push(self, remote, updates, leases=()):
         """Push ``updates`` [(sha or "", ref)] atomically, each guarded by a lease.
@@ -201,7 +211,7 @@ class Git:
             return PushResult(True, False, output)
         if any(sign in output for sign in _CONTENTION):
             return PushResult(False, True, output)
-        raise GitError(_describe(args, proc), args, proc.stderr)
+        raise GitError(_refused(remote, output) or _describe(args, proc), args, proc.stderr)
 
     def identity_env(self):
         """Fill in a committer identity for our commits when git has none.
@@ -219,6 +229,21 @@ class Git:
             "GIT_COMMITTER_EMAIL": "continuity@localhost",
         }
         return {key: value for key, value in fallback.items() if not self.env.get(key)}
+
+
+def _refused(remote, output):
+    """What the remote said when it refused a push (a hook, permissions), in one line."""
+    refused = [line.split("\t")[-1].strip() for line in output.splitlines() if line.startswith("!")]
+    said = [line[len("remote:"):].strip() for line in output.splitlines() if line.startswith("remote:")]
+    said = [line for line in said if line]
+    if not refused and not said:
+        return None
+    text = "{} refused the push".format(remote)
+    if refused:
+        text += ": " + "; ".join(refused)
+    if said:
+        text += "; it said: " + " / ".join(said[-3:])
+    return text
 
 
 def _describe(args, proc):

@@ -119,7 +119,9 @@ def finish(c, name, tag=None, dry_run=False, line=None):
                 rep.say("deploy: {}: {}".format(environment.name, result))
             ref = _HEADS + branch
             if not git.push(settings.remote, [("", ref)], leases=[(ref, heads[branch])]).ok:
-                raise ContinuityError("{} moved while finishing; its new commits are not merged: run finish again".format(branch))
+                raise ContinuityError(
+                "{} moved while finishing; its new commits are not merged yet: run "
+                "`fab continuity.hotfix.finish {}` again".format(branch, name))
             run.update(state="finished", summary="{} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch))
             rep.say("result: " + run["summary"])
 
@@ -132,16 +134,25 @@ def _tag(settings, git, name, tag):
 
 
 def _plan(git, settings, branch, heads):
-    """The merges still to do: {side: Candidate or None when already merged}."""
+    """The merges still to do: {side: Candidate, or None when that side already has it}.
+
+    Development receives what production will be, not just the hotfix: when
+    production needs a merge commit, development gets it too, so production
+    never has a commit that master (through development) lacks and the next
+    promote can fast-forward.
+    """
     b, hot = settings.branches, heads[branch]
-    plan = {}
-    for side in (b.production, b.development):
-        if git.is_ancestor(hot, heads[side]):
-            plan[side] = None
-        else:
-            message = "Merge {} into {}\n\nHotfix finished by continuity.".format(branch, side)
-            plan[side] = _merge.prepare(git, heads[side], hot, message, (branch, side), advice=_ADVICE)
-    return {"production": plan[b.production], "development": plan[b.development]}
+    production = None
+    if not git.is_ancestor(hot, heads[b.production]):
+        message = "Merge {} into {}\n\nHotfix finished by continuity.".format(branch, b.production)
+        production = _merge.prepare(git, heads[b.production], hot, message, (branch, b.production), advice=_ADVICE)
+    result = production.sha if production else heads[b.production]
+    development = None
+    if not git.is_ancestor(result, heads[b.development]):
+        incoming = branch if result == hot else "{} (with {})".format(b.production, branch)
+        message = "Merge {} into {}\n\nHotfix finished by continuity.".format(incoming, b.development)
+        development = _merge.prepare(git, heads[b.development], result, message, (branch, b.development), advice=_ADVICE)
+    return {"production": production, "development": development}
 
 
 def _say_plan(rep, settings, branch, heads, plan, tag):
@@ -188,7 +199,8 @@ def _push(git, settings, branch, heads, plan, tag):
             leases.append(("refs/tags/" + tag, ""))
     if updates and not git.push(settings.remote, updates, leases=leases).ok:
         raise ContinuityError(
-            "{} or {} moved on {} meanwhile; nothing was pushed. Run `fab continuity.hotfix.finish` again.".format(
+            "{} or {} moved on {} meanwhile; nothing was pushed. Run `fab continuity.hotfix.finish` again "
+            "(if another run finished this hotfix, it will say there is nothing left to do).".format(
                 b.production, b.development, settings.remote))
     return production
 

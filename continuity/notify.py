@@ -130,7 +130,7 @@ def _email(raw):
     if not isinstance(raw, dict):
         raise ConfigError("{} must be a mapping (host, sender, recipients, ...), got {}".format(where, _kind(raw)))
     security = raw.get("security", "none")
-    if security not in SECURITY_PORTS:
+    if not isinstance(security, str) or security not in SECURITY_PORTS:
         raise ConfigError("{}.security must be one of none, starttls, ssl; got {!r}".format(where, security))
     email = EmailSettings(
         host=_name(raw.get("host"), where + ".host"),
@@ -157,7 +157,7 @@ def _check_email(email, where):
 
 
 def _port(value, where):
-    port = _count(value, where)
+    port = _count(value, where, maximum=65535)
     if port > 65535:
         raise ConfigError("{} must be a port number (1-65535), got {!r}".format(where, value))
     return port

@@ -31,7 +31,7 @@ from .deploy import deploy_revision, find_deploy_task
 from .errors import ContinuityError, DeployError, GitError, UsageError
 from .lock import remote_lock
 from .report import Reporter, RunRecord
-from .workspace import exclusive, open_workspace, require_clean, restored_head
+from .workspace import exclusive, open_workspace, restored_head
 
 __all__ = ["pipeline", "status", "init", "run_pipeline", "preflight", "fetch_branches", "Outcome"]
 
@@ -201,7 +201,11 @@ def preflight(settings, need_deploy, names=None):
             raise UsageError(
                 "continuity.branches.{}: {!r} is not a valid git branch name".format(role, name)
             )
-    require_clean(ws)
+    if ws.git.run("rev-parse", "--is-shallow-repository") == "true":
+        raise UsageError(
+            "this checkout is a shallow clone; continuity needs the history to merge and compare: run "
+            "`git fetch --unshallow {}` (in Jenkins: turn off the git plugin's shallow clone)".format(settings.remote)
+        )
     _require_branches(ws.git, settings, names or list(vars(settings.branches).values()))
     return ws, deploy_task
 
@@ -286,7 +290,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run):
             count = len(settings.checks)
             if settings.docker is not None:
                 count += _docker().pipeline_checks(settings, ws, candidate, rep)
-            info["detail"] = "{} check(s) passed".format(count)
+            info["detail"] = "{} check(s) passed".format(count) if count else "no checks configured (continuity.checks)"
         with rep.stage("push") as info:
             pushed = _push(git, settings, candidate)
             info["detail"] = _push_detail(pushed, settings, candidate)
@@ -406,6 +410,8 @@ def _deploy_stage(c, settings, ws, deploy_task, rep, outcome):
     with rep.stage("deploy") as info:
         for environment in settings.auto_deploy:
             rep.say("deploy: {} to {}".format(outcome.candidate[:12], environment))
+            if environment == settings.production_environment:
+                _advance_production(ws.git, settings, outcome.candidate, rep)
             try:
                 result = deploy_revision(
                     c, deploy_task, ws.git, settings, settings.environment(environment), outcome.candidate,
@@ -419,6 +425,24 @@ def _deploy_stage(c, settings, ws, deploy_task, rep, outcome):
             rep.say("deploy: {}: {}".format(environment, result))
         info["detail"] = ", ".join("{} {}".format(env, r.split(":")[0]) for env, r in outcome.deployed.items())
     outcome.state = "deployed"
+
+
+def _advance_production(git, settings, candidate, rep):
+    """With production in auto_deploy, the production branch follows what is deployed there."""
+    production = settings.branches.production
+    current = remote_heads(git, settings.remote, [production]).get(production)
+    if current == candidate:
+        return
+    git.fetch_objects(settings.remote, _HEADS + production)
+    if current and not git.is_ancestor(current, candidate):
+        raise DeployError(
+            "{} has commits {} lacks (a hotfix not merged back?); production was not deployed. Merge {} into "
+            "{} and run the pipeline again.".format(production, settings.branches.master, production,
+                                                    settings.branches.development))
+    ref = _HEADS + production
+    if not git.push(settings.remote, [(candidate, ref)], leases=[(ref, current or "")]).ok:
+        raise DeployError("{} moved on {} meanwhile; production was not deployed".format(production, settings.remote))
+    rep.say("deploy: {} {} -> {} (production is in auto_deploy)".format(production, (current or "")[:12], candidate[:12]))
 
 
 def _line_option(settings):

@@ -28,11 +28,21 @@ __all__ = ["deploy", "promote", "rollback", "history"]
 _SHOWN = 10
 
 
-def _revision(git, name, master_sha, master):
+def _resolve(git, settings, name, heads):
+    """A commit for ``name``: a branch just fetched, a branch on the remote (Jenkins has no local
+    ones), then any revision git knows."""
+    if name in heads:
+        return heads[name]
+    return git.commit("refs/remotes/{}/{}".format(settings.remote, name)) or git.commit(name)
+
+
+def _revision(git, name, settings, heads):
     """``name`` resolved to a commit that is on master (default: master's tip)."""
+    master = settings.branches.master
+    master_sha = heads[master]
     if not name:
         return master_sha
-    sha = git.commit(name)
+    sha = _resolve(git, settings, name, heads)
     if sha is None:
         raise UsageError("unknown revision {!r}; give a commit, tag or branch that exists on the remote".format(name))
     if not git.is_ancestor(sha, master_sha):
@@ -73,8 +83,8 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=True, names=[settings.branches.master])
     with exclusive(ws), restored_head(ws, say=rep.say):
-        master = fetch_branches(ws.git, settings, [settings.branches.master], dry_run=dry_run)[settings.branches.master]
-        sha = _revision(ws.git, revision, master, settings.branches.master)
+        heads = fetch_branches(ws.git, settings, [settings.branches.master], dry_run=dry_run)
+        sha = _revision(ws.git, revision, settings, heads)
         current = Ledger(ws.git, settings.remote, settings.refs_prefix).state(target.name, limit=1).deployed
         rep.say("plan: deploy {} to {} (now running: {})".format(sha[:12], target.name, current[:12] or "nothing recorded"))
         if dry_run:
@@ -108,7 +118,7 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
     git = ws.git
     with exclusive(ws), restored_head(ws, say=rep.say):
         heads = fetch_branches(git, settings, [b.master, b.production], dry_run=dry_run)
-        target = _revision(git, revision, heads[b.master], b.master)
+        target = _revision(git, revision, settings, heads)
         production = heads[b.production]
         _require_fast_forward(git, settings, production, target, heads[b.master])
         environment = settings.environment(settings.production_environment)
@@ -207,7 +217,7 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
         state = Ledger(git, settings.remote, settings.refs_prefix).state(target.name)
         if not state.deployed:
             raise UsageError("nothing is recorded as deployed to {}; there is nothing to roll back".format(target.name))
-        back = _rollback_target(git, state, revision, target.name)
+        back = _rollback_target(git, settings, state, revision, target.name, heads)
         if revision and not any(git.is_ancestor(back, heads[n]) for n in (b.master, b.production)):
             raise UsageError("{} is on neither {} nor {}: only tested revisions are deployed".format(
                 revision, b.master, b.production))
@@ -218,15 +228,15 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
             return
         with reported(settings, rep, "rollback", {"revisions": {"base": state.deployed, "candidate": back}}) as run:
             result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say, how="rollback",
-                                     newer_wins=False, mark_replaced_bad=True)
+                                     newer_wins=False, mark_replaced_bad=True, expect_current=state.deployed)
             run.update(deployed={target.name: result}, state="deployed",
                        summary="{}: {}; {} marked bad".format(target.name, result, state.deployed[:12]))
             rep.say("result: " + run["summary"])
 
 
-def _rollback_target(git, state, revision, environment):
+def _rollback_target(git, settings, state, revision, environment, heads):
     if revision:
-        sha = git.commit(revision)
+        sha = _resolve(git, settings, revision, heads)
         if sha is None:
             raise UsageError("unknown revision {!r}; fetch it or give a full commit id".format(revision))
         if sha == state.deployed:
@@ -264,7 +274,11 @@ def history(c, environment, limit=20, line=None):
     git = open_workspace(".", settings.git_timeout).git
     _check_remote(git, settings.remote)
     remote_heads(git, settings.remote, [settings.branches.master])  # reachable, or one clear line
-    state = Ledger(git, settings.remote, settings.refs_prefix).state(name, limit=int(limit))
+    try:
+        limit = int(limit)
+    except ValueError:
+        raise UsageError("--limit takes a whole number, got {!r}".format(limit)) from None
+    state = Ledger(git, settings.remote, settings.refs_prefix).state(name, limit=max(limit, 1))
     if not state.entries:
         print("no deploys of {} are recorded on {}".format(name, settings.remote))
         return

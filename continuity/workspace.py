@@ -55,7 +55,7 @@ def require_clean(ws):
 
 @contextmanager
 def exclusive(ws):
-    """Only one continuity run per checkout at a time."""
+    """Only one continuity run per checkout at a time; it starts from a clean checkout."""
     os.makedirs(ws.state_dir, exist_ok=True)
     with open(os.path.join(ws.state_dir, "run.lock"), "a+") as handle:
         try:
@@ -71,6 +71,7 @@ def exclusive(ws):
         handle.write("pid {}".format(os.getpid()))
         handle.flush()
         try:
+            require_clean(ws)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
@@ -93,8 +94,9 @@ def _return_to(git, branch, sha, say):
     # Detach first, then point HEAD at the branch: no branch name is ever
     # parsed as an option by `git checkout`.
     target = (git.commit(branch) if branch else None) or sha
-    proc = git.call("checkout", "--quiet", "--force", "--detach", target)
-    if proc.returncode == 0 and branch:
-        proc = git.call("symbolic-ref", "HEAD", branch)
-    if proc.returncode:
-        say("warning: could not check out {} again: {}".format(branch or sha, proc.stderr.strip()))
+    try:
+        git.checkout(target, force=True)
+        if branch:
+            git.run("symbolic-ref", "HEAD", branch)
+    except GitError as exc:
+        say("warning: could not check out {} again: {}".format(branch or sha, exc))

@@ -176,3 +176,65 @@ def test_status_piped_into_head_ends_quietly(project):
     proc = subprocess.run(["sh", "-c", pipeline], cwd=ws, capture_output=True, text=True)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
     assert proc.stdout.startswith("continuity | development")
+
+
+@pytest.mark.parametrize("yaml, message", [
+    ("  remote: '--upload-pack=touch${IFS}pwned'\n", "is not a remote name"),
+    ("  auto_deploy: ['staging.']\n", "'staging.' is not an environment name"),
+    ("  max_attempts: .inf\n", "continuity.max_attempts must be a whole number"),
+    ("  git_timeout: 1e7\n", "up to a week"),
+    ("  line: [a]\n", "continuity.line must be the name of a line"),
+])
+def test_values_that_would_reach_git_badly_are_refused_up_front(make_project, yaml, message, tmp_path):
+    project = make_project(config="continuity:\n" + yaml)
+    before = project.refs()
+    assert_user_error(project.fab(project.workspace(), "continuity.pipeline"), message)
+    assert project.refs() == before
+    assert not list(tmp_path.rglob("pwned*"))
+
+
+def test_a_deploy_task_without_an_environment_argument_is_refused_before_anything_moves(make_project):
+    fabfile = ("from fabric import task\nfrom invoke import Collection\nimport continuity\n\n"
+               "@task\ndef deploy(c):\n    pass\n\nns = Collection(deploy, continuity)\n")
+    project = make_project(fabfile=fabfile)
+    project.push_to("development", "feature", feature="x\n")
+    before = project.refs()
+    assert_user_error(project.fab(project.workspace(), "continuity.pipeline"), "takes no 'environment' argument")
+    assert project.refs() == before
+
+
+def test_a_deploy_task_that_calls_sys_exit_fails_the_deploy(make_project):
+    fabfile = ("import sys\nfrom fabric import task\nfrom invoke import Collection\nimport continuity\n\n"
+               "@task\ndef deploy(c, environment):\n    sys.exit(3)\n\nns = Collection(deploy, continuity)\n")
+    project = make_project(fabfile=fabfile)
+    project.push_to("development", "feature", feature="x\n")
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+    assert_user_error(proc, "deploy to staging failed: the task exited with 3", code=1)
+
+
+def test_a_push_refused_by_a_server_hook_says_what_the_server_said(project):
+    hook = project.origin / "hooks" / "pre-receive"
+    dev_commit = project.commit("feature", feature="x\n")
+    hook.write_text("#!/bin/sh\nwhile read old new ref; do case $ref in refs/heads/master) "
+                    "echo 'master is frozen for the release' >&2; exit 1;; esac; done\nexit 0\n")
+    hook.chmod(0o755)
+    git(project.dev, "push", "--quiet", "origin", "HEAD:refs/heads/development")
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+    assert_user_error(proc, "origin refused the push", "master is frozen for the release", code=1)
+    assert project.ref("master") != dev_commit
+
+
+def test_a_shallow_clone_is_explained(project, tmp_path):
+    shallow = tmp_path / "shallow"
+    git(tmp_path, "clone", "--quiet", "--depth", "1", "file://" + str(project.origin), str(shallow))
+    assert_user_error(project.fab(shallow, "continuity.pipeline"), "shallow clone", "git fetch --unshallow")
+
+
+def test_annotate_refuses_field_names_that_would_forge_the_ledger():
+    from continuity.deploy import annotate
+    from continuity.errors import UsageError
+
+    with pytest.raises(UsageError):
+        annotate(**{"note\nrevision": "0" * 40})
+    with pytest.raises(UsageError):
+        annotate(revision="0" * 40)

@@ -4,6 +4,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from conftest import Project, assert_user_error, git
 
 ENVIRONMENTS = """\
@@ -435,3 +437,53 @@ def test_a_failed_pipeline_deploy_says_how_to_deploy_again(make_project):
     dev = project.push_to("development", "feature", feature="x\n")
     proc = project.fab(project.workspace(), "continuity.pipeline", env={"DEPLOY_FAIL": "1"})
     assert_user_error(proc, "once fixed, `fab continuity.deploy staging` deploys " + dev[:12], code=1)
+
+
+def test_deploy_takes_a_branch_name_as_the_revision(make_project):
+    project, ws, dev = _released(make_project)
+    proc = project.fab(project.workspace(), "continuity.deploy", "qa", "--revision", "master")
+    assert proc.returncode == 0, proc.stderr
+    assert project.deploys()[-1][:2] == ["qa", dev]
+
+
+def test_production_in_auto_deploy_moves_the_production_branch_too(make_project):
+    project = make_project(config=Project.config(extra="auto_deploy: [staging, production]\n"))
+    dev = project.push_to("development", "feature", feature="x\n")
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+    assert proc.returncode == 0, proc.stderr
+    assert project.ref("production") == dev
+    assert project.ref("refs/continuity/deployed/production") == dev
+
+
+def test_a_hotfix_on_a_moved_production_still_lets_the_next_promote_fast_forward(make_project):
+    project, ws, dev = _released(make_project)
+    assert project.fab(ws, "continuity.promote", "--yes").returncode == 0
+    assert project.fab(ws, "continuity.hotfix.start", "late").returncode == 0
+    project.push_to("hotfix/late", "late fix", late="1\n")
+    project.push_to("development", "more work", more="2\n")
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    assert project.fab(ws, "continuity.promote", "--yes").returncode == 0  # production moved past the hotfix's base
+
+    finish = project.fab(ws, "continuity.hotfix.finish", "late")
+    assert finish.returncode == 0, finish.stderr
+    assert git(project.origin, "merge-base", "--is-ancestor", "production", "development") == ""
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    promote = project.fab(ws, "continuity.promote", "--yes")
+    assert promote.returncode == 0, promote.stderr
+
+
+def test_a_rollback_planned_on_one_revision_does_not_replace_another(make_project, monkeypatch):
+    from invoke import Context
+
+    from continuity.config import Environment, parse
+    from continuity.deploy import deploy_revision
+    from continuity.errors import ContinuityError
+    from continuity.git import Git
+
+    project, ws, first = _released(make_project)
+    monkeypatch.chdir(ws)
+    with pytest.raises(ContinuityError, match="changed while we waited"):
+        deploy_revision(Context(), lambda c, environment: None, Git(ws), parse({}), Environment("staging"),
+                        first, say=lambda text: None, how="rollback", newer_wins=False,
+                        mark_replaced_bad=True, expect_current="f" * 40)
+    assert project.ref("refs/continuity/locks/deploy-staging") is None

@@ -368,3 +368,30 @@ def test_a_failing_deploy_command_is_named_in_the_error(make_project):
 
     assert proc.returncode == 1
     assert "deploy to staging failed: command 'exit 23' exited with code 23" in proc.stderr
+
+
+def test_checks_see_the_submodules_the_candidate_names(make_project, tmp_path, clean_env):
+    (clean_env / ".gitconfig").write_text((clean_env / ".gitconfig").read_text() + "[protocol \"file\"]\n\tallow = always\n")
+    lib = tmp_path / "lib"
+    git(tmp_path, "init", "--quiet", str(lib))
+    (lib / "version.txt").write_text("lib v1\n")
+    git(lib, "add", "-A")
+    git(lib, "commit", "--quiet", "-m", "v1")
+    seen = tmp_path / "seen"
+    project = make_project(config=Project.config(checks=["cat lib/version.txt >> {}".format(seen)]))
+    git(project.dev, "submodule", "--quiet", "add", str(lib), "lib")
+    git(project.dev, "commit", "--quiet", "-m", "add lib")
+    git(project.dev, "push", "--quiet", "origin", "HEAD:refs/heads/master", "HEAD:refs/heads/development")
+    (lib / "version.txt").write_text("lib v2\n")
+    git(lib, "commit", "--quiet", "-am", "v2")
+    git(project.dev / "lib", "pull", "--quiet", "origin", "master")
+    git(project.dev, "commit", "--quiet", "-am", "lib v2")
+    git(project.dev, "push", "--quiet", "origin", "HEAD:refs/heads/development")
+    ws = project.workspace(sha=project.ref("master"))
+    git(ws, "submodule", "--quiet", "update", "--init")
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert proc.returncode == 0, proc.stderr
+    assert seen.read_text() == "lib v2\n"
+    assert (ws / "lib" / "version.txt").read_text() == "lib v1\n", "the checkout is put back, submodules too"

@@ -62,7 +62,7 @@ def test_a_check_timeout_applies_unless_the_check_has_its_own():
     ({"build": [{"name": "a", "command": "x"}, {"name": "a", "command": "y"}]}, "must be unique"),
     ({"build": "make"}, "set it in fabric.yaml"),
     ({"lock_timeout": "soon"}, "continuity.lock_timeout must be a number of seconds"),
-    ({"max_attempts": 0}, "at least 1"),
+    ({"max_attempts": 0}, "from 1 to"),
     ({"auto_deploy": ["../up"]}, "is not an environment name"),
 ])
 def test_bad_settings_say_what_to_fix(raw, message):
