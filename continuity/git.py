@@ -63,6 +63,7 @@ class Git:
         self.path = os.fspath(path)
         self.timeout = timeout
         self.env = dict(os.environ, **_QUIET_ENV)
+        self._identity = None  # computed once: see identity_env
 
     def run(self, *args, check=True, input=None, env=None, timeout=None):
         """Run ``git ARGS`` and return its stripped standard output."""
@@ -220,15 +221,19 @@ class Git:
         refuses to commit. An identity from git's config or from the
         ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` variables always wins.
         """
+        if self._identity is not None:
+            return self._identity
         if self.ok("var", "GIT_COMMITTER_IDENT") and self.ok("var", "GIT_AUTHOR_IDENT"):
-            return {}
+            self._identity = {}
+            return self._identity
         fallback = {
             "GIT_AUTHOR_NAME": "continuity",
             "GIT_AUTHOR_EMAIL": "continuity@localhost",
             "GIT_COMMITTER_NAME": "continuity",
             "GIT_COMMITTER_EMAIL": "continuity@localhost",
         }
-        return {key: value for key, value in fallback.items() if not self.env.get(key)}
+        self._identity = {key: value for key, value in fallback.items() if not self.env.get(key)}
+        return self._identity
 
 
 def _refused(remote, output):

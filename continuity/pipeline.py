@@ -17,7 +17,7 @@ candidate from scratch.
 """
 
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from invoke import task
@@ -79,8 +79,8 @@ def run_pipeline(c, settings, dry_run=False, reporter=None, junit=None):
         with rep.stage("preflight") as info:
             ws, deploy_task = _preflight(settings)
             info["detail"] = "{} at {}".format(settings.remote, ws.git.remote_url(settings.remote) or "?")
-        with exclusive(ws), restored_head(ws, say=rep.say), _pipeline_lock(ws, settings, rep, dry_run):
-            _run(c, settings, ws, deploy_task, rep, outcome, dry_run)
+        with exclusive(ws), restored_head(ws, say=rep.say), ExitStack() as held:
+            _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held)
     except ContinuityError as exc:
         summary = "FAILED: " + _failure_summary(exc, outcome, settings)
         _after_run(settings, rep, _record(settings, ws, rep, outcome, summary, exc), junit)
@@ -235,17 +235,6 @@ def missing_branches(settings, missing):
     )
 
 
-@contextmanager
-def _pipeline_lock(ws, settings, rep, dry_run):
-    """One pipeline per line at a time, across machines; a dry run takes no lock."""
-    if dry_run:
-        yield
-        return
-    _check_remote(ws.git, settings.remote)
-    with remote_lock(ws.git, settings, "pipeline", say=rep.say):
-        yield
-
-
 def _check_remote(git, remote):
     remotes = git.remotes()
     if remote not in remotes:
@@ -256,20 +245,35 @@ def _check_remote(git, remote):
         )
 
 
-def _run(c, settings, ws, deploy_task, rep, outcome, dry_run):
+def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
+    """Fetch; when there is work, take the line's pipeline lock (``held``) and fetch again.
+
+    A run with nothing to do never touches the lock, so a job that polls
+    often stays cheap; a dry run takes no lock at all.
+    """
     git, branches = ws.git, settings.branches
     development = None
-    for attempt in range(1, settings.max_attempts + 1):
+    locked = dry_run
+    attempt = 0
+    while attempt < settings.max_attempts:
         with rep.stage("fetch") as info:
             heads = fetch_branches(git, settings, dry_run=dry_run)
-            development = development or heads[branches.development]
+            pinned = development or heads[branches.development]
             base = heads[branches.master]
-            info["detail"] = "{} {}, {} {}".format(branches.development, development[:12], branches.master, base[:12])
-        outcome.base, outcome.development = base, development
-        if git.is_ancestor(development, base):
+            info["detail"] = "{} {}, {} {}".format(branches.development, pinned[:12], branches.master, base[:12])
+        outcome.base, outcome.development = base, pinned
+        if git.is_ancestor(pinned, base):
             outcome.state = "nothing-to-do"
-            rep.say("nothing to do: {} already contains {} at {}".format(branches.master, branches.development, development[:12]))
+            rep.say("nothing to do: {} already contains {} at {}".format(branches.master, branches.development, pinned[:12]))
             return
+        if not locked:
+            with rep.stage("lock") as info:
+                held.enter_context(remote_lock(git, settings, "pipeline", say=rep.say))
+                info["detail"] = "pipeline lock on {}".format(settings.remote)
+            locked = True
+            continue  # fetch again: another run may have moved things while we waited
+        development = pinned
+        attempt += 1
         with rep.stage("merge") as info:
             candidate = _merge.prepare(git, base, development, _merge_message(settings), (branches.development, branches.master))
             outcome.candidate = candidate.sha
