@@ -19,15 +19,14 @@ as scheme and host.
 import json
 import os
 import re
-import smtplib
 import socket
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
-from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
+
+# smtplib, ssl, urllib.request and email.message are imported where mail or a
+# webhook is sent: `import continuity` must stay light for the runs that send
+# nothing.
 
 from .config import _boolean, _count, _kind, _name, _reject_unknown, _seconds, _string_list
 from .errors import ConfigError
@@ -334,6 +333,10 @@ def mask_url(url):
 
 def _reason(exc, timeout):
     """Why a channel failed, in a few words (never the URL: urllib may show it)."""
+    import smtplib
+    import ssl
+    import urllib.error
+
     if isinstance(exc, _NotSent):
         return str(exc)
     if isinstance(exc, urllib.error.HTTPError):
@@ -373,6 +376,8 @@ def _send_email(email, record, timeout):
 
 
 def _email_message(email, record, people):
+    from email.message import EmailMessage
+
     subject, body = compose(record)
     message = EmailMessage()
     message["Subject"] = subject
@@ -387,6 +392,9 @@ def _email_message(email, record, people):
 
 
 def _smtp(email, timeout):
+    import smtplib
+    import ssl
+
     context = ssl.create_default_context()  # honours SSL_CERT_FILE for a private CA
     if email.security == "ssl":
         return smtplib.SMTP_SSL(email.host, email.port, timeout=timeout, context=context)
@@ -422,22 +430,28 @@ def _send_webhook(hook, url, record, timeout):
         raise _NotSent("environment variable {} (url_env) is not set".format(hook.url_env))
     if not _is_http_url(url):
         raise _NotSent("the value of {} is not an http:// or https:// URL".format(hook.url_env))
+    import urllib.request
+
     body = json.dumps(payload(record, hook.format)).encode("utf-8")
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json; charset=utf-8",
         "User-Agent": "continuity",
     })
-    with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout) as response:
+    with urllib.request.build_opener(_no_redirect()).open(request, timeout=timeout) as response:
         response.read()
         status = response.status
     return "webhook {} ({}) sent: HTTP {}".format(mask_url(url), hook.format, status)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
+def _no_redirect():
     """A redirect is an error: urllib would follow it as a GET and drop the body."""
+    import urllib.request
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            return None
+
+    return NoRedirect
 
 
 # -- the message ------------------------------------------------------------------------
