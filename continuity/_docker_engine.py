@@ -159,7 +159,7 @@ class Engine:
             code = None if timed_out else container.wait(timeout=60).get("StatusCode")
         finally:
             self._remove(name)
-        return Result(check.display, code, time.monotonic() - start, output.text(), timed_out)
+        return Result(check.display, code, time.monotonic() - start, output.text(), timed_out, check.timeout)
 
     def _remove(self, name):
         try:

@@ -29,6 +29,7 @@ class Result:
     duration: float
     tail: str
     timed_out: bool = False
+    timeout: object = None  # the limit it was given, reported instead of the (later) kill time
 
     @property
     def ok(self):
@@ -42,7 +43,8 @@ class Result:
     def describe(self):
         """One line: what failed and how."""
         if self.timed_out:
-            return "timed out after {:.0f}s and was killed with the processes it started".format(self.duration)
+            limit = self.timeout if self.timeout is not None else self.duration
+            return "timed out after {:g}s and was killed with the processes it started".format(round(limit, 1))
         return "exited with code {}".format(self.exit_code)
 
 
@@ -76,7 +78,7 @@ def run_shell(command, cwd, timeout=None, env=None, out=None):
     finally:
         reader.join(timeout=_GRACE)
     duration = time.monotonic() - start
-    return Result(command, None if timed_out else proc.returncode, duration, "".join(tail), timed_out)
+    return Result(command, None if timed_out else proc.returncode, duration, "".join(tail), timed_out, timeout)
 
 
 def _pump(stream, out, tail):
