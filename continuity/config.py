@@ -286,7 +286,8 @@ def parse(raw, line=None):
 
 
 def _select_line(raw, line):
-    lines = raw.get("lines") or {}
+    lines = raw.get("lines")
+    lines = {} if lines is None else lines
     if not isinstance(lines, dict):
         raise ConfigError("continuity.lines must be a mapping of line names to settings")
     for name, overrides in lines.items():

@@ -130,6 +130,9 @@ def _open_and_call(task, connection, kwargs, host):
         return HostResult(host, "unreachable", error=_connect_error(exc, connection))
     try:
         task(connection, **kwargs)
+    except SystemExit as exc:  # as for a local deploy: sys.exit(0) is success
+        if exc.code not in (None, 0):
+            return HostResult(host, "FAILED", error="the task exited with {!r}".format(exc.code))
     except BaseException as exc:  # a worker thread: every outcome is a result
         return HostResult(host, "FAILED", error=error_line(exc))
     return HostResult(host, "ok")

@@ -423,8 +423,9 @@ def _deploy_stage(c, settings, ws, deploy_task, rep, outcome):
                 )
             except DeployError as exc:
                 # The next pipeline run has nothing to do: say how to deploy again.
-                raise DeployError("{}; once fixed, `fab continuity.deploy {}{}` deploys {}".format(
-                    exc, environment, _line_option(settings), outcome.candidate[:12])) from exc
+                again = "promote" if environment == settings.production_environment else "deploy " + environment
+                raise DeployError("{}; once fixed, `fab continuity.{}{}` deploys {}".format(
+                    exc, again, _line_option(settings), outcome.candidate[:12])) from exc
             outcome.deployed[environment] = result
             rep.say("deploy: {}: {}".format(environment, result))
         info["detail"] = ", ".join("{} {}".format(env, r.split(":")[0]) for env, r in outcome.deployed.items())

@@ -114,13 +114,13 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
     settings = _config.settings(c, line=line)
     b = settings.branches
     rep = Reporter()
-    ws, user_task = preflight(settings, need_deploy=True, names=[b.master, b.production])
+    ws, user_task = preflight(settings, need_deploy=True, names=[b.master, b.production, b.development])
     git = ws.git
     with exclusive(ws), restored_head(ws, say=rep.say):
-        heads = fetch_branches(git, settings, [b.master, b.production], dry_run=dry_run)
+        heads = fetch_branches(git, settings, [b.master, b.production, b.development], dry_run=dry_run)
         target = _revision(git, revision, settings, heads)
         production = heads[b.production]
-        _require_fast_forward(git, settings, production, target, heads[b.master])
+        _require_fast_forward(git, settings, production, target, heads[b.master], heads[b.development])
         environment = settings.environment(settings.production_environment)
         state = Ledger(git, settings.remote, settings.refs_prefix).state(environment.name)
         if target in state.bad:
@@ -151,10 +151,15 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
             rep.say("result: " + run["summary"])
 
 
-def _require_fast_forward(git, settings, production, target, master):
+def _require_fast_forward(git, settings, production, target, master, development):
     b = settings.branches
     if git.is_ancestor(production, target):
         return
+    if not git.is_ancestor(production, master) and git.is_ancestor(production, development):
+        raise UsageError(
+            "{0} has {1} commit(s) that {2} lacks, but {3} has them: run the pipeline to bring {3} to {2}, "
+            "then promote.".format(b.production, git.count("{}..{}".format(master, production)), b.master,
+                                   b.development))
     if not git.is_ancestor(production, master):
         lacking = git.log("{}..{}".format(master, production), limit=_SHOWN)
         listed = "; ".join("{} {}".format(sha[:12], subject) for sha, subject, _ in lacking)
@@ -259,12 +264,12 @@ def _rollback_target(git, settings, state, revision, environment, heads):
     auto_shortflags=False,
     help={
         "environment": "The environment whose deploys to list.",
-        "limit": "How many entries to show, newest first (default 20).",
+        "limit": "How many entries to show, newest first (default: 20).",
         "line": LINE_HELP,
     }
 )
 @boundary
-def history(c, environment, limit=20, line=None):
+def history(c, environment, limit=None, line=None):
     """List the deploys of an environment from the ledger on the remote, newest first."""
     settings = _config.settings(c, line=line)
     name = _config.environment_name(environment)
@@ -275,7 +280,7 @@ def history(c, environment, limit=20, line=None):
     _check_remote(git, settings.remote)
     remote_heads(git, settings.remote, [settings.branches.master])  # reachable, or one clear line
     try:
-        limit = int(limit)
+        limit = int(limit) if limit is not None else 20
     except ValueError:
         raise UsageError("--limit takes a whole number, got {!r}".format(limit)) from None
     state = Ledger(git, settings.remote, settings.refs_prefix).state(name, limit=max(limit, 1))

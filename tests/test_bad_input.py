@@ -238,3 +238,8 @@ def test_annotate_refuses_field_names_that_would_forge_the_ledger():
         annotate(**{"note\nrevision": "0" * 40})
     with pytest.raises(UsageError):
         annotate(revision="0" * 40)
+
+
+def test_lines_must_be_a_mapping(make_project):
+    project = make_project(config="continuity:\n  lines: []\n")
+    assert_user_error(project.fab(project.workspace(), "continuity.status"), "continuity.lines must be a mapping")

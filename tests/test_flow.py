@@ -487,3 +487,21 @@ def test_a_rollback_planned_on_one_revision_does_not_replace_another(make_projec
                         first, say=lambda text: None, how="rollback", newer_wins=False,
                         mark_replaced_bad=True, expect_current="f" * 40)
     assert project.ref("refs/continuity/locks/deploy-staging") is None
+
+
+def test_promote_after_a_hotfix_says_to_run_the_pipeline_first(make_project):
+    project, ws, dev = _released(make_project)
+    assert project.fab(ws, "continuity.promote", "--yes").returncode == 0
+    assert project.fab(ws, "continuity.hotfix.start", "quick").returncode == 0
+    project.push_to("hotfix/quick", "quick fix", quick="1\n")
+    assert project.fab(ws, "continuity.hotfix.finish", "quick").returncode == 0
+
+    proc = project.fab(ws, "continuity.promote", "--yes")
+
+    assert_user_error(proc, "but development has them: run the pipeline")
+
+
+def test_history_limit_takes_a_number(make_project):
+    project, ws, dev = _released(make_project)
+    assert project.fab(ws, "continuity.history", "staging", "--limit", "1").returncode == 0
+    assert_user_error(project.fab(ws, "continuity.history", "staging", "--limit", "abc"), "--limit takes a whole number")
