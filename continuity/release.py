@@ -176,7 +176,10 @@ def _require_fast_forward(git, settings, production, target, master, development
 
 def _print_promotion(rep, git, settings, production, target, environment):
     b = settings.branches
-    commits = git.log("{}..{}".format(production, target), limit=_SHOWN) if production != target else []
+    if production == target:
+        rep.say("plan: {} is already at {}; deploy it to {}".format(b.production, target[:12], environment))
+        return
+    commits = git.log("{}..{}".format(production, target), limit=_SHOWN)
     count = git.count("{}..{}".format(production, target)) if commits else 0
     rep.say("plan: move {} {} -> {} ({} commit(s)), push to {}, deploy {} to {}".format(
         b.production, production[:12], target[:12], count, settings.remote, target[:12], environment))
