@@ -215,12 +215,24 @@ def _accept_null_mappings():
     def merge_dicts(base, updates):
         if updates and any(v is None and isinstance(base.get(k), dict) for k, v in updates.items()):
             updates = {k: v for k, v in updates.items() if not (v is None and isinstance(base.get(k), dict))}
-        if updates and isinstance(updates.get("continuity"), dict) and isinstance(base.get("continuity"), dict):
-            _replace_mismatched(base["continuity"], updates["continuity"])
+        ours = updates.get("continuity") if updates else None
+        if ours is not None and isinstance(base.get("continuity"), dict):
+            if isinstance(ours, dict):
+                updates = dict(updates, continuity=_string_keys(ours))
+                _replace_mismatched(base["continuity"], updates["continuity"])
+            else:
+                del base["continuity"]  # `continuity: []`: parse() says it must be a mapping
         return original(base, updates)
 
     merge_dicts._continuity = True
     invoke_config.merge_dicts = merge_dicts
+
+
+def _string_keys(value):
+    """Keys as strings (``lines: {5: ...}``): Invoke's env var crawl joins them."""
+    if isinstance(value, dict):
+        return {str(k): _string_keys(v) for k, v in value.items()}
+    return value
 
 
 def _replace_mismatched(base, updates):
@@ -245,7 +257,7 @@ _accept_null_mappings()
 def settings(c, line=None):
     """Return the validated `Settings` for context ``c`` (and ``--line``)."""
     raw = c.config.get("continuity") if hasattr(c, "config") else None
-    return parse(_plain(raw) or {}, line=line)
+    return parse({} if raw is None else _plain(raw), line=line)
 
 
 def parse(raw, line=None):

@@ -127,7 +127,10 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
         try:
             call_deploy(c, task, target, revision, say=say, line=settings.line)
         except DeployError as exc:
-            ledger.append(environment, [dict(record, result="failed", error=str(exc), **_annotations)], state=state)
+            try:
+                ledger.append(environment, [dict(record, result="failed", error=str(exc), **_annotations)], state=state)
+            except ContinuityError as ledger_error:  # the deploy's own failure is what matters
+                say("warning: could not record the failed deploy in the ledger: {}".format(ledger_error))
             raise
         records = [dict(record, result="deployed", **_annotations)]
         if mark_replaced_bad and state.deployed and state.deployed != revision:
@@ -136,9 +139,11 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
         try:
             ledger.append(environment, records, deployed=revision, state=state)
         except ContinuityError as exc:
+            again = "promote" if environment == settings.production_environment else "deploy " + environment
+            line = "" if settings.line == "main" else " --line " + settings.line
             raise ContinuityError(
-                "{} was deployed to {}, but recording it in the ledger on {} failed: {}; `fab continuity.deploy "
-                "{}` records it on a new deploy".format(revision[:12], environment, settings.remote, exc, environment)
+                "{} was deployed to {}, but recording it in the ledger on {} failed: {}; `fab continuity.{}{}` "
+                "records it on a new deploy".format(revision[:12], environment, settings.remote, exc, again, line)
             ) from exc
         return "deployed"
 

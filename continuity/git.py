@@ -35,9 +35,8 @@ _CONTENTION = (
     "stale info",
     "fetch first",
     "non-fast-forward",
-    "cannot lock ref",
     "reference already exists",
-    "failed to update ref",
+    "but expected",  # "cannot lock ref 'R': is at X but expected Y"
 )
 
 
@@ -246,8 +245,9 @@ def _refused(remote, output):
     text = "{} refused the push".format(remote)
     if refused:
         text += ": " + "; ".join(refused)
+    errors = [line for line in said if line.startswith(("error:", "fatal:"))]
     if said:
-        text += "; it said: " + " / ".join(said[-3:])
+        text += "; it said: " + " / ".join(errors[:2] or said[-3:])
     return text
 
 

@@ -136,8 +136,16 @@ class Ledger:
         Retries when another writer got there first; the deployed ref only
         moves from the value we read (a lease), never blindly.
         """
+        expected = state.deployed if state is not None else None
         for _ in range(_ATTEMPTS):
             state = state or self.state(environment, limit=1)
+            if deployed and expected is not None and state.deployed != expected:
+                raise ContinuityError(
+                    "{} was recorded as running {} by another run meanwhile (we read {}); not recording {} over "
+                    "it: see `fab continuity.history {}`".format(
+                        environment, state.deployed[:12] or "nothing", expected[:12] or "nothing", deployed[:12],
+                        environment))
+            expected = state.deployed
             head = state.head
             for record in records:
                 head = self._commit(head, environment, record)

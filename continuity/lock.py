@@ -34,22 +34,29 @@ def remote_lock(git, settings, name, say=print, poll=0.5):
     """Hold lock ``name`` on the line's remote for the duration of the block."""
     ref = settings.refs_prefix + "locks/" + name
     token = _make_token(git, name)
-    _acquire(git, settings, ref, token, say, poll)
+    try:
+        _acquire(git, settings, ref, token, say, poll)
+    except BaseException:
+        # Interrupted while the push that takes the lock was under way: the
+        # remote may have applied it. Delete it if it is ours (a lease).
+        git.call("push", "--quiet", "--force-with-lease={}:{}".format(ref, token), settings.remote, ":" + ref)
+        raise
     try:
         yield token
     finally:
-        _release(git, settings, ref, token, name, say)
+        _release(git, settings, ref, token, say)
 
 
-def _release(git, settings, ref, token, name, say):
+def _release(git, settings, ref, token, say):
     """Delete our lock; a failure here must not hide the run's own error."""
     try:
         released = git.push(settings.remote, [("", ref)], leases=[(ref, token)]).ok
     except ContinuityError as exc:
-        say("warning: could not release lock {}: {}; `fab continuity.unlock {}` breaks it".format(name, exc, name))
+        say("warning: could not release lock {}: {}; `fab continuity.unlock {}` breaks it".format(
+            ref, exc, _short_name(ref, settings)))
         return
     if not released:
-        say("warning: lock {} was no longer ours when we released it".format(name))
+        say("warning: lock {} was no longer ours when we released it".format(ref))
 
 
 def _acquire(git, settings, ref, token, say, poll):

@@ -279,8 +279,10 @@ def send(settings, record, say=print):
         except (KeyboardInterrupt, SystemExit) as exc:
             say("warning: notify: interrupted ({}); the remaining notifications were not sent".format(
                 type(exc).__name__))
-            return
+            raise
         except BaseException as exc:
+            if not isinstance(exc, Exception):  # SIGTERM (Terminated): stop like Ctrl-C
+                raise
             say(_scrub("warning: notify: {} not sent: {}".format(label, _reason(exc, settings.timeout)), secrets))
 
 

@@ -46,7 +46,7 @@ def _revision(git, name, settings, heads):
     if sha is None:
         raise UsageError("unknown revision {!r}; give a commit, tag or branch that exists on the remote".format(name))
     if not git.is_ancestor(sha, master_sha):
-        raise UsageError("{} is not on {}: only tested revisions (on {}) are deployed".format(name, master, master))
+        raise UsageError("{} is not on {}: only revisions on {} are deployed".format(name, master, master))
     return sha
 
 
@@ -227,7 +227,7 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
             raise UsageError("nothing is recorded as deployed to {}; there is nothing to roll back".format(target.name))
         back = _rollback_target(git, settings, state, revision, target.name, heads)
         if revision and not any(git.is_ancestor(back, heads[n]) for n in (b.master, b.production)):
-            raise UsageError("{} is on neither {} nor {}: only tested revisions are deployed".format(
+            raise UsageError("{} is on neither {} nor {}: only revisions on those branches are deployed".format(
                 revision, b.master, b.production))
         rep.say("plan: redeploy {} to {} in place of {}, and mark {} bad for {}".format(
             back[:12], target.name, state.deployed[:12], state.deployed[:12], target.name))

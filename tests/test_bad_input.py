@@ -243,3 +243,21 @@ def test_annotate_refuses_field_names_that_would_forge_the_ledger():
 def test_lines_must_be_a_mapping(make_project):
     project = make_project(config="continuity:\n  lines: []\n")
     assert_user_error(project.fab(project.workspace(), "continuity.status"), "continuity.lines must be a mapping")
+
+
+def test_a_stuck_lock_file_on_the_remote_is_an_error_not_a_moving_master(project):
+    project.push_to("development", "feature", feature="x\n")
+    (project.origin / "refs" / "heads" / "master.lock").write_text("")
+    before = project.ref("master")
+
+    proc = project.fab(project.workspace(), "continuity.pipeline")
+
+    assert_user_error(proc, "cannot lock ref", code=1)
+    assert "kept moving" not in proc.stderr
+    assert project.ref("master") == before
+
+
+@pytest.mark.parametrize("yaml", ["continuity: []\n", "continuity: hello\n"])
+def test_a_continuity_setting_that_is_not_a_mapping_is_one_line(make_project, yaml):
+    project = make_project(config=yaml)
+    assert_user_error(project.fab(project.workspace(), "continuity.status"), "must be a mapping")

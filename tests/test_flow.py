@@ -505,3 +505,16 @@ def test_history_limit_takes_a_number(make_project):
     project, ws, dev = _released(make_project)
     assert project.fab(ws, "continuity.history", "staging", "--limit", "1").returncode == 0
     assert_user_error(project.fab(ws, "continuity.history", "staging", "--limit", "abc"), "--limit takes a whole number")
+
+
+def test_a_ledger_that_cannot_be_written_does_not_hide_the_failed_deploy(make_project):
+    project, ws, dev = _released(make_project)
+    hook = project.origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nwhile read old new ref; do case $ref in refs/continuity/ledger/*) "
+                    "echo 'ledger writes are not allowed here' >&2; exit 1;; esac; done\nexit 0\n")
+    hook.chmod(0o755)
+
+    proc = project.fab(ws, "continuity.deploy", "qa", env={"DEPLOY_FAIL": "1"})
+
+    assert_user_error(proc, "deploy to qa failed: RuntimeError: the deploy script broke", code=1)
+    assert "could not record the failed deploy" in proc.stdout
