@@ -162,6 +162,11 @@ class Settings:
         """Where this line keeps its locks, deploy records and ledger on the remote."""
         return "refs/continuity/" if self.line == "main" else "refs/continuity/lines/{}/".format(self.line)
 
+    @property
+    def line_option(self):
+        """``" --line NAME"`` for commands we suggest on a named line, else ``""``."""
+        return "" if self.line == "main" else " --line " + self.line
+
     def known_environments(self):
         names = list(self.environments) + list(self.auto_deploy) + [self.production_environment]
         return tuple(dict.fromkeys(names))

@@ -26,7 +26,8 @@ from .errors import ContinuityError, DeployError, UsageError
 from .ledger import Ledger
 from .lock import remote_lock
 
-__all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "call_deploy", "annotate", "describe_failure"]
+__all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "call_deploy", "annotate", "describe_failure",
+           "redeploy_command"]
 
 _registered = {}
 
@@ -139,13 +140,18 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
         try:
             ledger.append(environment, records, deployed=revision, state=state)
         except ContinuityError as exc:
-            again = "promote" if environment == settings.production_environment else "deploy " + environment
-            line = "" if settings.line == "main" else " --line " + settings.line
             raise ContinuityError(
-                "{} was deployed to {}, but recording it in the ledger on {} failed: {}; `fab continuity.{}{}` "
-                "records it on a new deploy".format(revision[:12], environment, settings.remote, exc, again, line)
+                "{} was deployed to {}, but recording it in the ledger on {} failed: {}; `{}` "
+                "records it on a new deploy".format(revision[:12], environment, settings.remote, exc,
+                                                    redeploy_command(settings, environment))
             ) from exc
         return "deployed"
+
+
+def redeploy_command(settings, environment):
+    """The command that deploys ``environment`` again: promote for production, else deploy."""
+    task = "promote" if environment == settings.production_environment else "deploy " + environment
+    return "fab continuity.{}{}".format(task, settings.line_option)
 
 
 def _skip_reason(git, state, environment, revision, newer_wins):

@@ -43,9 +43,8 @@ _CONTENTION = (
 class PushResult:
     """What ``git push --porcelain`` said about each ref."""
 
-    def __init__(self, ok, stale, output):
-        self.ok = ok
-        self.stale = stale  # rejected because the remote ref moved
+    def __init__(self, ok, output):
+        self.ok = ok  # False: refused because a ref was not what we expected
         self.output = output
 
     @property
@@ -208,9 +207,9 @@ class Git:
         proc = self._spawn(tuple(args), None, None, None)
         output = (proc.stdout + proc.stderr).strip()
         if proc.returncode == 0:
-            return PushResult(True, False, output)
+            return PushResult(True, output)
         if any(sign in output for sign in _CONTENTION):
-            return PushResult(False, True, output)
+            return PushResult(False, output)
         raise GitError(_refused(remote, output) or _describe(args, proc), args, proc.stderr)
 
     def identity_env(self):

@@ -91,8 +91,7 @@ def _timeout_message(ref, settings, info):
 
 
 def _short_name(ref, settings):
-    line = " --line {}".format(settings.line) if settings.line != "main" else ""
-    return ref[len(settings.refs_prefix + "locks/"):] + line
+    return ref[len(settings.refs_prefix + "locks/"):] + settings.line_option
 
 
 def _make_token(git, name):
@@ -207,11 +206,7 @@ def unlock(c, name, yes=False, line=None):
 
 def _open(c, line):
     from .config import settings as read_settings
-    from .pipeline import _check_remote, remote_heads
-    from .workspace import open_workspace
+    from .pipeline import reach
 
     settings = read_settings(c, line=line)
-    git = open_workspace(".", settings.git_timeout).git
-    _check_remote(git, settings.remote)
-    remote_heads(git, settings.remote, [settings.branches.master])  # reachable, or one clear line
-    return git, settings
+    return reach(settings), settings

@@ -27,13 +27,14 @@ from . import config as _config
 from . import merge as _merge
 from . import test as _test
 from ._task import boundary
-from .deploy import deploy_revision, find_deploy_task
+from .deploy import deploy_revision, find_deploy_task, redeploy_command
 from .errors import ContinuityError, DeployError, GitError, UsageError
 from .lock import remote_lock
 from .report import Reporter, RunRecord
 from .workspace import exclusive, open_workspace, restored_head
 
-__all__ = ["pipeline", "status", "init", "run_pipeline", "preflight", "fetch_branches", "Outcome"]
+__all__ = ["pipeline", "status", "init", "run_pipeline", "preflight", "fetch_branches", "reach",
+           "check_branch_names", "Outcome"]
 
 _HEADS = "refs/heads/"
 
@@ -196,11 +197,7 @@ def preflight(settings, need_deploy, names=None):
     ws = open_workspace(".", settings.git_timeout)
     deploy_task = find_deploy_task(settings.deploy_task) if need_deploy else None
     _check_remote(ws.git, settings.remote)
-    for role, name in vars(settings.branches).items():
-        if not ws.git.valid_branch(name):
-            raise UsageError(
-                "continuity.branches.{}: {!r} is not a valid git branch name".format(role, name)
-            )
+    check_branch_names(ws.git, settings)
     if ws.git.run("rev-parse", "--is-shallow-repository") == "true":
         raise UsageError(
             "this checkout is a shallow clone; continuity needs the history to merge and compare: run "
@@ -208,6 +205,21 @@ def preflight(settings, need_deploy, names=None):
         )
     _require_branches(ws.git, settings, names or list(vars(settings.branches).values()))
     return ws, deploy_task
+
+
+def check_branch_names(git, settings):
+    """Every branch of the line is a name git accepts; else a `UsageError` naming the setting."""
+    for role, name in vars(settings.branches).items():
+        if not git.valid_branch(name):
+            raise UsageError("continuity.branches.{}: {!r} is not a valid git branch name".format(role, name))
+
+
+def reach(settings):
+    """The checkout's `Git`, once the remote is configured and answers (for read-only tasks)."""
+    git = open_workspace(".", settings.git_timeout).git
+    _check_remote(git, settings.remote)
+    remote_heads(git, settings.remote, [settings.branches.master])
+    return git
 
 
 def _require_branches(git, settings, names):
@@ -423,9 +435,8 @@ def _deploy_stage(c, settings, ws, deploy_task, rep, outcome):
                 )
             except DeployError as exc:
                 # The next pipeline run has nothing to do: say how to deploy again.
-                again = "promote" if environment == settings.production_environment else "deploy " + environment
-                raise DeployError("{}; once fixed, `fab continuity.{}{}` deploys {}".format(
-                    exc, again, _line_option(settings), outcome.candidate[:12])) from exc
+                raise DeployError("{}; once fixed, `{}` deploys {}".format(
+                    exc, redeploy_command(settings, environment), outcome.candidate[:12])) from exc
             outcome.deployed[environment] = result
             rep.say("deploy: {}: {}".format(environment, result))
         info["detail"] = ", ".join("{} {}".format(env, r.split(":")[0]) for env, r in outcome.deployed.items())
@@ -448,10 +459,6 @@ def _advance_production(git, settings, candidate, rep):
     if not git.push(settings.remote, [(candidate, ref)], leases=[(ref, current or "")]).ok:
         raise DeployError("{} moved on {} meanwhile; production was not deployed".format(production, settings.remote))
     rep.say("deploy: {} {} -> {} (production is in auto_deploy)".format(production, (current or "")[:12], candidate[:12]))
-
-
-def _line_option(settings):
-    return "" if settings.line == "main" else " --line " + settings.line
 
 
 def _print_plan(rep, settings, candidate, decisions):

@@ -19,7 +19,7 @@ from ._task import boundary, confirm
 from .deploy import deploy_revision
 from .errors import ContinuityError, UsageError
 from .ledger import Ledger
-from .pipeline import LINE_HELP, fetch_branches, preflight, reported
+from .pipeline import LINE_HELP, fetch_branches, preflight, reach, reported
 from .report import Reporter
 from .workspace import exclusive, restored_head
 
@@ -276,12 +276,7 @@ def history(c, environment, limit=None, line=None):
     """List the deploys of an environment from the ledger on the remote, newest first."""
     settings = _config.settings(c, line=line)
     name = _config.environment_name(environment)
-    from .pipeline import _check_remote, remote_heads
-    from .workspace import open_workspace
-
-    git = open_workspace(".", settings.git_timeout).git
-    _check_remote(git, settings.remote)
-    remote_heads(git, settings.remote, [settings.branches.master])  # reachable, or one clear line
+    git = reach(settings)
     try:
         limit = int(limit) if limit is not None else 20
     except ValueError:

@@ -2,7 +2,7 @@
 
 from .errors import UsageError
 from .ledger import Ledger
-from .pipeline import _check_remote, missing_branches, remote_heads
+from .pipeline import _check_remote, check_branch_names, missing_branches, remote_heads
 from .report import Reporter
 from .workspace import open_workspace
 
@@ -70,9 +70,7 @@ def init_branches(settings, dry_run=False, out=None):
     ws = open_workspace(".", settings.git_timeout)
     git, b = ws.git, settings.branches
     _check_remote(git, settings.remote)
-    for role, name in vars(b).items():
-        if not git.valid_branch(name):
-            raise UsageError("continuity.branches.{}: {!r} is not a valid git branch name".format(role, name))
+    check_branch_names(git, settings)
     names = list(dict.fromkeys([b.development, b.master, b.production]))
     heads = remote_heads(git, settings.remote, names)
     if b.master not in heads:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -186,6 +187,22 @@ def project(tmp_path):
 def make_project(tmp_path):
     """Build a project with custom settings, fabfile or branches."""
     return lambda **kwargs: Project(tmp_path).create(**kwargs)
+
+
+def wait_for(path, timeout=30):
+    """Wait until ``path`` exists (a marker a check or a deploy writes)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, "timed out waiting for " + str(path)
+        time.sleep(0.05)
+
+
+def wait_ref(project, ref, proc, timeout=30):
+    """Wait until ``ref`` exists on the project's origin while ``proc`` still runs."""
+    deadline = time.monotonic() + timeout
+    while project.ref(ref) is None:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
 
 
 def assert_user_error(proc, *phrases, code=2):

@@ -1,10 +1,9 @@
 """Two Jenkins agents at once: the invariant holds, nothing older is deployed over newer."""
 
-import time
 
 from invoke import Context
 
-from conftest import Project, git
+from conftest import Project, git, wait_for
 from continuity.config import Environment, parse
 from continuity.deploy import deploy_revision
 from continuity.git import Git
@@ -29,7 +28,7 @@ def test_two_pipelines_on_one_remote_are_serialized_by_the_lock(make_project, tm
     project = make_project(config=Project.config(checks=["touch {}; sleep ${{CHECK_SLEEP:-0}}".format(in_check)]))
     older = project.push_to("development", "older", older="1\n")
     slow = project.popen(project.workspace(older), "continuity.pipeline", env={"CHECK_SLEEP": "2"})
-    _wait_for(in_check)
+    wait_for(in_check)
 
     newer = project.push_to("development", "newer", newer="2\n")
     fast = project.fab(project.workspace(newer), "continuity.pipeline")
@@ -61,9 +60,3 @@ def test_an_older_revision_is_not_deployed_over_a_recorded_newer_one(project, mo
     assert project.ref("refs/continuity/deployed/staging") == newer
     assert project.ref("refs/continuity/locks/deploy-staging") is None
 
-
-def _wait_for(path, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, "timed out waiting for " + str(path)
-        time.sleep(0.05)

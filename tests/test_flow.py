@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import Project, assert_user_error, git
+from conftest import Project, assert_user_error, git, wait_ref
 
 ENVIRONMENTS = """\
 environments:
@@ -230,7 +230,7 @@ def test_a_failed_deploy_is_recorded_in_the_ledger(make_project):
 def test_deploys_from_two_tasks_to_one_environment_wait_for_each_other(make_project):
     project, ws, dev = _released(make_project)
     slow = project.popen(ws, "continuity.deploy", "qa", env={"DEPLOY_SLEEP": "2"})
-    _wait_ref(project, "refs/continuity/locks/deploy-qa", slow)
+    wait_ref(project, "refs/continuity/locks/deploy-qa", slow)
 
     fast = project.fab(project.workspace(), "continuity.deploy", "qa")
     slow.communicate(timeout=60)
@@ -276,7 +276,7 @@ def test_a_killed_pipeline_leaves_a_lock_the_next_run_takes_over(make_project, t
     project = make_project(config=Project.config(checks=[check]))
     project.push_to("development", "feature", feature="x\n")
     killed = project.popen(project.workspace(), "continuity.pipeline", env={"CHECK_SLEEP": "60"})
-    _wait_ref(project, "refs/continuity/locks/pipeline", killed)
+    wait_ref(project, "refs/continuity/locks/pipeline", killed)
     while not started.exists():
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
@@ -351,12 +351,6 @@ def test_a_maintenance_line_has_its_own_branches_and_ledger(make_project, tmp_pa
     assert "master-1.x" in status.stdout and "staging-1.x  runs" in status.stdout
     assert_user_error(project.fab(ws, "continuity.status", "--line", "2.x"), "unknown line '2.x'", "1.x")
 
-
-def _wait_ref(project, ref, proc, timeout=30):
-    deadline = time.monotonic() + timeout
-    while project.ref(ref) is None:
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
 
 
 def test_promote_notifies_like_the_pipeline(make_project, tmp_path):

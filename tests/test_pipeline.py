@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from conftest import Project, assert_user_error, git
+from conftest import Project, assert_user_error, git, wait_for, wait_ref
 
 
 def test_a_fast_forward_advances_master_and_deploys_staging(project):
@@ -295,7 +295,7 @@ def test_sigterm_stops_the_run_cleans_up_and_pushes_nothing(make_project, tmp_pa
     head, before = git(ws, "rev-parse", "HEAD"), project.refs()
 
     proc = project.popen(ws, "continuity.pipeline")
-    _wait_for(started)
+    wait_for(started)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
 
@@ -309,10 +309,7 @@ def test_a_lock_left_by_a_killed_deploy_is_taken_over(project, tmp_path):
     project.push_to("development", "feature", feature="x\n")
     ws = project.workspace()
     proc = project.popen(ws, "continuity.pipeline", env={"DEPLOY_SLEEP": "60"})
-    deadline = time.monotonic() + 30
-    while project.ref("refs/continuity/locks/deploy-staging") is None:
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.1)
+    wait_ref(project, "refs/continuity/locks/deploy-staging", proc)
     proc.kill()
     proc.wait()
     assert project.ref("refs/continuity/locks/deploy-staging") is not None
@@ -333,13 +330,6 @@ def _alive(pid):
         return False
     with open("/proc/{}/stat".format(pid)) as f:
         return f.read().split()[2] != "Z"
-
-
-def _wait_for(path, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, "timed out waiting for " + str(path)
-        time.sleep(0.05)
 
 
 def test_a_check_that_edits_tracked_files_does_not_jam_the_next_run(make_project):
