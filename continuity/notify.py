@@ -10,16 +10,21 @@ event is one of ``events`` (``failure`` by default; also ``success`` and
   or one a Slack incoming webhook accepts (``slack``).
 
 A channel that fails is one warning line; `send` never raises, so a
-notification never changes the run's result. Secrets (the SMTP password, a
-webhook URL, which usually carries a token) come only from environment
-variables named in the settings, and never appear in output: URLs are shown
-as scheme and host.
+notification never changes the run's result, and each channel has ``timeout``
+seconds in all (connect, send, answer) before we stop waiting for it. Secrets
+(the SMTP password, a webhook URL, which usually carries a token) come only
+from environment variables named in the settings, and never appear in
+output: URLs are shown as scheme and host. What a message says is redacted
+(no URL user-info), free of control characters where people read it, and
+bounded: 50 commits listed, ``max_authors`` authors written to, the rest
+counted.
 """
 
 import json
 import os
 import re
 import socket
+import threading
 import urllib.parse
 from dataclasses import dataclass
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
@@ -28,6 +33,7 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 # webhook is sent: `import continuity` must stay light for the runs that send
 # nothing.
 
+from ._text import one_line, redact, safe
 from .config import _boolean, _count, _kind, _name, _reject_unknown, _seconds, _string_list
 from .errors import ConfigError
 
@@ -39,7 +45,7 @@ SECURITY_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
 FORMATS = ("json", "slack")
 
 _EMAIL_KEYS = ("host", "port", "security", "username", "username_env", "password_env", "sender", "recipients",
-               "authors")
+               "authors", "max_authors")
 _WEBHOOK_KEYS = ("url", "url_env", "format")
 _KEYS = ("events", "timeout", "email", "webhooks")
 
@@ -58,7 +64,9 @@ _ADDRESS = re.compile(r"^[^@\s<>,;\"']+@[^@\s<>,;\"']+$")
 _SPLIT = re.compile(r"[,\s]+")
 _SUBJECT_CHARS = 150
 _SLACK_TAIL_CHARS = 2500
-_COMMITS_LISTED = 50
+_COMMITS_LISTED = 50  # in the mail body and the JSON document; the others are counted
+_AUTHORS_NAMED = 10  # in a Slack message
+_MAX_AUTHORS = 20  # default of email.max_authors
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class EmailSettings:
     sender: str  # "ci@example.com" or "CI <ci@example.com>"
     recipients: tuple  # always copied, whatever the commits
     authors: bool  # also the authors of the commits the run brought in
+    max_authors: int = _MAX_AUTHORS  # at most this many of them: those of the newest commits
     username: object = None
     username_env: object = None  # names of environment variables, never values
     password_env: object = None
@@ -84,7 +93,7 @@ class Webhook:
 @dataclass(frozen=True)
 class NotifySettings:
     events: tuple  # of EVENTS
-    timeout: float  # seconds, per channel
+    timeout: float  # seconds per channel, in all: connect, send and answer
     email: object = None  # EmailSettings or None
     webhooks: tuple = ()  # (Webhook, ...)
 
@@ -138,6 +147,7 @@ def _email(raw):
         sender=_sender(raw.get("sender"), where + ".sender"),
         recipients=_addresses(raw.get("recipients", []), where + ".recipients"),
         authors=_boolean(raw.get("authors", True), where + ".authors"),
+        max_authors=_count(raw.get("max_authors", _MAX_AUTHORS), where + ".max_authors"),
         username=_name(raw["username"], where + ".username") if "username" in raw else None,
         username_env=_env_name(raw.get("username_env"), where + ".username_env"),
         password_env=_env_name(raw.get("password_env"), where + ".password_env"),
@@ -241,17 +251,35 @@ def events_of(record):
 
 
 def recipients(email, record):
-    """[(name, address)]: the commits' authors (when enabled), then ``recipients``; each once."""
+    """[(name, address)]: the commits' authors (when enabled), then ``recipients``; each once.
+
+    Authors come newest commit first. A name is put on one line (git keeps
+    control characters in it, a mail header cannot hold them); an address
+    that is not a plain one is left out.
+    """
     people = []
     if email.authors:
-        people += [(name, address) for _sha, _subject, name, address in record.commits]
+        people += [(one_line(name), address) for _sha, _subject, name, address in record.commits]
     people += [("", address) for address in email.recipients]
     seen, unique = set(), []
     for name, address in people:
-        if _ADDRESS.match(address or "") and address.lower() not in seen:
+        if _ADDRESS.match(address or "") and safe(address) == address and address.lower() not in seen:
             seen.add(address.lower())
             unique.append((name, address))
     return unique
+
+
+def _bounded(email, people):
+    """(who to write to, how many authors are left out): every one of ``recipients``, ``max_authors`` authors."""
+    configured = {address.lower() for address in email.recipients}
+    kept, authors = [], 0
+    for person in people:
+        if person[1].lower() not in configured:
+            authors += 1
+            if authors > email.max_authors:
+                continue
+        kept.append(person)
+    return kept, max(0, authors - email.max_authors)
 
 
 # -- sending -------------------------------------------------------------------------
@@ -259,6 +287,32 @@ def recipients(email, record):
 
 class _NotSent(Exception):
     """A channel cannot be used (a variable is not set...): one warning line."""
+
+
+def _within(timeout, deliver, record):
+    """``deliver(record)``, waited for ``timeout`` seconds in all.
+
+    Socket timeouts bound each read, not the whole exchange: a server that
+    trickles a byte a second, or a slow name lookup, would never trip them.
+    So the channel runs in a daemon thread, and at the deadline we stop
+    waiting for it; being a daemon, it cannot keep ``fab`` from exiting.
+    """
+    outcome = {}
+
+    def run():
+        try:
+            outcome["sentence"] = deliver(record)
+        except BaseException as exc:  # handed to the caller, which reports it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="continuity-notify", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise _NotSent("not done within {:g}s (continuity.notify.timeout); stopped waiting".format(timeout))
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["sentence"]
 
 
 def send(settings, record, say=print):
@@ -275,7 +329,7 @@ def send(settings, record, say=print):
         return
     for label, deliver, secrets in channels:
         try:
-            say("notify: " + deliver(record))
+            say("notify: " + _within(settings.timeout, deliver, record))
         except (KeyboardInterrupt, SystemExit) as exc:
             say("warning: notify: interrupted ({}); the remaining notifications were not sent".format(
                 type(exc).__name__))
@@ -367,20 +421,28 @@ def _reason(exc, timeout):
 
 
 def _send_email(email, record, timeout):
-    people = recipients(email, record)
+    people, left_out = _bounded(email, recipients(email, record))
     if not people:
         return "email: no one to write to (no commits brought in, no recipients configured); nothing sent"
-    message = _email_message(email, record, people)
+    message = _email_message(email, record, people, left_out)
     with _smtp(email, timeout) as smtp:
         _login(smtp, email)
         smtp.send_message(message, from_addr=parseaddr(email.sender)[1], to_addrs=[a for _, a in people])
-    return "email sent to {} via {}:{}".format(", ".join(a for _, a in people), email.host, email.port)
+    sentence = "email sent to {} via {}:{}".format(", ".join(a for _, a in people), email.host, email.port)
+    return sentence + ("; " + _left_out(email, left_out) if left_out else "")
 
 
-def _email_message(email, record, people):
+def _left_out(email, count):
+    return "not sent to {} other author(s) of these commits (continuity.notify.email.max_authors is {})".format(
+        count, email.max_authors)
+
+
+def _email_message(email, record, people, left_out=0):
     from email.message import EmailMessage
 
     subject, body = compose(record)
+    if left_out:
+        body += "\nNote: {}.\n".format(_left_out(email, left_out))
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = email.sender
@@ -497,12 +559,12 @@ def _revision_rows(record):
 
 
 def compose(record):
-    """(subject, plain-text body) of the message about ``record``."""
+    """(subject, plain-text body) of the message about ``record``: redacted, no control characters."""
     detail = record.summary if record.ok else _short_error(record)
-    subject = " ".join("[continuity] {}: {}".format(_headline(record), detail).split())
+    subject = one_line("[continuity] {}: {}".format(_headline(record), detail))
     if len(subject) > _SUBJECT_CHARS:
         subject = subject[: _SUBJECT_CHARS - 3] + "..."
-    return subject, "\n".join(_body_lines(record)) + "\n"
+    return subject, safe("\n".join(_body_lines(record)) + "\n")
 
 
 def _body_lines(record):
@@ -523,7 +585,7 @@ def _body_lines(record):
 
 
 def _commit_rows(commits):
-    rows = ["{}  {}  ({} <{}>)".format(sha[:12], subject, name, address)
+    rows = ["{}  {}  ({} <{}>)".format(sha[:12], *map(one_line, (subject, name, address)))
             for sha, subject, name, address in commits[:_COMMITS_LISTED]]
     if len(commits) > _COMMITS_LISTED:
         rows.append("... and {} more".format(len(commits) - _COMMITS_LISTED))
@@ -544,8 +606,18 @@ def _section(title, rows):
 
 
 def payload(record, form="json"):
-    """The webhook body: our JSON document, or a Slack message."""
-    return _slack(record) if form == "slack" else _document(record)
+    """The webhook body: our JSON document, or a Slack message; no URL user-info in either."""
+    return _redacted(_slack(record) if form == "slack" else _document(record))
+
+
+def _redacted(value):
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def _document(record):
@@ -565,7 +637,8 @@ def _document(record):
         "error": record.error,
         "revisions": dict(record.revisions),
         "branches": dict(record.branches),
-        "commits": [dict(zip(("sha", "subject", "author", "email"), c)) for c in record.commits],
+        "commits": [dict(zip(("sha", "subject", "author", "email"), c)) for c in record.commits[:_COMMITS_LISTED]],
+        "commits_total": len(record.commits),
         "deployed": dict(record.deployed),
         "build_url": record.build_url,
         "remote": record.remote,
@@ -587,13 +660,16 @@ def _slack(record):
         lines.append("Revisions: " + revisions)
     authors = list(dict.fromkeys(name for _sha, _subject, name, _address in record.commits))
     if authors:
-        lines.append("Commits: {} by {}".format(len(record.commits), esc(", ".join(authors))))
+        named = ", ".join(authors[:_AUTHORS_NAMED])
+        if len(authors) > _AUTHORS_NAMED:
+            named += " and {} others".format(len(authors) - _AUTHORS_NAMED)
+        lines.append("Commits: {} by {}".format(len(record.commits), esc(named)))
     if record.build_url:
         lines.append("<{}|Build>".format(record.build_url.replace("|", "%7C").replace(">", "%3E")))
     tail = record.output_tail.rstrip()[-_SLACK_TAIL_CHARS:]
     if tail:
         lines.append("```\n{}\n```".format(esc(tail)))
-    return {"text": "\n".join(lines)}
+    return {"text": safe("\n".join(lines))}
 
 
 def _slack_escape(text):

@@ -4,6 +4,8 @@ Fixture ``http_receiver`` (registered with ``pytest_plugins = ["http_receiver"]`
 a running `Receiver`; ``receiver.url("/hook/TOKEN")`` is a URL to post to,
 ``receiver.requests`` what arrived, and ``receiver.status`` the status it
 answers with (200 unless a test sets another; a 3xx redirects to ``/moved``).
+With ``receiver.trickle`` set to N, it answers one byte every N seconds (a
+server that is alive but never done), until the fixture stops it.
 """
 
 import json
@@ -28,6 +30,8 @@ class Receiver:
     def __init__(self):
         self.requests = []
         self.status = 200
+        self.trickle = None  # seconds between the bytes of a slow answer
+        self.stopped = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -42,6 +46,9 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.requests.append(Request("POST", self.path, dict(self.headers), body))
+                if receiver.trickle:
+                    self._trickle(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+                    return
                 self.send_response(receiver.status)
                 if 300 <= receiver.status < 400:
                     self.send_header("Location", receiver.url("/moved"))
@@ -49,6 +56,12 @@ class Receiver:
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def _trickle(self, answer):
+                for byte in answer:
+                    if receiver.stopped.wait(receiver.trickle):
+                        return
+                    self.wfile.write(bytes([byte]))
 
             def log_message(self, format, *args):  # keep the test output clean
                 pass
@@ -60,6 +73,7 @@ class Receiver:
         return self
 
     def stop(self):
+        self.stopped.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -1,8 +1,11 @@
 """Notifications through a real SMTP server (aiosmtpd) and a real HTTP receiver on 127.0.0.1."""
 
+import subprocess
+import time
+
 import pytest
 
-from conftest import Project, assert_user_error
+from conftest import Project, assert_user_error, git
 from continuity import config as cfg
 from continuity import notify
 from continuity.errors import ConfigError
@@ -36,8 +39,24 @@ def push_as(project, name, address, message, **files):
         return project.push_to("development", message, **files)
 
 
-def pipeline(project, **env):
-    return project.fab(project.workspace(), "continuity.pipeline", env=dict({"BUILD_URL": BUILD_URL}, **env))
+def pipeline(project, timeout=120, **env):
+    return project.fab(project.workspace(), "continuity.pipeline", env=dict({"BUILD_URL": BUILD_URL}, **env),
+                       timeout=timeout)
+
+
+def push_many_commits(project, count, authors):
+    """``count`` commits on development, commit N by "Author N % authors", made in one go by git fast-import."""
+    git(project.dev, "fetch", "--quiet", "origin")
+    stream = []
+    for number in range(count):
+        message = "change {}".format(number)
+        stream.append("commit refs/heads/many\nauthor Author {0} <author{0}@example.com> {1} +0000\n"
+                      "committer CI <ci@example.com> {1} +0000\ndata {2}\n{3}\n".format(
+                          number % authors, 1700000000 + number, len(message), message))
+        if number == 0:
+            stream.append("from {}\n".format(git(project.dev, "rev-parse", "origin/development")))
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=project.dev, input="".join(stream), text=True, check=True)
+    git(project.dev, "push", "--quiet", "origin", "refs/heads/many:refs/heads/development")
 
 
 # -- email ---------------------------------------------------------------------------
@@ -116,6 +135,62 @@ def test_a_red_run_stays_red_with_its_own_failure_when_the_smtp_server_is_down(m
     assert_user_error(proc, "exited with code 3", "the-widget-broke", code=1)
     assert "warning: notify: email via 127.0.0.1:{} not sent: connection refused".format(dead_smtp_port) in proc.stdout
     assert "result: FAILED: master untouched" in proc.stdout
+
+
+def test_thousands_of_commits_by_hundreds_of_authors_make_bounded_messages(make_project, mail_server, http_receiver):
+    server = mail_server()
+    hooks = "webhooks:\n  - url: {}\n  - url: {}\n    format: slack\n".format(
+        http_receiver.url("/ci"), http_receiver.url("/slack"))
+    project = notify_project(make_project, email_yaml(server.port, "recipients: [oncall@example.com]") + hooks, BROKEN)
+    push_many_commits(project, 3000, 300)
+
+    first = pipeline(project)
+    second = pipeline(project, FABRIC_CONTINUITY_NOTIFY_EMAIL_MAX_AUTHORS="3")
+
+    assert first.returncode == second.returncode == 1
+    [mail, fewer] = server.messages
+    newest = ["author{}@example.com".format(n) for n in range(299, 279, -1)]  # commit 2999 is by author 299
+    assert mail.recipients == newest + ["oncall@example.com"]
+    assert fewer.recipients == newest[:3] + ["oncall@example.com"]
+    body = mail.body.replace("\r\n", "\n")
+    assert "Commits brought in (3000):" in body and "  ... and 2950 more\n" in body
+    assert body.endswith("\nNote: not sent to 280 other author(s) of these commits "
+                              "(continuity.notify.email.max_authors is 20).\n")
+    assert "; not sent to 297 other author(s) of these commits (continuity.notify.email.max_authors is 3)" \
+        in second.stdout
+    bodies = {request.path: request for request in http_receiver.requests[:2]}
+    document, slack = bodies["/ci"].json(), bodies["/slack"].json()["text"]
+    assert len(document["commits"]) == 50 and document["commits_total"] == 3000
+    assert document["commits"][0]["subject"] == "change 2999"
+    assert "Commits: 3000 by Author 299, Author 298, " in slack and ", Author 290 and 290 others\n" in slack
+    assert len(bodies["/ci"].body) < 32_000 and len(bodies["/slack"].body) < 4_000
+    assert len(mail.message.as_bytes()) < 32_000
+
+
+def test_notify_timeout_is_a_deadline_for_a_webhook_that_trickles_its_answer(http_receiver):
+    http_receiver.trickle = 1.5  # each byte well within the timeout: a per-read limit never trips
+    lines = []
+    start = time.monotonic()
+
+    notify.send(settings_for(webhooks=[http_receiver.url("/slow")], timeout=2), record(), say=lines.append)
+
+    assert time.monotonic() - start < 3.5
+    assert lines == ["warning: notify: webhook http://127.0.0.1:{} (json) not sent: not done within 2s "
+                     "(continuity.notify.timeout); stopped waiting".format(http_receiver.port)]
+
+
+def test_a_trickling_webhook_keeps_fab_alive_no_longer_than_the_timeout(make_project, http_receiver):
+    http_receiver.trickle = 1.5  # the answer would take about 100s
+    project = notify_project(make_project, "timeout: 2\nwebhooks: ['{}']".format(http_receiver.url("/slow")), BROKEN)
+    project.push_to("development", "feature", feature="x\n")
+
+    start = time.monotonic()
+    proc = pipeline(project, timeout=60)
+
+    assert time.monotonic() - start < 30
+    assert_user_error(proc, "the-widget-broke", code=1)
+    assert "not sent: not done within 2s (continuity.notify.timeout)" in proc.stdout
+    assert len(http_receiver.requests) == 1
 
 
 # -- webhooks -----------------------------------------------------------------------------
@@ -215,6 +290,7 @@ def test_notify_is_off_when_no_channel_is_configured():
     ({"email": {"host": "h", "sender": "nobody", "authors": True}}, "sender must be an email address"),
     ({"email": {"host": "h", "sender": "s@x.org", "authors": False}}, "no one to write to"),
     ({"email": {"host": "h", "sender": "s@x.org", "password_env": "P"}}, "no username"),
+    ({"email": {"host": "h", "sender": "s@x.org", "max_authors": 0}}, "max_authors must be a whole number from 1"),
     ({"email": {"host": "h", "sender": "s@x.org", "password_env": "not a name"}}, "name of an environment variable"),
     ({"webhooks": [{"url": "https://x.org/", "url_env": "U"}]}, "exactly one of url and url_env"),
     ({"webhooks": [{"url": "ftp://x.org/" + TOKEN}]}, "must be an http:// or https:// URL"),
