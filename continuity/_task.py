@@ -6,6 +6,7 @@ import threading
 
 from invoke import Exit
 
+from ._text import safe
 from .errors import ContinuityError, UsageError
 
 __all__ = ["boundary", "confirm", "Terminated"]
@@ -29,7 +30,8 @@ def boundary(func):
             _refuse_remote_context(c)
             return func(c, *args, **kwargs)
         except ContinuityError as exc:
-            raise Exit("continuity: error: " + exc.message, code=exc.exit_code) from None
+            # The last safety net: no credentials, no control characters on the terminal.
+            raise Exit("continuity: error: " + safe(exc.message), code=exc.exit_code) from None
         except Terminated:
             raise Exit("continuity: terminated (SIGTERM); cleaned up and stopped", code=143) from None
         except KeyboardInterrupt:

@@ -78,7 +78,7 @@ class Git:
         """Run ``git ARGS``; return the CompletedProcess whatever its exit code."""
         return self._spawn(args, None, env, timeout)
 
-    def _spawn(self, args, input, env, timeout):
+    def _spawn(self, args, input, env, timeout, raw=False):
         try:
             return subprocess.run(
                 ["git", *args],
@@ -86,8 +86,8 @@ class Git:
                 input=input,
                 stdin=None if input is not None else subprocess.DEVNULL,
                 capture_output=True,
-                text=True,
-                errors="replace",
+                text=not raw,  # raw: bytes, so no newline translation turns a '\r' into '\n'
+                errors=None if raw else "replace",
                 env=dict(self.env, **(env or {})),
                 timeout=timeout or self.timeout,
             )
@@ -138,17 +138,31 @@ class Git:
         return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
 
     def log(self, rev_range, limit=None):
-        """[(sha, subject, author)] of the commits in ``rev_range`` (``A..B``)."""
-        args = ["log", "--format=%H%x00%s%x00%an <%ae>"]
-        if limit:
-            args.append("--max-count={}".format(limit))
-        out = self.run(*args, rev_range, "--")
-        return [tuple(line.split("\0", 2)) for line in out.splitlines() if line]
+        """[(sha, subject, author)] of the commits in ``rev_range`` (``A..B``); author is "name <email>"."""
+        args = ["--max-count={}".format(limit)] if limit else []
+        return [(sha, subject, "{} <{}>".format(name, email))
+                for sha, subject, name, email in self._log_fields(*args, rev_range)]
 
     def commits(self, rev_range):
         """[(sha, subject, author name, author email)] in ``rev_range``, newest first."""
-        out = self.run("log", "--no-merges", "--format=%H%x00%s%x00%an%x00%ae", rev_range, "--")
-        return [tuple(line.split("\0", 3)) for line in out.splitlines() if line]
+        return self._log_fields("--no-merges", rev_range)
+
+    def _log_fields(self, *args):
+        """[(sha, subject, author name, author email)] from ``git log -z``, as git stored them.
+
+        Fields and records are split on NUL only, from the raw bytes: a subject
+        or a name may hold a carriage return, a form feed, U+2028 or U+001E
+        (git keeps them all), which line-based parsing splits and text mode
+        rewrites.
+        """
+        full = ("log", "-z", "--format=%H%x00%s%x00%an%x00%ae", *args, "--")
+        raw = self._spawn(full, None, None, None, raw=True)
+        proc = subprocess.CompletedProcess(full, raw.returncode, *(
+            data.decode("utf-8", "replace") for data in (raw.stdout, raw.stderr)))
+        if proc.returncode:
+            raise GitError(_describe(full, proc), full, proc.stderr)
+        fields = proc.stdout.split("\0")
+        return [tuple(fields[i:i + 4]) for i in range(0, len(fields) - 3, 4)]
 
     def count(self, rev_range):
         return int(self.run("rev-list", "--count", rev_range, "--") or 0)

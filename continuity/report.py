@@ -9,6 +9,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ._text import safe
+
 __all__ = ["Reporter", "StageRecord", "CheckRecord", "RunRecord"]
 
 PREFIX = "continuity"
@@ -65,7 +67,7 @@ class Reporter:
         self.checks = []  # [CheckRecord]
 
     def say(self, message):
-        self.out.write("{} | {}\n".format(PREFIX, message))
+        self.out.write("{} | {}\n".format(PREFIX, safe(message)))  # commit subjects, URLs: see _text
         self.out.flush()
 
     @contextmanager
