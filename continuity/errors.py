@@ -4,7 +4,13 @@ Every error a user can cause or meet is a `ContinuityError` with a message
 that says what happened and what to change. `continuity._task.boundary` turns
 them into `invoke.Exit`, so ``fab`` prints one line and exits non-zero; any
 other exception is our bug and keeps its traceback.
+
+A message goes to the console, the JUnit report, the notifications and the
+ledger: the user-info of any URL in it (a remote's token, credentials in
+``BUILD_URL``) is removed when the error is made, so no copy carries it.
 """
+
+from ._text import redact
 
 __all__ = [
     "ContinuityError",
@@ -24,6 +30,7 @@ class ContinuityError(Exception):
     exit_code = 1
 
     def __init__(self, message):
+        message = redact(message)
         super().__init__(message)
         self.message = message
 

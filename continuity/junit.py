@@ -18,6 +18,8 @@ import socket
 import tempfile
 import xml.etree.ElementTree as ET
 
+from ._text import redact
+
 __all__ = ["write_report", "build_report"]
 
 #: What XML 1.0 cannot hold (most control characters), and terminal colours.
@@ -139,7 +141,7 @@ def _fail(case, text):
 
 
 def _clean(text):
-    return _NOT_XML.sub("", _ANSI.sub("", str(text or "")))
+    return _NOT_XML.sub("", _ANSI.sub("", redact(str(text or ""))))  # a check may print a remote's URL
 
 
 def _seconds(value):

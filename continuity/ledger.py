@@ -26,9 +26,10 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from ._text import one_line
 from .errors import ContinuityError
 
-__all__ = ["Ledger", "Entry", "who", "now"]
+__all__ = ["Ledger", "Entry", "who", "now", "build_url"]
 
 _FIELDS = ("environment", "revision", "result", "time", "by", "task", "line", "previous")
 _ATTEMPTS = 5
@@ -73,10 +74,15 @@ def now():
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def build_url():
+    """Jenkins' ``BUILD_URL`` on one line, without the credentials it may carry; "" when unset."""
+    return one_line(os.environ.get("BUILD_URL", ""))
+
+
 def who():
-    """Jenkins' BUILD_URL when set, else user@host."""
-    if os.environ.get("BUILD_URL"):
-        return os.environ["BUILD_URL"]
+    """Jenkins' BUILD_URL (redacted) when set, else user@host."""
+    if build_url():
+        return build_url()
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry (containers)
@@ -166,16 +172,13 @@ class Ledger:
         fields.setdefault("time", now())
         fields.setdefault("by", who())
         title = "{} {} {}".format(environment, fields.get("result", "?"), (fields.get("revision") or "")[:12])
-        body = "".join("{}: {}\n".format(k, _one_line(v)) for k, v in fields.items() if v not in (None, ""))
+        # Values (an error, an annotation, BUILD_URL) stay on the remote for good: redacted, one line each.
+        body = "".join("{}: {}\n".format(k, one_line(str(v))) for k, v in fields.items() if v not in (None, ""))
         tree = self.git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
         args = ["commit-tree", tree, "-m", "continuity ledger: " + title, "-m", body]
         if parent:
             args[2:2] = ["-p", parent]
         return self.git.run(*args, env=self.git.identity_env())
-
-
-def _one_line(value):
-    return " ".join(str(value).split())
 
 
 def _parse(sha, body):

@@ -27,8 +27,10 @@ from . import config as _config
 from . import merge as _merge
 from . import test as _test
 from ._task import boundary
+from ._text import redact
 from .deploy import deploy_revision, find_deploy_task, redeploy_command
 from .errors import ContinuityError, DeployError, GitError, UsageError
+from .ledger import build_url
 from .lock import remote_lock
 from .report import Reporter, RunRecord
 from .workspace import exclusive, open_workspace, restored_head
@@ -79,7 +81,7 @@ def run_pipeline(c, settings, dry_run=False, reporter=None, junit=None):
     try:
         with rep.stage("preflight") as info:
             ws, deploy_task = _preflight(settings)
-            info["detail"] = "{} at {}".format(settings.remote, ws.git.remote_url(settings.remote) or "?")
+            info["detail"] = "{} at {}".format(settings.remote, redact(ws.git.remote_url(settings.remote)) or "?")
         with exclusive(ws), restored_head(ws, say=rep.say), ExitStack() as held:
             _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held)
     except ContinuityError as exc:
@@ -115,7 +117,7 @@ def _record(settings, ws, rep, outcome, summary, exc=None):
         output_tail=getattr(result, "tail", "") or "",
         revisions={"base": outcome.base, "development": outcome.development, "candidate": outcome.candidate},
         deployed=dict(outcome.deployed),
-        build_url=os.environ.get("BUILD_URL", ""),
+        build_url=build_url(),
         remote=settings.remote,
         branches=dict(vars(settings.branches)),
     )
@@ -160,7 +162,7 @@ def _task_record(settings, rep, task_name, run, exc=None):
         revisions=dict(run.get("revisions", {})),
         commits=list(run.get("commits", [])),
         deployed=dict(run.get("deployed", {})),
-        build_url=os.environ.get("BUILD_URL", ""),
+        build_url=build_url(),
         remote=settings.remote,
         branches=dict(vars(settings.branches)),
     )
@@ -361,7 +363,7 @@ def remote_heads(git, remote, names):
     except GitError as exc:
         raise UsageError(
             "cannot reach remote '{}' ({}): {}; check `git remote -v` and your credentials".format(
-                remote, git.remote_url(remote) or "no URL", str(exc).split(" failed: ", 1)[-1]
+                remote, redact(git.remote_url(remote)) or "no URL", str(exc).split(" failed: ", 1)[-1]
             )
         ) from None
     return {ref[len(_HEADS):]: sha for ref, sha in refs.items() if ref[len(_HEADS):] in names}
@@ -371,8 +373,8 @@ def _merge_message(settings):
     message = "Merge {} into {}\n\nTested and merged by continuity.".format(
         settings.branches.development, settings.branches.master
     )
-    if os.environ.get("BUILD_URL"):
-        message += "\nBuild: " + os.environ["BUILD_URL"]
+    if build_url():  # on master for good, since master never rewinds: redacted
+        message += "\nBuild: " + build_url()
     return message
 
 
