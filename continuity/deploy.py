@@ -22,6 +22,7 @@ import os
 import re
 from contextlib import contextmanager
 
+from ._text import one_line
 from .errors import ContinuityError, DeployError, UsageError
 from .ledger import Ledger
 from .lock import remote_lock
@@ -192,10 +193,17 @@ def call_deploy(c, task, target, revision, say=print, line="main"):
 
 
 def describe_failure(exc):
-    """One line for an exception raised by the user's deploy code."""
+    """One line for an exception raised by the user's deploy code.
+
+    Our own errors (``docker.tested_image()`` called from the task, say) are
+    written for people: their message's first line, as it would be printed
+    for any other task. Anything else is named by its class, with its last line.
+    """
     result = getattr(exc, "result", None)
     if result is not None and hasattr(result, "command") and hasattr(result, "exited"):
         return "command {!r} exited with code {}".format(result.command, result.exited)
+    if isinstance(exc, ContinuityError):
+        return one_line(exc.message.strip().splitlines()[0]) if exc.message.strip() else type(exc).__name__
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return "{}: {}".format(type(exc).__name__, lines[-1].strip() if lines else "no message")
 

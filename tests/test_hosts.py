@@ -254,6 +254,20 @@ def test_a_bad_host_string_or_an_exception_fails_only_that_host(sshd):
     assert lines[-2].startswith(good + " ") and lines[-2].endswith(" ok")
 
 
+def test_our_own_error_on_a_host_is_reported_by_its_message_as_for_a_local_deploy(sshd):
+    from continuity.errors import ContinuityError
+
+    def task(c, environment):
+        raise ContinuityError("the registry has no image app:0123abc: the pipeline pushes it\nwhen master advances")
+
+    with pytest.raises(DeployError) as info:
+        deploy_hosts(Context(), task, environment(sshd, four_hosts(sshd)[:1]), {"environment": "staging"},
+                     say=lambda line: None)
+
+    assert "(FAILED: the registry has no image app:0123abc: the pipeline pushes it)" in str(info.value)
+    assert "ContinuityError" not in str(info.value)
+
+
 def test_the_table_lists_every_host_with_its_duration(sshd):
     lines = []
     hosts = four_hosts(sshd)

@@ -159,6 +159,24 @@ def test_a_master_that_keeps_moving_is_never_overwritten(make_project, tmp_path)
     assert project.deploys() == []
 
 
+def test_our_own_error_raised_in_the_deploy_task_is_reported_by_its_message(make_project):
+    fabfile = (
+        "from fabric import task\nfrom invoke import Collection\nimport continuity\n"
+        "from continuity.docker import tested_image\n\n"
+        "@task\ndef deploy(c, environment, revision=None):\n    tested_image(c, revision)\n\n"
+        "ns = Collection(deploy, continuity)\n")
+    project = make_project(fabfile=fabfile)
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert_user_error(proc, "deploy to staging failed: Docker is not configured: set continuity.docker.image", code=1)
+    assert "Error:" not in proc.stderr  # neither UsageError nor ContinuityError
+    ledger = git(project.origin, "log", "-1", "--format=%B", "refs/continuity/ledger/staging")
+    assert "error: deploy to staging failed: Docker is not configured: set continuity.docker.image" in ledger
+
+
 def test_a_failing_deploy_fails_the_run_after_master_advanced(project):
     dev = project.push_to("development", "feature", feature="x\n")
     ws = project.workspace()
