@@ -16,6 +16,7 @@ from invoke import task
 
 from . import config as _config
 from ._task import boundary, confirm
+from ._text import safe
 from .deploy import deploy_revision
 from .errors import ContinuityError, UsageError
 from .ledger import Ledger
@@ -290,5 +291,6 @@ def history(c, environment, limit=None, line=None):
     for entry in state.entries:
         mark = " (marked bad)" if entry.result == "deployed" and entry.revision in bad else ""
         extra = "".join("  {}={}".format(k, v) for k, v in sorted(entry.extra.items()))
-        print("{:<20} {:<8} {:<12} {:<9} {}{}{}".format(
-            entry.time, entry.result, entry.revision[:12], entry.task, entry.by, mark, extra))
+        # safe(): an entry written by an older continuity may hold credentials in its BUILD_URL.
+        print(safe("{:<20} {:<8} {:<12} {:<9} {}{}{}".format(
+            entry.time, entry.result, entry.revision[:12], entry.task, entry.by, mark, extra)))

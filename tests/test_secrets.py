@@ -104,6 +104,20 @@ def test_credentials_in_the_remote_url_and_build_url_never_leave(make_project, m
         assert objects and not [content for content in objects if SECRET in content]
 
 
+def test_history_hides_the_credentials_an_older_ledger_entry_holds(project):
+    empty_tree = subprocess.run(["git", "hash-object", "-t", "tree", "-w", "--stdin"], cwd=project.origin,
+                                input="", capture_output=True, text=True, check=True).stdout.strip()
+    body = "environment: staging\nrevision: {}\nresult: deployed\ntime: 2026-01-02T03:04:05Z\nby: {}\n".format(
+        project.ref("master"), BUILD_URL)
+    entry = git(project.origin, "commit-tree", empty_tree, "-m", "continuity ledger: staging deployed", "-m", body)
+    git(project.origin, "update-ref", "refs/continuity/ledger/staging", entry)
+
+    proc = project.fab(project.workspace(), "continuity.history", "staging")
+
+    assert proc.returncode == 0, proc.stderr
+    assert "https://***@ci.example/job/shop/7/" in proc.stdout and SECRET not in proc.stdout
+
+
 def test_urls_in_the_output_of_a_failed_check_are_redacted_in_junit_and_notifications():
     tail = "fatal: could not read from {}\n".format(REMOTE)
     check = Result(command="git fetch", exit_code=128, duration=0.1, tail=tail)
