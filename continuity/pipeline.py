@@ -73,6 +73,7 @@ def run_pipeline(c, settings, dry_run=False, reporter=None, junit=None):
     Whatever happens, the run ends with the summary, then the JUnit report
     (``junit`` or ``continuity.junit``) and the notifications.
     """
+    junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
     rep = reporter or Reporter()
     outcome = Outcome()
     ws = None

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import FAB, Project
+from continuity import config as cfg
 from continuity._proc import TAIL_BYTES, Tail, run_shell
 
 
@@ -74,3 +75,48 @@ def test_a_step_or_check_that_fails_silently_says_it_printed_nothing(make_projec
     assert "exited with code 3; it printed nothing" in proc.stderr
     failure = cases(ws / "reports" / "junit.xml", kind)[name].find("failure")
     assert failure.get("message").endswith("exited with code 3; it printed nothing")
+
+
+# -- paths are resolved when the run starts ------------------------------------------
+
+
+CHDIR_FABFILE = """
+import os
+
+from fabric import task
+from invoke import Collection
+
+import continuity
+
+
+@task
+def deploy(c, environment):
+    os.chdir(os.environ["ELSEWHERE"])
+
+
+ns = Collection(deploy, continuity)
+"""
+
+
+def test_a_deploy_task_that_changes_directory_does_not_move_the_junit_report(make_project, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    project = make_project(fabfile=CHDIR_FABFILE, config=Project.config(extra="junit: reports/setting.xml\n"))
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+
+    by_option = project.fab(ws, "continuity.pipeline", "--junit", "reports/option.xml", env={"ELSEWHERE": str(elsewhere)})
+    assert by_option.returncode == 0, by_option.stderr
+    project.push_to("development", "more", more="x\n")
+    by_setting = project.fab(ws, "continuity.pipeline", env={"ELSEWHERE": str(elsewhere)})
+    assert by_setting.returncode == 0, by_setting.stderr
+
+    assert sorted(os.listdir(ws / "reports")) == ["option.xml", "setting.xml"]
+    assert not (elsewhere / "reports").exists()
+
+
+def test_path_settings_are_absolute_once_parsed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = cfg.parse({"junit": "reports/j.xml", "environments": {"staging": {"hosts": ["h"], "key_filename": "keys/id"}}})
+    assert settings.junit == str(tmp_path / "reports" / "j.xml")
+    assert settings.environments["staging"].key_filename == str(tmp_path / "keys" / "id")
