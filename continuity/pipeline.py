@@ -298,7 +298,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             return
         git.checkout(candidate.sha)
         env = _command_env(candidate, settings)
-        _build_stage(rep, ws, decisions, candidate, env)
+        _build.run_stage(rep, ws, decisions, candidate.sha, env)
         if settings.docker is not None:
             with rep.stage("image") as info:
                 info["detail"] = _docker().pipeline_build(settings, ws, candidate, rep)
@@ -384,24 +384,6 @@ def _command_env(candidate, settings):
         CONTINUITY_BASE=candidate.base,
         CONTINUITY_BRANCH=settings.branches.master,
     )
-
-
-def _build_stage(rep, ws, decisions, candidate, env):
-    if not decisions:
-        rep.skipped("build", "no build steps configured")
-        return
-    with rep.stage("build") as info:
-        ran = []
-        for decision in decisions:
-            verb = "runs" if decision.run else "skipped"
-            rep.say("build step '{}' {}: {}".format(decision.step.name, verb, decision.reason))
-            if decision.run:
-                rep.say("build: $ " + decision.step.command)
-                result = _build.run_step(decision.step, ws.root, candidate.sha, ws.build_stamps, env=env)
-                rep.command(decision.step.name, decision.step.command, result, kind="build")
-                ran.append(decision.step.name)
-        skipped = len(decisions) - len(ran)
-        info["detail"] = "ran {}; skipped {}".format(", ".join(ran) or "nothing", skipped)
 
 
 def _push(git, settings, candidate):

@@ -1,19 +1,96 @@
 """Build steps, the checkout the checks run in, and what is kept of their output."""
 
 import os
+import signal
 import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import FAB, Project
+from conftest import FAB, Project, wait_for
+from continuity import build
 from continuity import config as cfg
 from continuity._proc import TAIL_BYTES, Tail, run_shell
+from continuity.errors import CommandFailed
+
+#: A step whose output is a copy of its input, and a check that the output
+#: matches the input the candidate has: what a stale build would break.
+GENERATE = """\
+    build:
+      - name: generate
+        command: {command}
+        paths: [input.txt]
+    """
+SAME = "cmp input.txt out.txt"
+
+
+def generating(make_project, command):
+    return make_project(config=Project.config(checks=[SAME], extra=GENERATE.format(command=command)))
 
 
 def cases(path, classname):
     return {case.get("name"): case for case in ET.parse(path).getroot().iter("testcase")
             if case.get("classname") == classname}
+
+
+# -- stamps: a step that did not finish runs again --------------------------------
+
+
+def test_a_build_step_that_failed_after_writing_its_output_runs_again_for_the_next_candidate(make_project):
+    # `npm ci` that installs new packages and then fails in a postinstall script.
+    project = generating(make_project, "'cp input.txt out.txt; if grep -q bad input.txt; then exit 1; fi'")
+    project.push_to("development", "good input", **{"input.txt": "good\n"})
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    project.push_to("development", "bad input", **{"input.txt": "bad\n"})
+    failed = project.fab(ws, "continuity.pipeline")
+    assert failed.returncode == 1 and "build step 'generate'" in failed.stderr
+    assert (ws / "out.txt").read_text() == "bad\n"
+    dev = project.push_to("development", "revert the input", **{"input.txt": "good\n"})
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert proc.returncode == 0, proc.stderr
+    assert "build step 'generate' runs: its last run did not finish" in proc.stdout
+    assert (ws / "out.txt").read_text() == "good\n"
+    assert project.ref("master") == dev
+
+
+def test_a_build_step_stopped_by_sigterm_runs_again_for_the_next_candidate(make_project, tmp_path):
+    started = tmp_path / "started"
+    slow = "'cp input.txt out.txt; if grep -q slow input.txt; then touch {}; sleep 60; fi'".format(started)
+    project = generating(make_project, slow)
+    project.push_to("development", "good input", **{"input.txt": "good\n"})
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    project.push_to("development", "slow input", **{"input.txt": "slow\n"})
+    stopped = project.popen(ws, "continuity.pipeline")
+    wait_for(started)
+    stopped.send_signal(signal.SIGTERM)
+    assert stopped.communicate(timeout=60) and stopped.returncode == 143
+    project.push_to("development", "revert the input", **{"input.txt": "good\n"})
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert proc.returncode == 0, proc.stderr
+    assert "build step 'generate' runs: its last run did not finish" in proc.stdout
+
+
+def test_a_build_steps_stamp_says_unfinished_while_it_runs(tmp_path):
+    # So a SIGKILL at any moment of the step leaves no stamp to skip it on.
+    stamps = tmp_path / "stamps"
+    step = cfg.BuildStep("gen", "cat {} > seen; exit 1".format(stamps / "gen"), ("*",))
+    build._write_stamp(str(stamps), step, {"revision": "a" * 40, "definition": build._definition(step)})
+
+    with open(os.devnull, "w") as sink, pytest.raises(CommandFailed):
+        build.run_step(step, str(tmp_path), "b" * 40, str(stamps), out=sink)
+
+    assert (tmp_path / "seen").read_text() == '{"unfinished": "' + "b" * 40 + '"}'
+    [decision] = build.plan(None, [step], "a" * 40, str(stamps))
+    assert decision.run and decision.reason.startswith("its last run did not finish")
+
+
+# -- what is kept of the output ----------------------------------------------------
 
 
 def test_a_check_that_prints_100_mb_streams_it_and_keeps_a_small_tail(make_project, tmp_path):
@@ -58,8 +135,30 @@ def test_a_line_without_a_newline_is_streamed_and_bounded(tmp_path):
     assert result.tail.startswith("[{} bytes of output before".format(3_000_000 - TAIL_BYTES))
 
 
+# -- JUnit and messages ------------------------------------------------------------------
+
+
+def test_a_failing_build_step_is_a_failed_case_in_the_junit_report(make_project):
+    project = make_project(config=Project.config(extra="""\
+        junit: reports/junit.xml
+        build:
+          - name: compile
+            command: echo compiler-error; exit 2
+        """))
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert proc.returncode == 1
+    failure = cases(ws / "reports" / "junit.xml", "continuity.build")["compile"].find("failure")
+    assert failure.get("message").startswith("build step 'compile' (echo compiler-error; exit 2) exited with code 2")
+    assert "compiler-error" in failure.text
+
+
 @pytest.mark.parametrize("kind, name, extra", [
     ("continuity.check", "exit 3", ""),
+    ("continuity.build", "quiet", "build:\n  - {name: quiet, command: exit 3}\n"),
 ])
 def test_a_step_or_check_that_fails_silently_says_it_printed_nothing(make_project, kind, name, extra):
     checks = ["exit 3"] if kind == "continuity.check" else ["true"]
