@@ -31,7 +31,7 @@ from .deploy import deploy_revision, find_deploy_task, redeploy_command
 from .errors import ContinuityError, DeployError, GitError, UsageError
 from .lock import remote_lock
 from .report import Reporter, RunRecord
-from .workspace import exclusive, open_workspace, restored_head
+from .workspace import exclusive, open_workspace, require_candidate, restored_head
 
 __all__ = ["pipeline", "status", "init", "run_pipeline", "preflight", "fetch_branches", "reach",
            "check_branch_names", "Outcome"]
@@ -298,17 +298,19 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             return
         git.checkout(candidate.sha)
         env = _command_env(candidate, settings)
-        _build.run_stage(rep, ws, decisions, candidate.sha, env)
+        _build.run_stage(rep, ws, decisions, candidate.sha, env, verify=_verifier(ws, candidate.sha))
         if settings.docker is not None:
             with rep.stage("image") as info:
                 info["detail"] = _docker().pipeline_build(settings, ws, candidate, rep)
         with rep.stage("check") as info:
-            _test.run_checks(settings.checks, ws.root, env=env, say=rep.say, record=rep.command)
+            _test.run_checks(settings.checks, ws.root, env=env, say=rep.say, record=rep.command,
+                             verify=_verifier(ws, candidate.sha))
             count = len(settings.checks)
             if settings.docker is not None:
                 count += _docker().pipeline_checks(settings, ws, candidate, rep)
             info["detail"] = "{} check(s) passed".format(count) if count else "no checks configured (continuity.checks)"
         with rep.stage("push") as info:
+            require_candidate(ws, candidate.sha, "the build or the checks")
             pushed = _push(git, settings, candidate)
             info["detail"] = _push_detail(pushed, settings, candidate)
             info["status"] = "ok" if pushed else "refused"
@@ -384,6 +386,11 @@ def _command_env(candidate, settings):
         CONTINUITY_BASE=candidate.base,
         CONTINUITY_BRANCH=settings.branches.master,
     )
+
+
+def _verifier(ws, sha):
+    """``verify(culprit, result)`` for build steps and checks: the checkout is still ``sha``."""
+    return lambda culprit, result: require_candidate(ws, sha, culprit, result)
 
 
 def _push(git, settings, candidate):

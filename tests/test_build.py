@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import FAB, Project, wait_for
+from conftest import FAB, Project, assert_user_error, git, wait_for
 from continuity import build
 from continuity import config as cfg
 from continuity._proc import TAIL_BYTES, Tail, run_shell
@@ -88,6 +88,57 @@ def test_a_build_steps_stamp_says_unfinished_while_it_runs(tmp_path):
     assert (tmp_path / "seen").read_text() == '{"unfinished": "' + "b" * 40 + '"}'
     [decision] = build.plan(None, [step], "a" * 40, str(stamps))
     assert decision.run and decision.reason.startswith("its last run did not finish")
+
+
+# -- the checkout is exactly the candidate --------------------------------------------
+
+
+def test_a_check_that_checks_out_another_revision_fails_the_run_and_is_named(make_project):
+    project = make_project(config=Project.config(checks=["git checkout -q HEAD~1", "test -f app.txt"]))
+    master = project.ref("master")
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+    head, before = git(ws, "rev-parse", "HEAD"), project.refs()
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert_user_error(proc, "check 'git checkout -q HEAD~1' moved HEAD to {}".format(master[:12]),
+                      "checks must leave the checkout as they found it", code=1)
+    assert "check: $ test -f app.txt" not in proc.stdout
+    assert project.refs() == before
+    assert git(ws, "rev-parse", "HEAD") == head
+
+
+def test_a_build_step_that_edits_tracked_files_fails_the_run_before_the_checks(make_project):
+    project = make_project(config=Project.config(extra="""\
+        build:
+          - name: regenerate
+            command: echo generated >> app.txt
+        """))
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+    before = project.refs()
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert_user_error(proc, "build step 'regenerate' (echo generated >> app.txt) changed tracked files: app.txt",
+                      code=1)
+    assert "check: $" not in proc.stdout
+    assert project.refs() == before
+    assert git(ws, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_a_check_that_commits_fails_the_run_even_with_a_clean_tree(make_project):
+    commit = "git -c user.name=x -c user.email=x@x commit -q --allow-empty -m sneaky"
+    project = make_project(config=Project.config(checks=[commit]))
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+    before = project.refs()
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert_user_error(proc, "check '{}' moved HEAD to".format(commit), code=1)
+    assert project.refs() == before
 
 
 # -- what is kept of the output ----------------------------------------------------
