@@ -141,6 +141,19 @@ def test_a_check_that_commits_fails_the_run_even_with_a_clean_tree(make_project)
     assert project.refs() == before
 
 
+def test_a_hotfix_check_that_moves_head_is_not_pushed(make_project):
+    project = make_project(config=Project.config(checks=["git checkout -q HEAD~1"]))
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.hotfix.start", "fix").returncode == 0
+    project.push_to("hotfix/fix", "the fix", fix="x\n")
+    before = project.refs()
+
+    proc = project.fab(ws, "continuity.hotfix.finish", "fix")
+
+    assert_user_error(proc, "check 'git checkout -q HEAD~1' moved HEAD to", code=1)
+    assert project.refs() == before
+
+
 # -- what is kept of the output ----------------------------------------------------
 
 
@@ -270,3 +283,58 @@ def test_path_settings_are_absolute_once_parsed(tmp_path, monkeypatch):
     settings = cfg.parse({"junit": "reports/j.xml", "environments": {"staging": {"hosts": ["h"], "key_filename": "keys/id"}}})
     assert settings.junit == str(tmp_path / "reports" / "j.xml")
     assert settings.environments["staging"].key_filename == str(tmp_path / "keys" / "id")
+
+
+# -- hotfix.finish builds what changed, as the pipeline does ----------------------------
+
+
+def test_hotfix_finish_runs_the_build_steps_whose_inputs_changed(make_project):
+    project = make_project(config=Project.config(checks=["cmp app.txt out.txt"], extra="""\
+        junit: reports/junit.xml
+        build:
+          - name: generate
+            command: cp app.txt out.txt
+            paths: [app.txt]
+          - name: docs
+            command: echo docs >> ../docs.runs
+            paths: [docs]
+        """))
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    assert project.fab(ws, "continuity.hotfix.start", "login").returncode == 0
+    project.push_to("hotfix/login", "fix the login", **{"app.txt": "version 1, fixed\n"})
+
+    plan = project.fab(ws, "continuity.hotfix.finish", "login", "--dry-run")
+    proc = project.fab(ws, "continuity.hotfix.finish", "login")
+
+    assert plan.returncode == 0, plan.stderr
+    lines = [line for line in plan.stdout.splitlines() if line.startswith("continuity | plan: ")]
+    assert lines[2:5] == [
+        "continuity | plan: build step 'generate' would run: changed: app.txt",
+        "continuity | plan: build step 'docs' would be skipped: no changes under docs",
+        "continuity | plan: run 1 check(s) on {}".format(lines[0].split()[-1]),
+    ]
+    assert proc.returncode == 0, proc.stderr
+    assert "build step 'generate' runs: changed: app.txt" in proc.stdout
+    assert "build step 'docs' skipped: no changes under docs" in proc.stdout
+    assert "build     ok" in proc.stdout
+    assert (project.root / "docs.runs").read_text() == "docs\n"
+    assert list(cases(ws / "reports" / "junit.xml", "continuity.build")) == ["generate"]
+
+
+def test_a_hotfix_whose_build_fails_is_not_pushed(make_project):
+    project = make_project(config=Project.config(extra="""\
+        build:
+          - name: compile
+            command: grep -q broken app.txt && exit 1 || true
+        """))
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.hotfix.start", "bad").returncode == 0
+    project.push_to("hotfix/bad", "broken fix", **{"app.txt": "broken\n"})
+    before = project.refs()
+
+    proc = project.fab(ws, "continuity.hotfix.finish", "bad")
+
+    assert_user_error(proc, "build step 'compile'", code=1)
+    assert project.refs() == before
