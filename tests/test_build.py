@@ -12,6 +12,8 @@ from continuity import build
 from continuity import config as cfg
 from continuity._proc import TAIL_BYTES, Tail, run_shell
 from continuity.errors import CommandFailed
+from continuity.git import Git
+from continuity.workspace import checkout_state
 
 #: A step whose output is a copy of its input, and a check that the output
 #: matches the input the candidate has: what a stale build would break.
@@ -67,7 +69,8 @@ def test_a_build_step_stopped_by_sigterm_runs_again_for_the_next_candidate(make_
     stopped = project.popen(ws, "continuity.pipeline")
     wait_for(started)
     stopped.send_signal(signal.SIGTERM)
-    assert stopped.communicate(timeout=60) and stopped.returncode == 143
+    stopped.communicate(timeout=60)
+    assert stopped.returncode == 143
     project.push_to("development", "revert the input", **{"input.txt": "good\n"})
 
     proc = project.fab(ws, "continuity.pipeline")
@@ -152,6 +155,25 @@ def test_a_hotfix_check_that_moves_head_is_not_pushed(make_project):
 
     assert_user_error(proc, "check 'git checkout -q HEAD~1' moved HEAD to", code=1)
     assert project.refs() == before
+
+
+def test_the_checkout_state_names_every_kind_of_change_to_tracked_files(tmp_path):
+    git(tmp_path, "init", "--quiet")
+    for name in ("a file.txt", "moved.txt", "staged.txt", "gone.txt"):
+        (tmp_path / name).write_text(name + "\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "--quiet", "-m", "files")
+    head = git(tmp_path, "rev-parse", "HEAD")
+    assert checkout_state(Git(str(tmp_path))) == (head, [])
+
+    (tmp_path / "a file.txt").write_text("edited\n")
+    git(tmp_path, "mv", "moved.txt", "renamed.txt")
+    (tmp_path / "staged.txt").write_text("staged\n")
+    git(tmp_path, "add", "staged.txt")
+    (tmp_path / "gone.txt").unlink()
+    (tmp_path / "untracked build output").write_text("ignored\n")
+
+    assert checkout_state(Git(str(tmp_path))) == (head, ["a file.txt", "gone.txt", "renamed.txt", "staged.txt"])
 
 
 # -- what is kept of the output ----------------------------------------------------
