@@ -104,10 +104,11 @@ def finish(c, name, tag=None, dry_run=False, line=None):
                 "shows the deploy)".format(branch, settings.remote, settings.production_environment))
         heads = fetch_branches(git, settings, [b.production, b.development, branch], dry_run=dry_run)
         plan = _plan(git, settings, branch, heads)
-        decisions = _build.plan(git, settings.build, plan["production"].sha, ws.build_stamps) if plan["production"] else []
+        candidate = plan["production"]
+        decisions = _build.plan(git, settings.build, candidate.sha, ws.build_stamps) if candidate else []
         _say_plan(rep, settings, branch, heads, plan, tag, decisions)
         if dry_run:
-            rep.say("dry run: nothing was merged, checked, pushed, deployed or deleted")
+            rep.say("dry run: nothing was merged, built, checked, pushed, deployed or deleted")
             return
         run = {"revisions": {"base": heads[b.production], "candidate": heads[branch]},
                "commits": git.commits("{}..{}".format(heads[b.production], heads[branch]))}
