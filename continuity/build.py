@@ -19,6 +19,7 @@ Otherwise it is skipped, and the report says why either way.
 """
 
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -79,8 +80,8 @@ def _decide(git, step, candidate, stamp):
     return Decision(step, False, "no changes under " + ", ".join(step.paths))
 
 
-def run_stage(rep, ws, decisions, candidate, env, verify=None):
-    """The *build* stage on the checked-out ``candidate``: say why each step runs or not, run those that do.
+def run_stage(rep, ws, decisions, sha, env, verify=None):
+    """The *build* stage on the checked-out commit ``sha``: say why each step runs or not, run those that do.
 
     ``rep`` is a `report.Reporter`; each step that ran is recorded there,
     failed or not. ``verify(culprit, result)`` is called after each step that
@@ -89,7 +90,7 @@ def run_stage(rep, ws, decisions, candidate, env, verify=None):
     if not decisions:
         rep.skipped("build", "no build steps configured")
         return
-    record = lambda name, command, result: rep.command(name, command, result, kind="build")  # noqa: E731
+    record = functools.partial(rep.command, kind="build")
     with rep.stage("build") as info:
         ran = []
         for decision in decisions:
@@ -97,7 +98,7 @@ def run_stage(rep, ws, decisions, candidate, env, verify=None):
             rep.say("build step '{}' {}: {}".format(step.name, "runs" if decision.run else "skipped", decision.reason))
             if decision.run:
                 rep.say("build: $ " + step.command)
-                result = run_step(step, ws.root, candidate, ws.build_stamps, env=env, record=record)
+                result = run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record)
                 if verify is not None:
                     verify("build step '{}' ({})".format(step.name, step.command), result)
                 ran.append(step.name)
