@@ -30,7 +30,7 @@ class Result:
     command: str
     exit_code: object  # int, or None when it was killed for a timeout
     duration: float
-    tail: str
+    tail: str  # the end of its output, bounded by `Tail`
     timed_out: bool = False
     timeout: object = None  # the limit it was given, reported instead of the (later) kill time
 
@@ -39,7 +39,11 @@ class Result:
         return self.exit_code == 0 and not self.timed_out
 
     def tail_text(self):
-        """"last output:" and the tail, or "no output"."""
+        """What ends a failure message: "last output:" and the tail, or "it printed nothing".
+
+        Every message about a failed command ends this way, so none ends
+        with a "last output:" that nothing follows.
+        """
         tail = self.tail.rstrip()
         return "last output:\n" + tail if tail else "it printed nothing"
 
