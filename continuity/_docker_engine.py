@@ -8,7 +8,6 @@ an auth config, never printed, and removed from every message we raise.
 """
 
 import codecs
-import collections
 import os
 import secrets
 import sys
@@ -21,7 +20,7 @@ from docker import errors as sdk_errors
 from requests import exceptions as http_errors
 
 from ._docker_context import write_tar
-from ._proc import TAIL_LINES, Result
+from ._proc import Result, Tail
 from .errors import CommandFailed, ContinuityError, UsageError
 
 __all__ = ["Engine", "RegistryError", "KEY_LABEL", "CHECK_LABEL", "key_tag"]
@@ -99,8 +98,8 @@ class Engine:
         result = Result(command, 1 if error else 0, time.monotonic() - start, log.text())
         if error:
             where = " at {}".format(step) if step else ""
-            raise CommandFailed("docker build failed{}: {}; last output:\n{}".format(
-                where, self._redact(error.strip()), result.tail.rstrip()), result)
+            raise CommandFailed("docker build failed{}: {}; {}".format(
+                where, self._redact(error.strip()), result.tail_text()), result)
         return image_id or self.client.images.get(self.ref(tag)).id, result
 
     # -- the registry -----------------------------------------------------------
@@ -248,26 +247,22 @@ def _credentials(settings):
 
 
 class _Output:
-    """Streams a container's or a build's output, keeping the last lines."""
+    """Streams a container's or a build's output, keeping a bounded tail (`_proc.Tail`)."""
 
     def __init__(self, out):
         self.out = out
-        self.tail = collections.deque(maxlen=TAIL_LINES)
-        self.partial = ""
+        self.tail = Tail()
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def feed(self, data):
+        self.tail.feed(data)
         text = self.decoder.decode(data) if isinstance(data, bytes) else data
-        if not text:
-            return
-        self.out.write(text)
-        self.out.flush()
-        lines = (self.partial + text).split("\n")
-        self.partial = lines.pop()
-        self.tail.extend(line + "\n" for line in lines)
+        if text:
+            self.out.write(text)
+            self.out.flush()
 
     def text(self):
-        return "".join(self.tail) + self.partial
+        return self.tail.text()
 
 
 def _follow(container, output):

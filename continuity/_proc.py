@@ -3,11 +3,12 @@
 These are the only strings continuity hands to a shell, because the user
 wrote them as shell commands. The command runs in its own process group so a
 timeout (or Ctrl-C, or Jenkins aborting the build) ends it together with every
-process it started. Its output streams to our stdout as it comes, and the last
-lines are kept for the failure report.
+process it started. Its output streams to our stdout as it comes, and only
+its end is kept for the failure report (`Tail`): the last lines, and never
+more than a fixed number of bytes, whatever the command prints.
 """
 
-import collections
+import codecs
 import os
 import signal
 import subprocess
@@ -16,9 +17,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-__all__ = ["Result", "run_shell"]
+__all__ = ["Result", "Tail", "run_shell"]
 
 TAIL_LINES = 30
+TAIL_BYTES = 64 * 1024
+_CHUNK = 64 * 1024
 _GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 
 
@@ -27,7 +30,7 @@ class Result:
     command: str
     exit_code: object  # int, or None when it was killed for a timeout
     duration: float
-    tail: str
+    tail: str  # the end of its output, bounded by `Tail`
     timed_out: bool = False
     timeout: object = None  # the limit it was given, reported instead of the (later) kill time
 
@@ -36,7 +39,11 @@ class Result:
         return self.exit_code == 0 and not self.timed_out
 
     def tail_text(self):
-        """"last output:" and the tail, or "no output"."""
+        """What ends a failure message: "last output:" and the tail, or "it printed nothing".
+
+        Every message about a failed command ends this way, so none ends
+        with a "last output:" that nothing follows.
+        """
         tail = self.tail.rstrip()
         return "last output:\n" + tail if tail else "it printed nothing"
 
@@ -62,7 +69,7 @@ def run_shell(command, cwd, timeout=None, env=None, out=None):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    tail = collections.deque(maxlen=TAIL_LINES)
+    tail = Tail()
     reader = threading.Thread(target=_pump, args=(proc.stdout, out, tail), daemon=True)
     reader.start()
     timed_out = False
@@ -78,15 +85,58 @@ def run_shell(command, cwd, timeout=None, env=None, out=None):
     finally:
         reader.join(timeout=_GRACE)
     duration = time.monotonic() - start
-    return Result(command, None if timed_out else proc.returncode, duration, "".join(tail), timed_out, timeout)
+    return Result(command, None if timed_out else proc.returncode, duration, tail.text(), timed_out, timeout)
+
+
+class Tail:
+    """The end of a command's output: its last ``lines`` lines, at most ``size`` bytes.
+
+    Memory stays bounded whatever the command prints, even a single line of
+    150 MB with no newline: what goes into error messages, the JUnit report
+    and notifications comes from here.
+    """
+
+    def __init__(self, lines=TAIL_LINES, size=TAIL_BYTES):
+        self.lines, self.size = lines, size
+        self.total = 0  # bytes seen
+        self._kept = bytearray()
+
+    def feed(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8", errors="replace")
+        self.total += len(data)
+        self._kept += data
+        if len(self._kept) > 2 * self.size:  # trim now and then, not on every chunk
+            del self._kept[: -self.size]
+
+    def text(self):
+        """The tail as text; says so when a line was cut to stay within ``size``."""
+        kept = bytes(self._kept[-self.size:])
+        start = _start_of_last_lines(kept, self.lines)
+        text = kept[start:].decode("utf-8", errors="replace")
+        if start == 0 and len(kept) < self.total:
+            text = "[{} bytes of output before this were not kept]\n".format(self.total - len(kept)) + text
+        return text
+
+
+def _start_of_last_lines(data, count):
+    """Where the last ``count`` lines of ``data`` begin (a final newline ends a line)."""
+    end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    for _ in range(count):
+        end = data.rfind(b"\n", 0, end)
+        if end < 0:
+            return 0
+    return end + 1
 
 
 def _pump(stream, out, tail):
-    for raw in iter(stream.readline, b""):
-        line = raw.decode("utf-8", errors="replace")
-        tail.append(line)
-        out.write(line)
+    """Copy the output to ``out`` as it comes, in chunks: a line may have no end."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for chunk in iter(lambda: stream.read1(_CHUNK), b""):
+        tail.feed(chunk)
+        out.write(decoder.decode(chunk))
         out.flush()
+    out.write(decoder.decode(b"", final=True))
     stream.close()
 
 

@@ -2,10 +2,14 @@
 
 A step is ``{name, command, paths}``. After a step succeeds, continuity writes
 a stamp in the workspace's git directory (``.git/continuity/builds/NAME``)
-with the revision it built and a digest of the step's definition. On the next
-run the step runs when:
+with the revision it built and a digest of the step's definition. Before the
+step starts, that stamp is replaced by an "unfinished" one: a step that fails,
+times out or is killed (even with SIGKILL) after writing some of its output
+leaves nothing a later candidate could skip it on. On the next run the step
+runs when:
 
 * there is no stamp (no earlier build in this workspace), or
+* its last run did not finish, or
 * the step's command or paths changed, or
 * a file matching one of its paths changed between the stamped revision and
   the candidate (in a kept Jenkins workspace that is master, since the last
@@ -15,15 +19,16 @@ Otherwise it is skipped, and the report says why either way.
 """
 
 import fnmatch
+import functools
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 
 from ._proc import run_shell
-from .errors import CommandFailed
+from .errors import CommandFailed, ContinuityError
 
-__all__ = ["Decision", "plan", "run_step", "matches"]
+__all__ = ["Decision", "plan", "plan_lines", "run_stage", "run_step", "matches"]
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,17 @@ def plan(git, steps, candidate, stamp_dir):
     return [_decide(git, step, candidate, _read_stamp(stamp_dir, step.name)) for step in steps]
 
 
+def plan_lines(decisions):
+    """What a dry run says about each step."""
+    return ["build step '{}' would {}: {}".format(d.step.name, "run" if d.run else "be skipped", d.reason)
+            for d in decisions]
+
+
 def _decide(git, step, candidate, stamp):
     if stamp is None:
         return Decision(step, True, "no earlier build in this workspace")
+    if "unfinished" in stamp:
+        return Decision(step, True, "its last run did not finish (it failed, timed out or was stopped)")
     if stamp.get("definition") != _definition(step):
         return Decision(step, True, "its command or paths changed")
     built = git.commit(stamp.get("revision") or "")
@@ -67,15 +80,46 @@ def _decide(git, step, candidate, stamp):
     return Decision(step, False, "no changes under " + ", ".join(step.paths))
 
 
-def run_step(step, cwd, candidate, stamp_dir, env=None, out=None):
-    """Run one step; write its stamp on success, raise `CommandFailed` otherwise."""
+def run_stage(rep, ws, decisions, sha, env, verify=None):
+    """The *build* stage on the checked-out commit ``sha``: say why each step runs or not, run those that do.
+
+    ``rep`` is a `report.Reporter`; each step that ran is recorded there,
+    failed or not. ``verify(culprit, result)`` is called after each step that
+    ran, to make sure it left the checkout as it found it.
+    """
+    if not decisions:
+        rep.skipped("build", "no build steps configured")
+        return
+    record = functools.partial(rep.command, kind="build")
+    with rep.stage("build") as info:
+        ran = []
+        for decision in decisions:
+            step = decision.step
+            rep.say("build step '{}' {}: {}".format(step.name, "runs" if decision.run else "skipped", decision.reason))
+            if decision.run:
+                rep.say("build: $ " + step.command)
+                result = run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record)
+                if verify is not None:
+                    verify("build step '{}' ({})".format(step.name, step.command), result)
+                ran.append(step.name)
+        info["detail"] = "ran {}; skipped {}".format(", ".join(ran) or "nothing", len(decisions) - len(ran))
+
+
+def run_step(step, cwd, candidate, stamp_dir, env=None, out=None, record=None):
+    """Run one step; write its stamp on success, raise `CommandFailed` otherwise.
+
+    ``record(name, command, result)`` is told about the run, failed or not.
+    """
+    _write_stamp(stamp_dir, step, {"unfinished": candidate})
     result = run_shell(step.command, cwd, timeout=step.timeout, env=env, out=out)
+    if record is not None:
+        record(step.name, step.command, result)
     if not result.ok:
         raise CommandFailed(
             "build step '{}' ({}) {}; {}".format(step.name, step.command, result.describe(), result.tail_text()),
             result,
         )
-    _write_stamp(stamp_dir, step, candidate)
+    _write_stamp(stamp_dir, step, {"revision": candidate, "definition": _definition(step)})
     return result
 
 
@@ -93,9 +137,14 @@ def _read_stamp(stamp_dir, name):
     return data if isinstance(data, dict) else None
 
 
-def _write_stamp(stamp_dir, step, candidate):
-    os.makedirs(stamp_dir, exist_ok=True)
+def _write_stamp(stamp_dir, step, data):
+    """Replace the step's stamp in one step (a rename): it is the old one or the new one, never half."""
     path = os.path.join(stamp_dir, step.name)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump({"revision": candidate, "definition": _definition(step)}, f)
-    os.replace(path + ".tmp", path)
+    try:
+        os.makedirs(stamp_dir, exist_ok=True)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(path + ".tmp", path)
+    except OSError as exc:
+        raise ContinuityError("cannot write the stamp of build step '{}' ({}): {}; check the permissions "
+                              "of {}".format(step.name, path, exc.strerror or exc, stamp_dir)) from None

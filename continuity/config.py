@@ -19,6 +19,7 @@ object; none of them digs in the raw config.
 
 import copy
 import difflib
+import os
 import re
 from dataclasses import dataclass
 
@@ -482,7 +483,13 @@ def _environments(value, where="continuity.auto_deploy"):
 def _optional_path(value, where):
     if value is None or value == "":
         return None
-    return _name(value, where)
+    return absolute_path(_name(value, where))
+
+
+def absolute_path(path):
+    """``path`` against the directory fab started in, resolved now: a deploy task that calls
+    ``os.chdir`` later cannot move where a report lands or which key is read."""
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
 def _section(name, raw):
@@ -519,7 +526,7 @@ def _environment(name, spec):
         hosts=tuple(dict.fromkeys(hosts)),
         user=_name(spec["user"], where + ".user") if spec.get("user") is not None else None,
         port=_count(port, where + ".port", maximum=65535) if port is not None else None,
-        key_filename=_name(spec["key_filename"], where + ".key_filename") if spec.get("key_filename") else None,
+        key_filename=_optional_path(spec.get("key_filename") or None, where + ".key_filename"),
         connect_timeout=_seconds(spec.get("connect_timeout"), where + ".connect_timeout"),
         parallel=_count(spec.get("parallel", 4), where + ".parallel"),
         fail_fast=_boolean(spec.get("fail_fast", False), where + ".fail_fast"),

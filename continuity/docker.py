@@ -227,8 +227,8 @@ def _run_checks(engine, docker_settings, image_id, revision, say, record):
         result = engine.run_check(image_id, check, environment, docker_settings.network)
         record(check.name, check.display, result)
         if not result.ok:
-            raise CommandFailed("check '{}' {} in a container of {}; last output:\n{}".format(
-                check.name, result.describe(), image_id[len("sha256:"):][:12], result.tail.rstrip()), result)
+            raise CommandFailed("check '{}' {} in a container of {}; {}".format(
+                check.name, result.describe(), image_id[len("sha256:"):][:12], result.tail_text()), result)
 
 
 def _publish(engine, image, revision, say):

@@ -8,7 +8,8 @@ already done so that running it again continues where it stopped:
 
 1. merges the hotfix into production and into development, in memory
    (a conflict on either side stops here: nothing is pushed);
-2. runs the checks on the new production tree;
+2. runs the build steps whose inputs changed and the checks on the new
+   production tree, as the pipeline does (same stamps, same records);
 3. pushes production, development and the optional tag in one atomic push;
 4. deploys production when ``continuity.hotfix.deploy`` is true;
 5. deletes the hotfix branch.
@@ -18,6 +19,7 @@ master gets the fix the usual way: the pipeline merges development into it.
 
 from invoke import Collection, task
 
+from . import build as _build
 from . import config as _config
 from . import merge as _merge
 from . import test as _test
@@ -26,7 +28,7 @@ from .deploy import deploy_revision
 from .errors import ContinuityError, UsageError
 from .pipeline import LINE_HELP, _command_env, fetch_branches, preflight, remote_heads, reported
 from .report import Reporter
-from .workspace import exclusive, restored_head
+from .workspace import exclusive, require_candidate, restored_head
 
 __all__ = ["ns", "start", "finish"]
 
@@ -102,15 +104,17 @@ def finish(c, name, tag=None, dry_run=False, line=None):
                 "shows the deploy)".format(branch, settings.remote, settings.production_environment))
         heads = fetch_branches(git, settings, [b.production, b.development, branch], dry_run=dry_run)
         plan = _plan(git, settings, branch, heads)
-        _say_plan(rep, settings, branch, heads, plan, tag)
+        candidate = plan["production"]
+        decisions = _build.plan(git, settings.build, candidate.sha, ws.build_stamps) if candidate else []
+        _say_plan(rep, settings, branch, heads, plan, tag, decisions)
         if dry_run:
-            rep.say("dry run: nothing was merged, checked, pushed, deployed or deleted")
+            rep.say("dry run: nothing was merged, built, checked, pushed, deployed or deleted")
             return
         run = {"revisions": {"base": heads[b.production], "candidate": heads[branch]},
                "commits": git.commits("{}..{}".format(heads[b.production], heads[branch]))}
         with reported(settings, rep, "hotfix", run):
             if plan["production"] is not None:
-                _check(rep, ws, settings, plan["production"])
+                _check(rep, ws, settings, plan["production"], decisions)
             production = _push(git, settings, branch, heads, plan, tag)
             if settings.hotfix.deploy:
                 environment = settings.environment(settings.production_environment)
@@ -155,7 +159,7 @@ def _plan(git, settings, branch, heads):
     return {"production": production, "development": development}
 
 
-def _say_plan(rep, settings, branch, heads, plan, tag):
+def _say_plan(rep, settings, branch, heads, plan, tag, decisions):
     b = settings.branches
     for side, name in (("production", b.production), ("development", b.development)):
         candidate = plan[side]
@@ -164,6 +168,8 @@ def _say_plan(rep, settings, branch, heads, plan, tag):
         else:
             kind = "fast-forward" if candidate.fast_forward else "merge commit"
             rep.say("plan: merge {} into {} ({}) -> {}".format(branch, name, kind, candidate.sha[:12]))
+    for line in _build.plan_lines(decisions):
+        rep.say("plan: " + line)
     if plan["production"] is not None:
         rep.say("plan: run {} check(s) on {}".format(len(settings.checks), plan["production"].sha[:12]))
     if tag:
@@ -173,12 +179,16 @@ def _say_plan(rep, settings, branch, heads, plan, tag):
     rep.say("plan: delete {} on {}".format(branch, settings.remote))
 
 
-def _check(rep, ws, settings, candidate):
+def _check(rep, ws, settings, candidate, decisions):
+    """Build and check production's new revision, as the pipeline builds and checks master's."""
+    ws.git.checkout(candidate.sha)
+    env = dict(_command_env(candidate, settings), CONTINUITY_BRANCH=settings.branches.production)
+    verify = lambda culprit, result: require_candidate(ws, candidate.sha, culprit, result)  # noqa: E731
+    _build.run_stage(rep, ws, decisions, candidate.sha, env, verify=verify)
     with rep.stage("check") as info:
-        ws.git.checkout(candidate.sha)
-        env = dict(_command_env(candidate, settings), CONTINUITY_BRANCH=settings.branches.production)
-        _test.run_checks(settings.checks, ws.root, env=env, say=rep.say, record=rep.command)
+        _test.run_checks(settings.checks, ws.root, env=env, say=rep.say, record=rep.command, verify=verify)
         info["detail"] = "{} check(s) passed on {}".format(len(settings.checks), candidate.sha[:12])
+    require_candidate(ws, candidate.sha, "the build or the checks")
 
 
 def _push(git, settings, branch, heads, plan, tag):

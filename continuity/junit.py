@@ -4,7 +4,7 @@ One ``<testsuite>`` named after the task (``continuity.pipeline``) holds a
 test case per stage (classname ``continuity.stage``) and per check or build
 step that ran (``continuity.check``, ``continuity.build``), each with its
 duration. A failed one carries a ``<failure>`` with the error and the last
-lines of output; a skipped stage is ``<skipped/>``. A run that failed outside
+lines of output (bounded: see `_proc.Tail`); a skipped stage is ``<skipped/>``. A run that failed outside
 any stage gets one more failed case, ``continuity.run``, so a red build never
 shows an all-green report.
 
@@ -105,10 +105,13 @@ def _command_cases(record):
             ET.SubElement(case, "system-out").text = _clean("$ {}\n{}".format(check.command, result.tail))
         else:
             command = "" if check.command == check.name else " ({})".format(check.command)
-            _fail(case, "{} '{}'{} {}; last output:\n{}".format(
-                check.kind, check.name, command, result.describe(), result.tail))
+            _fail(case, "{} '{}'{} {}; {}".format(
+                _KINDS.get(check.kind, check.kind), check.name, command, result.describe(), result.tail_text()))
         cases.append(case)
     return cases
+
+
+_KINDS = {"build": "build step"}
 
 
 def _run_case(record):

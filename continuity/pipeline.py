@@ -33,7 +33,7 @@ from .errors import ContinuityError, DeployError, GitError, UsageError
 from .ledger import build_url
 from .lock import remote_lock
 from .report import Reporter, RunRecord
-from .workspace import exclusive, open_workspace, restored_head
+from .workspace import exclusive, open_workspace, require_candidate, restored_head
 
 __all__ = ["pipeline", "status", "init", "run_pipeline", "preflight", "fetch_branches", "reach",
            "check_branch_names", "Outcome"]
@@ -75,6 +75,7 @@ def run_pipeline(c, settings, dry_run=False, reporter=None, junit=None):
     Whatever happens, the run ends with the summary, then the JUnit report
     (``junit`` or ``continuity.junit``) and the notifications.
     """
+    junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
     rep = reporter or Reporter()
     outcome = Outcome()
     ws = None
@@ -299,17 +300,19 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             return
         git.checkout(candidate.sha)
         env = _command_env(candidate, settings)
-        _build_stage(rep, ws, decisions, candidate, env)
+        _build.run_stage(rep, ws, decisions, candidate.sha, env, verify=_verifier(ws, candidate.sha))
         if settings.docker is not None:
             with rep.stage("image") as info:
                 info["detail"] = _docker().pipeline_build(settings, ws, candidate, rep)
         with rep.stage("check") as info:
-            _test.run_checks(settings.checks, ws.root, env=env, say=rep.say, record=rep.command)
+            _test.run_checks(settings.checks, ws.root, env=env, say=rep.say, record=rep.command,
+                             verify=_verifier(ws, candidate.sha))
             count = len(settings.checks)
             if settings.docker is not None:
                 count += _docker().pipeline_checks(settings, ws, candidate, rep)
             info["detail"] = "{} check(s) passed".format(count) if count else "no checks configured (continuity.checks)"
         with rep.stage("push") as info:
+            require_candidate(ws, candidate.sha, "the build or the checks")
             pushed = _push(git, settings, candidate)
             info["detail"] = _push_detail(pushed, settings, candidate)
             info["status"] = "ok" if pushed else "refused"
@@ -387,22 +390,9 @@ def _command_env(candidate, settings):
     )
 
 
-def _build_stage(rep, ws, decisions, candidate, env):
-    if not decisions:
-        rep.skipped("build", "no build steps configured")
-        return
-    with rep.stage("build") as info:
-        ran = []
-        for decision in decisions:
-            verb = "runs" if decision.run else "skipped"
-            rep.say("build step '{}' {}: {}".format(decision.step.name, verb, decision.reason))
-            if decision.run:
-                rep.say("build: $ " + decision.step.command)
-                result = _build.run_step(decision.step, ws.root, candidate.sha, ws.build_stamps, env=env)
-                rep.command(decision.step.name, decision.step.command, result, kind="build")
-                ran.append(decision.step.name)
-        skipped = len(decisions) - len(ran)
-        info["detail"] = "ran {}; skipped {}".format(", ".join(ran) or "nothing", skipped)
+def _verifier(ws, sha):
+    """``verify(culprit, result)`` for build steps and checks: the checkout is still ``sha``."""
+    return lambda culprit, result: require_candidate(ws, sha, culprit, result)
 
 
 def _push(git, settings, candidate):

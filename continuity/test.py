@@ -12,10 +12,11 @@ from .errors import CommandFailed
 __all__ = ["run_checks"]
 
 
-def run_checks(checks, cwd, env=None, out=None, say=print, record=None):
+def run_checks(checks, cwd, env=None, out=None, say=print, record=None, verify=None):
     """Run ``checks`` in order; return their results or raise `CommandFailed`.
 
-    ``record(name, command, result)`` is told about each check that ran.
+    ``record(name, command, result)`` is told about each check that ran;
+    ``verify(culprit, result)`` is called after each one that passed.
     """
     results = []
     for check in checks:
@@ -29,4 +30,12 @@ def run_checks(checks, cwd, env=None, out=None, say=print, record=None):
                 "check '{}' {}; {}".format(check.name, result.describe(), result.tail_text()),
                 result,
             )
+        if verify is not None:
+            verify(_named(check), result)
     return results
+
+
+def _named(check):
+    """"check 'NAME' (COMMAND)", or "check 'COMMAND'" when it has no name of its own."""
+    command = "" if check.name == check.command else " ({})".format(check.command)
+    return "check '{}'{}".format(check.name, command)

@@ -10,10 +10,10 @@ import fcntl
 import os
 from contextlib import contextmanager
 
-from .errors import GitError, UsageError
+from .errors import CommandFailed, GitError, UsageError
 from .git import Git
 
-__all__ = ["open_workspace", "Workspace"]
+__all__ = ["open_workspace", "Workspace", "require_candidate", "checkout_state"]
 
 
 class Workspace:
@@ -51,6 +51,56 @@ def require_clean(ws):
             "the checkout has uncommitted changes to tracked files ({}); commit or stash them: "
             "continuity checks out the revisions it tests and deploys".format(shown)
         )
+
+
+def checkout_state(git):
+    """(HEAD's commit, [tracked paths that differ from it in the index or the work tree]).
+
+    One ``git status``: cheap enough to run after every build step and check.
+    Untracked files (build output) do not count, nor untracked files in submodules.
+    """
+    proc = git.call("status", "--porcelain=v2", "--branch", "--untracked-files=no",
+                    "--ignore-submodules=untracked", "-z")
+    if proc.returncode:
+        raise GitError("git status failed: {}".format((proc.stderr.strip().splitlines() or ["?"])[-1]))
+    head, changed = None, []
+    records = iter(proc.stdout.split("\0"))
+    for record in records:
+        if record.startswith("# branch.oid "):
+            head = record[len("# branch.oid "):]
+        elif record[:2] in _FIELDS_BEFORE_PATH:
+            changed.append(record.split(" ", _FIELDS_BEFORE_PATH[record[:2]])[-1])
+            if record.startswith("2 "):
+                next(records, None)  # a rename's original path
+    return head, changed
+
+
+#: ``git status --porcelain=v2`` records: the number of fields before the path.
+_FIELDS_BEFORE_PATH = {"1 ": 8, "2 ": 9, "u ": 10}
+
+
+def require_candidate(ws, sha, culprit, result=None):
+    """The checkout is still exactly ``sha``, else `CommandFailed` naming ``culprit``.
+
+    A build step or check that checks out another revision, commits, or edits
+    tracked files would have the checks that follow it test another tree than
+    the one we push.
+    """
+    head, changed = checkout_state(ws.git)
+    if head == sha and not changed:
+        return
+    what = []
+    if head != sha:
+        what.append("moved HEAD to {}".format((head or "?")[:12]))
+    if changed:
+        more = " and {} more".format(len(changed) - 5) if len(changed) > 5 else ""
+        what.append("changed tracked files: {}{}".format(", ".join(changed[:5]), more))
+    raise CommandFailed(
+        "{} {} (the candidate is {}); build steps and checks must leave the checkout as they found it: "
+        "write build output to untracked files (.gitignore), and do not check out, commit or edit "
+        "tracked files".format(culprit, " and ".join(what), sha[:12]),
+        result,
+    )
 
 
 @contextmanager

@@ -350,17 +350,22 @@ def _alive(pid):
         return f.read().split()[2] != "Z"
 
 
-def test_a_check_that_edits_tracked_files_does_not_jam_the_next_run(make_project):
+def test_a_check_that_edits_tracked_files_fails_the_run_and_does_not_jam_the_next_one(make_project):
+    # Issue 8 changed this: such a check used to pass (and the edited tree was
+    # what the later checks saw); now it fails the run, and the checkout is put
+    # back so the next run fails for the same reason, not for a dirty checkout.
     project = make_project(config=Project.config(checks=["echo scribble >> app.txt"]))
     project.push_to("development", "feature", feature="x\n")
     ws = project.workspace(sha=project.ref("master"))
+    before = project.refs()
 
     first = project.fab(ws, "continuity.pipeline")
 
-    assert first.returncode == 0, first.stderr
+    assert_user_error(first, "check 'echo scribble >> app.txt' changed tracked files: app.txt", code=1)
+    assert project.refs() == before
     assert git(ws, "status", "--porcelain", "--untracked-files=no") == ""
-    project.push_to("development", "more", more="y\n")
-    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    again = project.fab(ws, "continuity.pipeline")
+    assert_user_error(again, "check 'echo scribble >> app.txt' changed tracked files: app.txt", code=1)
 
 
 def test_a_failing_deploy_command_is_named_in_the_error(make_project):
