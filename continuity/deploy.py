@@ -106,7 +106,7 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
     Returns "deployed" or why it skipped.
     """
     environment = target.name
-    ledger = Ledger(git, settings.remote, settings.refs_prefix)
+    ledger = Ledger.of(git, settings)
     with remote_lock(git, settings, "deploy-" + environment, say=say):
         state = ledger.state(environment)
         if expect_current is not None and state.deployed != expect_current:

@@ -24,6 +24,7 @@ from . import test as _test
 from ._task import boundary
 from .deploy import deploy_revision
 from .errors import ContinuityError, UsageError
+from .ledger import Ledger
 from .pipeline import LINE_HELP, _command_env, fetch_branches, preflight, remote_heads, reported
 from .report import Reporter
 from .workspace import exclusive, restored_head
@@ -102,6 +103,8 @@ def finish(c, name, tag=None, dry_run=False, line=None):
                 "shows the deploy)".format(branch, settings.remote, settings.production_environment))
         heads = fetch_branches(git, settings, [b.production, b.development, branch], dry_run=dry_run)
         plan = _plan(git, settings, branch, heads)
+        if settings.hotfix.deploy:  # refuse a damaged ledger before production moves, not after
+            Ledger.of(git, settings).check([settings.production_environment])
         _say_plan(rep, settings, branch, heads, plan, tag)
         if dry_run:
             rep.say("dry run: nothing was merged, checked, pushed, deployed or deleted")

@@ -29,6 +29,7 @@ from . import test as _test
 from ._task import boundary
 from .deploy import deploy_revision, find_deploy_task, redeploy_command
 from .errors import ContinuityError, DeployError, GitError, UsageError
+from .ledger import Ledger
 from .lock import remote_lock
 from .report import Reporter, RunRecord
 from .workspace import exclusive, open_workspace, restored_head
@@ -267,6 +268,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
     development = None
     locked = dry_run
     attempt = 0
+    ledgers_checked = False
     while attempt < settings.max_attempts:
         with rep.stage("fetch") as info:
             heads = fetch_branches(git, settings, dry_run=dry_run)
@@ -278,6 +280,9 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             outcome.state = "nothing-to-do"
             rep.say("nothing to do: {} already contains {} at {}".format(branches.master, branches.development, pinned[:12]))
             return
+        if not ledgers_checked:  # a damaged ledger would refuse the deploy after master moved: refuse now
+            Ledger.of(git, settings).check(settings.auto_deploy)
+            ledgers_checked = True
         if not locked:
             with rep.stage("lock") as info:
                 held.enter_context(remote_lock(git, settings, "pipeline", say=rep.say))

@@ -85,7 +85,7 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
     with exclusive(ws), restored_head(ws, say=rep.say):
         heads = fetch_branches(ws.git, settings, [settings.branches.master], dry_run=dry_run)
         sha = _revision(ws.git, revision, settings, heads)
-        current = Ledger(ws.git, settings.remote, settings.refs_prefix).state(target.name, limit=1).deployed
+        current = Ledger.of(ws.git, settings).state(target.name, limit=1).deployed
         rep.say("plan: deploy {} to {} (now running: {})".format(sha[:12], target.name, current[:12] or "nothing recorded"))
         if dry_run:
             rep.say("dry run: nothing was deployed or recorded")
@@ -122,7 +122,7 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
         production = heads[b.production]
         _require_fast_forward(git, settings, production, target, heads[b.master], heads[b.development])
         environment = settings.environment(settings.production_environment)
-        state = Ledger(git, settings.remote, settings.refs_prefix).state(environment.name)
+        state = Ledger.of(git, settings).state(environment.name)
         if target in state.bad:
             raise UsageError(
                 "{} is marked bad for {} (a rollback replaced it); fix forward: let the pipeline bring a "
@@ -222,7 +222,7 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
     git = ws.git
     with exclusive(ws), restored_head(ws, say=rep.say):
         heads = fetch_branches(git, settings, [b.master, b.production], dry_run=dry_run)
-        state = Ledger(git, settings.remote, settings.refs_prefix).state(target.name)
+        state = Ledger.of(git, settings).state(target.name)
         if not state.deployed:
             raise UsageError("nothing is recorded as deployed to {}; there is nothing to roll back".format(target.name))
         back = _rollback_target(git, settings, state, revision, target.name, heads)
@@ -281,7 +281,7 @@ def history(c, environment, limit=None, line=None):
         limit = int(limit) if limit is not None else 20
     except ValueError:
         raise UsageError("--limit takes a whole number, got {!r}".format(limit)) from None
-    state = Ledger(git, settings.remote, settings.refs_prefix).state(name, limit=max(limit, 1))
+    state = Ledger.of(git, settings).state(name, limit=max(limit, 1))
     if not state.entries:
         print("no deploys of {} are recorded on {}".format(name, settings.remote))
         return

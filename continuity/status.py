@@ -1,7 +1,7 @@
 """``fab continuity.status`` and ``fab continuity.init``."""
 
 from .errors import UsageError
-from .ledger import Ledger
+from .ledger import Ledger, LedgerDamaged
 from .pipeline import _check_remote, check_branch_names, missing_branches, remote_heads
 from .report import Reporter
 from .workspace import open_workspace
@@ -26,10 +26,12 @@ def show_status(settings, out=None):
     for ahead, behind in ((b.development, b.master), (b.master, b.production)):
         if ahead in heads and behind in heads and ahead != behind:
             _compare(rep, git, ahead, heads[ahead], behind, heads[behind])
-    _deployed(rep, git, settings, heads.get(b.master))
+    damaged = _deployed(rep, git, settings, heads.get(b.master))
     missing = [n for n in names if n not in heads]
     if missing:
         raise missing_branches(settings, missing)
+    if damaged:
+        raise damaged
 
 
 def _compare(rep, git, ahead, ahead_sha, behind, behind_sha):
@@ -46,11 +48,21 @@ def _compare(rep, git, ahead, ahead_sha, behind, behind_sha):
 
 
 def _deployed(rep, git, settings, master_sha):
-    """Per environment: what runs there, how far behind master, the last event."""
-    ledger = Ledger(git, settings.remote, settings.refs_prefix)
+    """Per environment: what runs there, how far behind master, the last event.
+
+    Returns the `LedgerDamaged` of the first environment whose records
+    cannot be read (after listing the others), or None.
+    """
+    ledger = Ledger.of(git, settings)
     names = list(dict.fromkeys(list(settings.known_environments()) + ledger.environments()))
+    damaged = None
     for environment in names:
-        state = ledger.state(environment, limit=1)
+        try:
+            state = ledger.state(environment, limit=1)
+        except LedgerDamaged as exc:
+            rep.say("{:<12} ledger damaged (see the error below)".format(environment))
+            damaged = damaged or exc
+            continue
         if not state.deployed and not state.entries:
             rep.say("{:<12} nothing deployed yet".format(environment))
             continue
@@ -62,6 +74,7 @@ def _deployed(rep, git, settings, master_sha):
             last = state.entries[0]
             line += "; last: {} {} {} by {}".format(last.result, last.revision[:12], last.time, last.by)
         rep.say(line)
+    return damaged
 
 
 def init_branches(settings, dry_run=False, out=None):
