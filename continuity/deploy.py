@@ -20,6 +20,7 @@ two racing runs cannot put an older revision over a newer one.
 import inspect
 import os
 import re
+import shlex
 from contextlib import contextmanager
 
 from .errors import ContinuityError, DeployError, UsageError
@@ -27,7 +28,7 @@ from .ledger import Ledger
 from .lock import remote_lock
 
 __all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "call_deploy", "annotate", "describe_failure",
-           "redeploy_command"]
+           "redeploy_command", "history_command", "marked_bad"]
 
 _registered = {}
 
@@ -112,16 +113,14 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
         if expect_current is not None and state.deployed != expect_current:
             raise ContinuityError(
                 "{} changed while we waited for its lock: it now runs {}, not {}; nothing was deployed. "
-                "Look at `fab continuity.history {}` and run the task again.".format(
-                    environment, state.deployed[:12] or "nothing", expect_current[:12], environment))
+                "Look at `{}` and run the task again.".format(
+                    environment, state.deployed[:12] or "nothing", expect_current[:12],
+                    history_command(settings, environment)))
         skip = _skip_reason(git, state, environment, revision, newer_wins)
         if skip:
             return skip
         if revision in state.bad and not allow_bad:
-            raise UsageError(
-                "{} is marked bad for {} (see fab continuity.history {}); deploy another revision, "
-                "or pass --force if you mean it".format(revision[:12], environment, environment)
-            )
+            raise marked_bad(settings, environment, revision)
         git.checkout(revision)
         _annotations.clear()
         record = {"revision": revision, "task": how, "line": settings.line, "previous": state.deployed}
@@ -146,6 +145,21 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
                                                     redeploy_command(settings, environment))
             ) from exc
         return "deployed"
+
+
+def marked_bad(settings, environment, revision):
+    """The `UsageError` for deploying a revision a rollback marked bad, with what to do instead."""
+    text = "{} is marked bad for {} (see `{}`); ".format(revision[:12], environment,
+                                                        history_command(settings, environment))
+    if environment == settings.production_environment:  # `deploy` refuses production: no --force there
+        return UsageError(text + "fix forward (promote a newer revision of {}, or finish a hotfix), or roll "
+                          "back to another revision".format(settings.branches.master))
+    return UsageError(text + "deploy another revision, or pass --force if you mean it: `{}`".format(
+        shlex.join(["fab", "continuity.deploy", environment, "--revision", revision, "--force"]) + settings.line_option))
+
+
+def history_command(settings, environment):
+    return "fab continuity.history {}{}".format(environment, settings.line_option)
 
 
 def redeploy_command(settings, environment):

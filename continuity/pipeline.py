@@ -17,6 +17,7 @@ candidate from scratch.
 """
 
 import os
+import shlex
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -237,15 +238,20 @@ def missing_branches(settings, missing):
     if settings.branches.master in missing:
         return UsageError(
             "remote '{0}' has no '{1}' branch: push your main line there first "
-            "(git push {0} HEAD:refs/heads/{1}), or set continuity.branches.master; then "
-            "`fab continuity.init` creates the others".format(settings.remote, settings.branches.master)
+            "({2}), or set continuity.branches.master; then `fab continuity.init{3}` creates the others".format(
+                settings.remote, settings.branches.master, push_master_command(settings), settings.line_option)
         )
     return UsageError(
-        "remote '{}' has no branch {}; create {} with `fab continuity.init`".format(
+        "remote '{}' has no branch {}; create {} with `fab continuity.init{}`".format(
             settings.remote, " and no branch ".join("'{}'".format(m) for m in missing),
-            "it" if len(missing) == 1 else "them",
+            "it" if len(missing) == 1 else "them", settings.line_option,
         )
     )
+
+
+def push_master_command(settings):
+    """The git command that puts the checkout's revision on the remote as the line's master."""
+    return shlex.join(["git", "push", settings.remote, "HEAD:refs/heads/" + settings.branches.master])
 
 
 def _check_remote(git, remote):

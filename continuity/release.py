@@ -79,7 +79,8 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
     settings = _config.settings(c, line=line)
     target = _environment(settings, environment)
     if target.name == settings.production_environment:
-        raise UsageError("production moves with the production branch: use `fab continuity.promote` (or a hotfix)")
+        raise UsageError("production moves with the production branch: use `fab continuity.promote{}` (or a "
+                         "hotfix)".format(settings.line_option))
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=True, names=[settings.branches.master])
     with exclusive(ws), restored_head(ws, say=rep.say):
@@ -170,7 +171,8 @@ def _require_fast_forward(git, settings, production, target, master, development
         )
     raise UsageError(
         "{} is at {}, newer than {}: promote only moves it forward. To go back, use "
-        "`fab continuity.rollback {}`.".format(b.production, production[:12], target[:12], settings.production_environment)
+        "`fab continuity.rollback {}{}`.".format(b.production, production[:12], target[:12],
+                                                 settings.production_environment, settings.line_option)
     )
 
 

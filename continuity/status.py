@@ -2,7 +2,7 @@
 
 from .errors import UsageError
 from .ledger import Ledger, LedgerDamaged
-from .pipeline import _check_remote, check_branch_names, missing_branches, remote_heads
+from .pipeline import _check_remote, check_branch_names, missing_branches, push_master_command, remote_heads
 from .report import Reporter
 from .workspace import open_workspace
 
@@ -88,8 +88,8 @@ def init_branches(settings, dry_run=False, out=None):
     heads = remote_heads(git, settings.remote, names)
     if b.master not in heads:
         raise UsageError(
-            "remote '{0}' has no '{1}' branch to start from; push your main line there first "
-            "(git push {0} HEAD:refs/heads/{1}) or set continuity.branches.master".format(settings.remote, b.master)
+            "remote '{}' has no '{}' branch to start from; push your main line there first "
+            "({}) or set continuity.branches.master".format(settings.remote, b.master, push_master_command(settings))
         )
     missing = [n for n in names if n not in heads]
     if not missing:
@@ -105,6 +105,7 @@ def init_branches(settings, dry_run=False, out=None):
     refs = ["refs/heads/" + m for m in missing]
     result = git.push(settings.remote, [(start, ref) for ref in refs], leases=[(ref, "") for ref in refs])
     if not result.ok:
-        raise UsageError("another process created some of {} meanwhile; run `fab continuity.status`".format(", ".join(missing)))
+        raise UsageError("another process created some of {} meanwhile; run `fab continuity.status{}`".format(
+            ", ".join(missing), settings.line_option))
     rep.say("created {} on {}".format(", ".join("'{}'".format(m) for m in missing), settings.remote))
     return missing
