@@ -28,7 +28,7 @@ from .ledger import Ledger
 from .lock import remote_lock
 
 __all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "call_deploy", "annotate", "describe_failure",
-           "redeploy_command", "history_command", "marked_bad"]
+           "redeploy_command", "history_command", "marked_bad", "deploy_decision"]
 
 _registered = {}
 
@@ -116,11 +116,9 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
                 "Look at `{}` and run the task again.".format(
                     environment, state.deployed[:12] or "nothing", expect_current[:12],
                     history_command(settings, environment)))
-        skip = _skip_reason(git, state, environment, revision, newer_wins)
+        skip = deploy_decision(git, settings, state, environment, revision, newer_wins, allow_bad)
         if skip:
             return skip
-        if revision in state.bad and not allow_bad:
-            raise marked_bad(settings, environment, revision)
         git.checkout(revision)
         _annotations.clear()
         record = {"revision": revision, "task": how, "line": settings.line, "previous": state.deployed}
@@ -145,6 +143,21 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
                                                     redeploy_command(settings, environment))
             ) from exc
         return "deployed"
+
+
+def deploy_decision(git, settings, state, environment, revision, newer_wins=True, allow_bad=False):
+    """What `deploy_revision` does with ``revision`` given the ledger ``state``.
+
+    Returns why it skips ("skipped: ..."), or None when it deploys; raises
+    the refusal of a revision marked bad. Dry runs call it too, so that
+    they refuse and skip exactly what the deploy would.
+    """
+    skip = _skip_reason(git, state, environment, revision, newer_wins)
+    if skip:
+        return skip
+    if revision in state.bad and not allow_bad:
+        raise marked_bad(settings, environment, revision)
+    return None
 
 
 def marked_bad(settings, environment, revision):

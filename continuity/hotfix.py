@@ -24,7 +24,7 @@ from . import config as _config
 from . import merge as _merge
 from . import test as _test
 from ._task import boundary
-from .deploy import deploy_revision
+from .deploy import deploy_decision, deploy_revision
 from .errors import ContinuityError, UsageError
 from .ledger import Ledger
 from .pipeline import LINE_HELP, _command_env, fetch_branches, preflight, remote_heads, reported
@@ -118,9 +118,10 @@ def finish(c, name, tag=None, dry_run=False, line=None):
                                            settings.line_option))
         heads = fetch_branches(git, settings, [b.production, b.development, branch], dry_run=dry_run)
         plan = _plan(git, settings, branch, heads, _advice(settings, name))
-        if settings.hotfix.deploy:  # refuse a damaged ledger before production moves, not after
-            Ledger.of(git, settings).check([settings.production_environment])
+        skip = _deploy_decision(git, settings, heads, plan) if settings.hotfix.deploy else None
         _say_plan(rep, settings, branch, heads, plan, tag)
+        if skip:
+            rep.say("plan: {}: {}".format(settings.production_environment, skip))
         if dry_run:
             rep.say("dry run: nothing was merged, checked, pushed, deployed or deleted")
             return
@@ -142,6 +143,14 @@ def finish(c, name, tag=None, dry_run=False, line=None):
                 "`{}` again".format(branch, _finish_command(settings, name)))
             run.update(state="finished", summary="{} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch))
             rep.say("result: " + run["summary"])
+
+
+def _deploy_decision(git, settings, heads, plan):
+    """Refuse what the deploy would refuse (a damaged ledger, a revision marked bad) before production moves."""
+    environment = settings.production_environment
+    revision = plan["production"].sha if plan["production"] else heads[settings.branches.production]
+    state = Ledger.of(git, settings).state(environment)
+    return deploy_decision(git, settings, state, environment, revision)
 
 
 def _tag(settings, git, name, tag):

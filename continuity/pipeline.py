@@ -303,7 +303,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             info["detail"] = "{} {}".format("fast-forward to" if candidate.fast_forward else "merge commit", candidate.sha[:12])
         decisions = _build.plan(git, settings.build, candidate.sha, ws.build_stamps)
         if dry_run:
-            _print_plan(rep, settings, candidate, decisions)
+            _print_plan(rep, git, settings, candidate, decisions)
             outcome.state = "planned"
             return
         git.checkout(candidate.sha)
@@ -460,36 +460,58 @@ def _advance_production(git, settings, candidate, rep):
     current = remote_heads(git, settings.remote, [production]).get(production)
     if current == candidate:
         return
-    git.fetch_objects(settings.remote, _HEADS + production)
-    if current and not git.is_ancestor(current, candidate):
-        raise DeployError(
-            "{} has commits {} lacks (a hotfix not merged back?); production was not deployed. Merge {} into "
-            "{} and run the pipeline again.".format(production, settings.branches.master, production,
-                                                    settings.branches.development))
+    refusal = _production_refusal(git, settings, candidate, current)
+    if refusal:
+        raise refusal
     ref = _HEADS + production
     if not git.push(settings.remote, [(candidate, ref)], leases=[(ref, current or "")]).ok:
         raise DeployError("{} moved on {} meanwhile; production was not deployed".format(production, settings.remote))
     rep.say("deploy: {} {} -> {} (production is in auto_deploy)".format(production, (current or "")[:12], candidate[:12]))
 
 
-def _print_plan(rep, settings, candidate, decisions):
+def _production_refusal(git, settings, candidate, current=None):
+    """The `DeployError` when the production branch has commits ``candidate`` lacks, else None."""
+    production = settings.branches.production
+    current = current or remote_heads(git, settings.remote, [production]).get(production)
+    if not current or current == candidate:
+        return None
+    git.fetch_objects(settings.remote, _HEADS + production)
+    if git.is_ancestor(current, candidate):
+        return None
+    return DeployError(
+        "{} has commits {} lacks (a hotfix not merged back?); production was not deployed. Merge {} into "
+        "{} and run the pipeline again.".format(production, settings.branches.master, production,
+                                                settings.branches.development))
+
+
+def _print_plan(rep, git, settings, candidate, decisions):
+    """The stages a run would go through, in the order they run; refusals as the run would refuse."""
     say = lambda text: rep.say("plan: " + text)  # noqa: E731
+    docker = _docker().pipeline_plan(settings, candidate) if settings.docker is not None else {}
     kind = "fast-forward" if candidate.fast_forward else "merge commit"
     say("merge {} {} into {} {} ({}) -> {}".format(
         settings.branches.development, candidate.development[:12], settings.branches.master,
         candidate.base[:12], kind, candidate.sha[:12]))
     for decision in decisions:
         say("build step '{}' would {}: {}".format(decision.step.name, "run" if decision.run else "be skipped", decision.reason))
+    for line in docker.get("image", []):
+        say(line)
     for check in settings.checks:
         say("check $ " + check.command)
-    if settings.docker is not None:
-        for line in _docker().pipeline_plan(settings, candidate):
-            say(line)
+    for line in docker.get("check", []):
+        say(line)
     say("push {} to {} {} (only if it is still {})".format(
         candidate.sha[:12], settings.remote, settings.branches.master, candidate.base[:12]))
+    for line in docker.get("publish", []):
+        say(line)
+    refusal = None
     for environment in settings.auto_deploy:
-        say("deploy {} to {}".format(candidate.sha[:12], environment))
+        if environment == settings.production_environment:
+            refusal = _production_refusal(git, settings, candidate.sha)
+        say("deploy {} to {}{}".format(candidate.sha[:12], environment, ": refused (see below)" if refusal else ""))
     say("dry run: nothing was built, checked, pushed or deployed")
+    if refusal:
+        raise refusal
 
 
 def _success_summary(outcome, settings):

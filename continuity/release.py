@@ -16,7 +16,7 @@ from invoke import task
 
 from . import config as _config
 from ._task import boundary, confirm
-from .deploy import deploy_revision
+from .deploy import deploy_decision, deploy_revision
 from .errors import ContinuityError, UsageError
 from .ledger import Ledger
 from .pipeline import LINE_HELP, fetch_branches, preflight, reach, reported
@@ -86,9 +86,12 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
     with exclusive(ws), restored_head(ws, say=rep.say):
         heads = fetch_branches(ws.git, settings, [settings.branches.master], dry_run=dry_run)
         sha = _revision(ws.git, revision, settings, heads)
-        current = Ledger.of(ws.git, settings).state(target.name, limit=1).deployed
+        state = Ledger.of(ws.git, settings).state(target.name)
+        current = state.deployed
         rep.say("plan: deploy {} to {} (now running: {})".format(sha[:12], target.name, current[:12] or "nothing recorded"))
         if dry_run:
+            _dry_run_decision(rep, ws.git, settings, state, target.name, sha, newer_wins=revision is None,
+                              allow_bad=force)
             rep.say("dry run: nothing was deployed or recorded")
             return
         with reported(settings, rep, "deploy", {"revisions": {"candidate": sha, "base": current}}) as run:
@@ -96,6 +99,13 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
                                      newer_wins=revision is None, allow_bad=force)
             run.update(deployed={target.name: result}, state="deployed", summary="{}: {}".format(target.name, result))
             rep.say("result: {}: {}".format(target.name, result))
+
+
+def _dry_run_decision(rep, git, settings, state, environment, revision, **how):
+    """Refuse, or say it would skip, exactly as the deploy would (the ledger may change before it runs)."""
+    skip = deploy_decision(git, settings, state, environment, revision, **how)
+    if skip:
+        rep.say("plan: {}: {}".format(environment, skip))
 
 
 # -- promote --------------------------------------------------------------------
@@ -133,6 +143,11 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
             return
         _print_promotion(rep, git, settings, production, target, environment.name)
         if dry_run:
+            _dry_run_decision(rep, git, settings, state, environment.name, target)
+            if settings.docker is not None:
+                from .docker import image_digest
+
+                image_digest(settings, target)  # promote refuses a revision without a tested image
             rep.say("dry run: nothing was moved, pushed or deployed")
             return
         confirm("Promote {} to {}?".format(target[:12], environment.name), yes)
@@ -234,6 +249,7 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
         rep.say("plan: redeploy {} to {} in place of {}, and mark {} bad for {}".format(
             back[:12], target.name, state.deployed[:12], state.deployed[:12], target.name))
         if dry_run:
+            _dry_run_decision(rep, git, settings, state, target.name, back, newer_wins=False)
             rep.say("dry run: nothing was deployed or recorded")
             return
         with reported(settings, rep, "rollback", {"revisions": {"base": state.deployed, "candidate": back}}) as run:
