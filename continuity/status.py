@@ -26,6 +26,9 @@ def show_status(settings, out=None):
     for ahead, behind in ((b.development, b.master), (b.master, b.production)):
         if ahead in heads and behind in heads and ahead != behind:
             _compare(rep, git, ahead, heads[ahead], behind, heads[behind])
+            # The other way round only when it holds something: production after a hotfix that has
+            # not reached master yet, master with merge commits development never got.
+            _compare(rep, git, behind, heads[behind], ahead, heads[ahead], also=True)
     damaged = _deployed(rep, git, settings, heads.get(b.master))
     missing = [n for n in names if n not in heads]
     if missing:
@@ -34,13 +37,14 @@ def show_status(settings, out=None):
         raise damaged
 
 
-def _compare(rep, git, ahead, ahead_sha, behind, behind_sha):
+def _compare(rep, git, ahead, ahead_sha, behind, behind_sha, also=False):
     rev_range = "{}..{}".format(behind_sha, ahead_sha)
     count = git.count(rev_range)
     if not count:
-        rep.say("{} has nothing that {} lacks".format(ahead, behind))
+        if not also:
+            rep.say("{} has nothing that {} lacks".format(ahead, behind))
         return
-    rep.say("{} has {} commit(s) that {} lacks:".format(ahead, count, behind))
+    rep.say("{} {}has {} commit(s) that {} lacks:".format(ahead, "also " if also else "", count, behind))
     for sha, subject, author in git.log(rev_range, limit=_SHOWN):
         rep.say("    {} {} ({})".format(sha[:12], subject, author))
     if count > _SHOWN:
@@ -68,13 +72,19 @@ def _deployed(rep, git, settings, master_sha):
             continue
         line = "{:<12} runs {}".format(environment, state.deployed[:12] if state.deployed else "nothing recorded")
         if master_sha and state.deployed and git.commit(state.deployed):
-            line += ", {} commit(s) behind {}".format(
-                git.count("{}..{}".format(state.deployed, master_sha)), settings.branches.master)
+            line += _against_master(git, state.deployed, master_sha, settings.branches.master)
         if state.entries:
             last = state.entries[0]
             line += "; last: {} {} {} by {}".format(last.result, last.revision[:12], last.time, last.by)
         rep.say(line)
     return damaged
+
+
+def _against_master(git, deployed, master_sha, master):
+    """", N commit(s) behind master", and what it runs that master lacks (a hotfix), if anything."""
+    text = ", {} commit(s) behind {}".format(git.count("{}..{}".format(deployed, master_sha)), master)
+    extra = git.count("{}..{}".format(master_sha, deployed))
+    return text + (", and runs {} commit(s) that {} lacks".format(extra, master) if extra else "")
 
 
 def init_branches(settings, dry_run=False, out=None):
