@@ -43,6 +43,7 @@ DEFAULTS = {
     "auto_deploy": ["staging"],
     "deploy_task": "deploy",
     "max_attempts": 3,
+    "sync_development": True,
     "lock_timeout": 600,
     "git_timeout": 300,
     "lock_stale_after": 3600,
@@ -156,6 +157,7 @@ class Settings:
     lock_stale_after: float = 3600.0
     production_environment: str = "production"
     hotfix: Hotfix = Hotfix("hotfix/", "", False)
+    sync_development: bool = True  # fast-forward development to master's merge commits
 
     @property
     def refs_prefix(self):
@@ -298,6 +300,7 @@ def parse(raw, line=None):
         lock_stale_after=_seconds(merged["lock_stale_after"], "continuity.lock_stale_after", allow_none=False),
         production_environment=environment_name(merged["production_environment"], "continuity.production_environment"),
         hotfix=_hotfix(raw.get("hotfix"), merged["hotfix"]),
+        sync_development=_boolean(merged["sync_development"], "continuity.sync_development"),
         **{name: _section(name, merged[name]) for name in _SECTIONS},
     )
 

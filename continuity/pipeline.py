@@ -36,7 +36,7 @@ from .report import Reporter, RunRecord
 from .workspace import exclusive, open_workspace, restored_head
 
 __all__ = ["pipeline", "status", "init", "run_pipeline", "preflight", "fetch_branches", "reach",
-           "check_branch_names", "Outcome"]
+           "check_branch_names", "sync_development", "Outcome"]
 
 _HEADS = "refs/heads/"
 
@@ -285,6 +285,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
         if git.is_ancestor(pinned, base):
             outcome.state = "nothing-to-do"
             rep.say("nothing to do: {} already contains {} at {}".format(branches.master, branches.development, pinned[:12]))
+            sync_development(git, settings, pinned, base, rep.say, dry_run=dry_run)  # an earlier run could not
             return
         if not ledgers_checked:  # a damaged ledger would refuse the deploy after master moved: refuse now
             Ledger.of(git, settings).check(settings.auto_deploy)
@@ -324,6 +325,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             info["status"] = "ok" if pushed else "refused"
         if pushed:
             outcome.state = "pushed"
+            sync_development(git, settings, candidate.development, candidate.sha, rep.say)
             if settings.docker is not None:
                 with rep.stage("publish") as info:
                     info["detail"] = _docker().pipeline_publish(settings, ws, candidate, rep)
@@ -421,6 +423,37 @@ def _push(git, settings, candidate):
     return result if result.ok else None
 
 
+def sync_development(git, settings, development, master, say, dry_run=False):
+    """Fast-forward development from ``development`` (its pinned revision) to ``master``.
+
+    After a merge commit, master has a commit development lacks; if
+    development never got it, every later run would merge again, forever.
+    ``master`` contains ``development``, so this is a fast-forward, pushed
+    with a lease: if anyone pushed to development meanwhile, nothing moves
+    and the next run merges their work and brings development along then.
+    One leased push is atomic on the remote, so it needs no pipeline lock,
+    and a failure is only reported: master's push stands.
+    """
+    name = settings.branches.development
+    if not settings.sync_development or development == master:
+        return
+    if dry_run:
+        say("plan: bring {} {} to {}'s {} (fast-forward, only if it is still {})".format(
+            name, development[:12], settings.branches.master, master[:12], development[:12]))
+        return
+    ref = _HEADS + name
+    try:
+        ok = git.push(settings.remote, [(master, ref)], leases=[(ref, development)]).ok
+    except GitError as exc:
+        say("warning: could not bring {} to {}: {}; the next run tries again".format(name, master[:12], exc))
+        return
+    if ok:
+        say("{} brought to {} {} (fast-forward from {})".format(name, settings.branches.master, master[:12], development[:12]))
+    elif remote_heads(git, settings.remote, [name]).get(name) != master:
+        say("{} moved on {} meanwhile: left as it is; the next run merges it and brings {} along then".format(
+            name, settings.remote, name))
+
+
 def _push_detail(pushed, settings, candidate):
     master = settings.branches.master
     if not pushed:
@@ -502,6 +535,9 @@ def _print_plan(rep, git, settings, candidate, decisions):
         say(line)
     say("push {} to {} {} (only if it is still {})".format(
         candidate.sha[:12], settings.remote, settings.branches.master, candidate.base[:12]))
+    if settings.sync_development and not candidate.fast_forward:
+        say("bring {} to {} (fast-forward, only if it is still {})".format(
+            settings.branches.development, candidate.sha[:12], candidate.development[:12]))
     for line in docker.get("publish", []):
         say(line)
     refusal = None

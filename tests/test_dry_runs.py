@@ -83,14 +83,15 @@ def test_a_dry_run_pipeline_refuses_production_with_commits_master_lacks(make_pr
 def test_the_plan_lists_the_stages_in_the_order_they_run():
     settings = cfg.parse({"checks": ["make test"], "auto_deploy": ["staging"],
                           "docker": {"image": "127.0.0.1:5000/app", "checks": ["make it"]}})
-    candidate = Candidate("a" * 40, "b" * 40, "a" * 40, True)
+    candidate = Candidate("a" * 40, "b" * 40, "c" * 40, False)  # a merge commit
     decisions = [Decision(BuildStep("assets", "make assets", ("*",)), True, "changed: x")]
     out = io.StringIO()
 
     _print_plan(Reporter(out), None, settings, candidate, decisions)
 
     stages = [line.split("plan: ", 1)[1].split()[0] for line in out.getvalue().splitlines()]
-    assert stages == ["merge", "build", "image", "check", "docker", "push", "publish", "deploy", "dry"]
+    assert stages == ["merge", "build", "image", "check", "docker", "push", "bring", "publish", "deploy",
+                      "dry"]
 
 
 def test_dry_runs_of_deploy_promote_and_rollback_still_change_nothing(make_project):
