@@ -347,11 +347,11 @@ def _line_raw(base, overrides, name):
     merged["environments"] = copy.deepcopy(overrides.get("environments"))
     main = _merge(copy.deepcopy({k: DEFAULTS[k] for k in _NAMED}), {k: v for k, v in base.items() if v is not None})
     suffix = "-" + name
-    given = overrides.get("branches")
+    given = overrides.get("branches") if isinstance(overrides.get("branches"), dict) else {}
     if isinstance(merged.get("branches") or {}, dict) and isinstance(main["branches"], dict):
         merged["branches"] = dict(merged.get("branches") or {})
         for role in DEFAULTS["branches"]:
-            if not (isinstance(given, dict) and given.get(role) is not None) and isinstance(main["branches"].get(role), str):
+            if given.get(role) is None and isinstance(main["branches"].get(role), str):
                 merged["branches"][role] = main["branches"][role] + suffix
     if overrides.get("auto_deploy") is None and _names_in(main["auto_deploy"]) is not None:
         merged["auto_deploy"] = [env + suffix for env in _names_in(main["auto_deploy"])]

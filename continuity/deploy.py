@@ -167,8 +167,9 @@ def marked_bad(settings, environment, revision):
     if environment == settings.production_environment:  # `deploy` refuses production: no --force there
         return UsageError(text + "fix forward (promote a newer revision of {}, or finish a hotfix), or roll "
                           "back to another revision".format(settings.branches.master))
-    return UsageError(text + "deploy another revision, or pass --force if you mean it: `{}`".format(
-        shlex.join(["fab", "continuity.deploy", environment, "--revision", revision, "--force"]) + settings.line_option))
+    force = shlex.join(["fab", "continuity.deploy", environment, "--revision", revision, "--force"])
+    return UsageError(text + "deploy another revision, or pass --force if you mean it: `{}{}`".format(
+        force, settings.line_option))
 
 
 def history_command(settings, environment):

@@ -132,13 +132,16 @@ class Ledger:
         deploy can be recorded and the history cannot be read, so every task
         stops here, before it deploys, with the command that repairs it.
         """
-        names = [ref for environment in environments for ref in (self.ledger_ref(environment), self.deployed_ref(environment))]
-        refs = {ref: sha for ref, sha in self.git.ls_remote(self.remote, *names).items() if ref in names} if names else {}
+        names = [ref for env in environments for ref in (self.ledger_ref(env), self.deployed_ref(env))]
+        refs = {ref: sha for ref, sha in (self.git.ls_remote(self.remote, *names) if names else {}).items()
+                if ref in names}
+        if not refs:
+            return refs
         wanted = [ref for ref, sha in refs.items() if not self.git.commit(sha)]
         if wanted:
             self.git.fetch_objects(self.remote, *wanted)
         kinds = self.git.run("cat-file", "--batch-check=%(objectname) %(objecttype)",
-                             input="".join(sha + "\n" for sha in refs.values())) if refs else ""
+                             input="".join(sha + "\n" for sha in refs.values()))
         kinds = dict(line.split(" ", 1) for line in kinds.splitlines() if " " in line)
         for ref in names:
             if ref in refs and kinds.get(refs[ref]) != "commit":

@@ -448,7 +448,8 @@ def sync_development(git, settings, development, master, say, dry_run=False):
         say("warning: could not bring {} to {}: {}; the next run tries again".format(name, master[:12], exc))
         return
     if ok:
-        say("{} brought to {} {} (fast-forward from {})".format(name, settings.branches.master, master[:12], development[:12]))
+        say("{} brought to {} {} (fast-forward from {})".format(
+            name, settings.branches.master, master[:12], development[:12]))
     elif remote_heads(git, settings.remote, [name]).get(name) != master:
         say("{} moved on {} meanwhile: left as it is; the next run merges it and brings {} along then".format(
             name, settings.remote, name))

@@ -44,7 +44,8 @@ def test_what_a_line_names_itself_is_used_as_given():
 
 
 @pytest.mark.parametrize("line, phrases", [
-    ({"auto_deploy": ["staging"]}, ["continuity.lines.1.x.auto_deploy: 'staging'", "the main line (continuity.auto_deploy)"]),
+    ({"auto_deploy": ["staging"]},
+     ["continuity.lines.1.x.auto_deploy: 'staging'", "the main line (continuity.auto_deploy)"]),
     ({"production_environment": "production"},
      ["continuity.lines.1.x.production_environment: 'production'", "(continuity.production_environment)"]),
     ({"environments": {"qa": {}}}, ["continuity.lines.1.x.environments.qa: 'qa'", "(continuity.environments.qa)"]),
