@@ -44,6 +44,7 @@ DEFAULTS = {
     "auto_deploy": ["staging"],
     "deploy_task": "deploy",
     "max_attempts": 3,
+    "sync_development": True,
     "lock_timeout": 600,
     "git_timeout": 300,
     "lock_stale_after": 3600,
@@ -157,6 +158,7 @@ class Settings:
     lock_stale_after: float = 3600.0
     production_environment: str = "production"
     hotfix: Hotfix = Hotfix("hotfix/", "", False)
+    sync_development: bool = True  # fast-forward development to master's merge commits
 
     @property
     def refs_prefix(self):
@@ -299,6 +301,7 @@ def parse(raw, line=None):
         lock_stale_after=_seconds(merged["lock_stale_after"], "continuity.lock_stale_after", allow_none=False),
         production_environment=environment_name(merged["production_environment"], "continuity.production_environment"),
         hotfix=_hotfix(raw.get("hotfix"), merged["hotfix"]),
+        sync_development=_boolean(merged["sync_development"], "continuity.sync_development"),
         **{name: _section(name, merged[name]) for name in _SECTIONS},
     )
 
@@ -320,13 +323,114 @@ def _select_line(raw, line):
     if chosen is not None and not isinstance(chosen, str):
         raise ConfigError("continuity.line must be the name of a line under continuity.lines, got {}".format(_kind(chosen)))
     base = {k: v for k, v in raw.items() if k not in ("line", "lines")}
+    _keep_lines_apart(base, lines)
     if not chosen or (chosen == "main" and "main" not in lines):
         return base, "main"
     if chosen not in lines:
         known = ", ".join(sorted(lines)) or "none are configured"
         raise ConfigError("unknown line {!r}; lines under continuity.lines: {}".format(chosen, known))
     environment_name(chosen, "continuity.lines")
-    return _merge(copy.deepcopy(base), copy.deepcopy(lines[chosen])), chosen
+    return _line_raw(base, lines[chosen], chosen), chosen
+
+
+def _line_raw(base, overrides, name):
+    """The raw settings of line ``name``: its own keys over the top-level ones.
+
+    Names are where two lines would step on each other (one branch pushed
+    by two pipelines, one environment deployed under two locks and two
+    ledgers), so a line does not inherit them as they are: a branch or
+    environment name it does not set is the main line's with ``-NAME``
+    appended (``master-1.x``, ``staging-1.x``), and the top-level
+    ``environments`` entries (where the main line's environments run) are
+    not the line's.
+    """
+    merged = _merge(copy.deepcopy(base), copy.deepcopy(overrides))
+    merged["environments"] = copy.deepcopy(overrides.get("environments"))
+    main = _merge(copy.deepcopy({k: DEFAULTS[k] for k in _NAMED}), {k: v for k, v in base.items() if v is not None})
+    suffix = "-" + name
+    given = overrides.get("branches") if isinstance(overrides.get("branches"), dict) else {}
+    if isinstance(merged.get("branches") or {}, dict) and isinstance(main["branches"], dict):
+        merged["branches"] = dict(merged.get("branches") or {})
+        for role in DEFAULTS["branches"]:
+            if given.get(role) is None and isinstance(main["branches"].get(role), str):
+                merged["branches"][role] = main["branches"][role] + suffix
+    if overrides.get("auto_deploy") is None and _names_in(main["auto_deploy"]) is not None:
+        merged["auto_deploy"] = [env + suffix for env in _names_in(main["auto_deploy"])]
+    if overrides.get("production_environment") is None and isinstance(main["production_environment"], str):
+        merged["production_environment"] = main["production_environment"] + suffix
+    return merged
+
+
+#: The keys that name branches and environments (see `_line_raw`).
+_NAMED = ("branches", "auto_deploy", "production_environment", "environments")
+
+
+def _names_in(value):
+    """The names of an ``auto_deploy`` value (a list, or a string from the environment); None if neither."""
+    if isinstance(value, str):
+        return [part for part in re.split(r"[,\s]+", value) if part]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return None
+
+
+def _keep_lines_apart(base, lines):
+    """No branch plays two roles, and no two lines share a branch or an environment.
+
+    Checked for every line, selected or not: a line whose pipeline pushed
+    the main line's master, or deployed to its staging under a lock and a
+    ledger of its own, would undo the other line's work. Values of the wrong
+    type are left to `parse`, which names them when their line is selected.
+    """
+    branch_keys, environment_keys = {}, {}
+    for line, raw in [("main", base)] + [(name, _line_raw(base, lines[name], name)) for name in lines]:
+        where = "continuity." if line == "main" else "continuity.lines.{}.".format(line)
+        _claim_branches(raw, where, branch_keys)
+        _claim_environments(raw, where, line, environment_keys)
+
+
+def _claim_branches(raw, where, claimed):
+    given = raw.get("branches") or {}
+    if not isinstance(given, dict):
+        return
+    branches = dict(DEFAULTS["branches"], **{k: v for k, v in given.items() if v is not None})
+    ours = {}
+    for role in DEFAULTS["branches"]:
+        name, key = branches.get(role), "{}branches.{}".format(where, role)
+        if not isinstance(name, str):
+            continue
+        if name in ours:
+            raise ConfigError("{} and {} are both {!r}: each of development, master and production needs a branch "
+                              "of its own".format(ours[name], key, name))
+        if name in claimed:
+            raise ConfigError("{} is {!r}, which is also {}: two lines cannot share a branch; give each line "
+                              "branches of its own".format(key, name, claimed[name]))
+        ours[name] = key
+    claimed.update(ours)
+
+
+def _claim_environments(raw, where, line, claimed):
+    names = {}
+    auto_deploy = raw.get("auto_deploy")
+    for name in _names_in(DEFAULTS["auto_deploy"] if auto_deploy is None else auto_deploy) or []:
+        names.setdefault(name, where + "auto_deploy")
+    production = raw.get("production_environment") or DEFAULTS["production_environment"]
+    if isinstance(production, str):
+        names.setdefault(production, where + "production_environment")
+    if isinstance(raw.get("environments"), dict):
+        for name in raw["environments"]:
+            names.setdefault(str(name), "{}environments.{}".format(where, name))
+    for name, key in names.items():
+        if name in claimed and claimed[name][0] != line:
+            raise ConfigError(
+                "{}: {!r} is also an environment of {} ({}); each line deploys under its own locks and "
+                "ledger, so two lines cannot share an environment: give {} one of its own".format(
+                    key, name, _line_label(claimed[name][0]), claimed[name][1], _line_label(line)))
+        claimed.setdefault(name, (line, key))
+
+
+def _line_label(line):
+    return "the main line" if line == "main" else "line {!r}".format(line)
 
 
 def _hotfix(raw, merged):

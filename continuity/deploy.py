@@ -20,6 +20,7 @@ two racing runs cannot put an older revision over a newer one.
 import inspect
 import os
 import re
+import shlex
 from contextlib import contextmanager
 
 from ._text import one_line
@@ -28,7 +29,7 @@ from .ledger import Ledger
 from .lock import remote_lock
 
 __all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "call_deploy", "annotate", "describe_failure",
-           "redeploy_command"]
+           "redeploy_command", "history_command", "marked_bad", "deploy_decision"]
 
 _registered = {}
 
@@ -107,22 +108,18 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
     Returns "deployed" or why it skipped.
     """
     environment = target.name
-    ledger = Ledger(git, settings.remote, settings.refs_prefix)
+    ledger = Ledger.of(git, settings)
     with remote_lock(git, settings, "deploy-" + environment, say=say):
         state = ledger.state(environment)
         if expect_current is not None and state.deployed != expect_current:
             raise ContinuityError(
                 "{} changed while we waited for its lock: it now runs {}, not {}; nothing was deployed. "
-                "Look at `fab continuity.history {}` and run the task again.".format(
-                    environment, state.deployed[:12] or "nothing", expect_current[:12], environment))
-        skip = _skip_reason(git, state, environment, revision, newer_wins)
+                "Look at `{}` and run the task again.".format(
+                    environment, state.deployed[:12] or "nothing", expect_current[:12],
+                    history_command(settings, environment)))
+        skip = deploy_decision(git, settings, state, environment, revision, newer_wins, allow_bad)
         if skip:
             return skip
-        if revision in state.bad and not allow_bad:
-            raise UsageError(
-                "{} is marked bad for {} (see fab continuity.history {}); deploy another revision, "
-                "or pass --force if you mean it".format(revision[:12], environment, environment)
-            )
         git.checkout(revision)
         _annotations.clear()
         record = {"revision": revision, "task": how, "line": settings.line, "previous": state.deployed}
@@ -147,6 +144,37 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
                                                     redeploy_command(settings, environment))
             ) from exc
         return "deployed"
+
+
+def deploy_decision(git, settings, state, environment, revision, newer_wins=True, allow_bad=False):
+    """What `deploy_revision` does with ``revision`` given the ledger ``state``.
+
+    Returns why it skips ("skipped: ..."), or None when it deploys; raises
+    the refusal of a revision marked bad. Dry runs call it too, so that
+    they refuse and skip exactly what the deploy would.
+    """
+    skip = _skip_reason(git, state, environment, revision, newer_wins)
+    if skip:
+        return skip
+    if revision in state.bad and not allow_bad:
+        raise marked_bad(settings, environment, revision)
+    return None
+
+
+def marked_bad(settings, environment, revision):
+    """The `UsageError` for deploying a revision a rollback marked bad, with what to do instead."""
+    text = "{} is marked bad for {} (see `{}`); ".format(revision[:12], environment,
+                                                        history_command(settings, environment))
+    if environment == settings.production_environment:  # `deploy` refuses production: no --force there
+        return UsageError(text + "fix forward (promote a newer revision of {}, or finish a hotfix), or roll "
+                          "back to another revision".format(settings.branches.master))
+    force = shlex.join(["fab", "continuity.deploy", environment, "--revision", revision, "--force"])
+    return UsageError(text + "deploy another revision, or pass --force if you mean it: `{}{}`".format(
+        force, settings.line_option))
+
+
+def history_command(settings, environment):
+    return "fab continuity.history {}{}".format(environment, settings.line_option)
 
 
 def redeploy_command(settings, environment):

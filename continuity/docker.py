@@ -71,14 +71,19 @@ def pipeline_publish(settings, ws, candidate, rep):
 
 
 def pipeline_plan(settings, candidate):
-    """The lines a dry run prints for the Docker stages (nothing is computed or asked)."""
+    """What a dry run prints for the Docker stages, by the pipeline stage they run in.
+
+    ``{"image": [...], "check": [...], "publish": [...]}``: the pipeline
+    prints each where that stage runs (image before the checks, publish
+    after the push). Nothing is computed or asked.
+    """
     docker_settings = settings.docker
-    lines = ["image {} from {} for {}, unless one with the same content key exists".format(
+    image = ["image {} from {} for {}, unless one with the same content key exists".format(
         docker_settings.image, posixpath.join(docker_settings.context, docker_settings.dockerfile), candidate.sha[:12])]
-    lines += ["docker check $ " + check.display for check in docker_settings.checks]
-    if docker_settings.push:
-        lines.append("publish {}:{} once master advanced".format(docker_settings.image, candidate.sha[:12]))
-    return lines
+    checks = ["docker check $ " + check.display for check in docker_settings.checks]
+    publish = (["publish {}:{} once master advanced".format(docker_settings.image, candidate.sha[:12])]
+               if docker_settings.push else [])
+    return {"image": image, "check": checks, "publish": publish}
 
 
 def image_digest(settings, revision):

@@ -17,6 +17,8 @@ already done so that running it again continues where it stopped:
 master gets the fix the usual way: the pipeline merges development into it.
 """
 
+import shlex
+
 from invoke import Collection, task
 
 from . import build as _build
@@ -24,8 +26,9 @@ from . import config as _config
 from . import merge as _merge
 from . import test as _test
 from ._task import boundary
-from .deploy import deploy_revision
+from .deploy import deploy_decision, deploy_revision
 from .errors import ContinuityError, UsageError
+from .ledger import Ledger
 from .pipeline import LINE_HELP, _command_env, fetch_branches, preflight, remote_heads, reported
 from .report import Reporter
 from .workspace import exclusive, require_candidate, restored_head
@@ -34,10 +37,21 @@ __all__ = ["ns", "start", "finish"]
 
 _HEADS = "refs/heads/"
 
-#: Never "merge the other side into the hotfix": that would ship unreleased
-#: development work to production.
-_ADVICE = ("Merge '{0}' into '{1}' by hand, resolve the conflicts, push '{1}', then run "
-           "`fab continuity.hotfix.finish` again: it skips the side that already has the hotfix.")
+def _finish_command(settings, name):
+    """The command that runs finish again for hotfix ``name``, as a user types it."""
+    argument = ["--name=" + name] if name.startswith("-") else [name]
+    return shlex.join(["fab", "continuity.hotfix.finish"] + argument) + settings.line_option
+
+
+def _advice(settings, name):
+    """What to do after a conflict (a template for `merge.prepare`: {0} incoming, {1} receiving).
+
+    Never "merge the other side into the hotfix": that would ship
+    unreleased development work to production.
+    """
+    again = _finish_command(settings, name).replace("{", "{{").replace("}", "}}")
+    return ("Merge '{0}' into '{1}' by hand, resolve the conflicts, push '{1}', then run `" + again
+            + "` again: it skips the side that already has the hotfix.")
 
 
 def _branch(settings, git, name):
@@ -75,8 +89,9 @@ def start(c, name, dry_run=False, line=None):
     ref = _HEADS + branch
     if not ws.git.push(settings.remote, [(production, ref)], leases=[(ref, "")]).ok:
         raise ContinuityError("{} was created by someone else meanwhile".format(branch))
-    rep.say("created {}; work on it with: git fetch {} && git switch -c {} {}/{}".format(
-        branch, settings.remote, branch, settings.remote, branch))
+    rep.say("created {}; work on it with: {} && {}".format(
+        branch, shlex.join(["git", "fetch", settings.remote]),
+        shlex.join(["git", "switch", "-c", branch, "{}/{}".format(settings.remote, branch)])))
 
 
 @task(
@@ -100,13 +115,17 @@ def finish(c, name, tag=None, dry_run=False, line=None):
     with exclusive(ws), restored_head(ws, say=rep.say):
         if branch not in remote_heads(git, settings.remote, [branch]):
             raise UsageError(
-                "no branch {} on {}: nothing to finish (if it was finished, `fab continuity.history {}` "
-                "shows the deploy)".format(branch, settings.remote, settings.production_environment))
+                "no branch {} on {}: nothing to finish (if it was finished, `fab continuity.history {}{}` "
+                "shows the deploy)".format(branch, settings.remote, settings.production_environment,
+                                           settings.line_option))
         heads = fetch_branches(git, settings, [b.production, b.development, branch], dry_run=dry_run)
-        plan = _plan(git, settings, branch, heads)
+        plan = _plan(git, settings, branch, heads, _advice(settings, name))
         candidate = plan["production"]
         decisions = _build.plan(git, settings.build, candidate.sha, ws.build_stamps) if candidate else []
+        skip = _deploy_decision(git, settings, heads, plan) if settings.hotfix.deploy else None
         _say_plan(rep, settings, branch, heads, plan, tag, decisions)
+        if skip:
+            rep.say("plan: {}: {}".format(settings.production_environment, skip))
         if dry_run:
             rep.say("dry run: nothing was merged, built, checked, pushed, deployed or deleted")
             return
@@ -115,7 +134,7 @@ def finish(c, name, tag=None, dry_run=False, line=None):
         with reported(settings, rep, "hotfix", run):
             if plan["production"] is not None:
                 _check(rep, ws, settings, plan["production"], decisions)
-            production = _push(git, settings, branch, heads, plan, tag)
+            production = _push(git, settings, branch, heads, plan, tag, _finish_command(settings, name))
             if settings.hotfix.deploy:
                 environment = settings.environment(settings.production_environment)
                 result = deploy_revision(c, user_task, git, settings, environment, production, say=rep.say, how="hotfix")
@@ -125,9 +144,17 @@ def finish(c, name, tag=None, dry_run=False, line=None):
             if not git.push(settings.remote, [("", ref)], leases=[(ref, heads[branch])]).ok:
                 raise ContinuityError(
                 "{} moved while finishing; its new commits are not merged yet: run "
-                "`fab continuity.hotfix.finish {}` again".format(branch, name))
+                "`{}` again".format(branch, _finish_command(settings, name)))
             run.update(state="finished", summary="{} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch))
             rep.say("result: " + run["summary"])
+
+
+def _deploy_decision(git, settings, heads, plan):
+    """Refuse what the deploy would refuse (a damaged ledger, a revision marked bad) before production moves."""
+    environment = settings.production_environment
+    revision = plan["production"].sha if plan["production"] else heads[settings.branches.production]
+    state = Ledger.of(git, settings).state(environment)
+    return deploy_decision(git, settings, state, environment, revision)
 
 
 def _tag(settings, git, name, tag):
@@ -137,7 +164,7 @@ def _tag(settings, git, name, tag):
     return tag or None
 
 
-def _plan(git, settings, branch, heads):
+def _plan(git, settings, branch, heads, advice):
     """The merges still to do: {side: Candidate, or None when that side already has it}.
 
     Development receives what production will be, not just the hotfix: when
@@ -149,13 +176,13 @@ def _plan(git, settings, branch, heads):
     production = None
     if not git.is_ancestor(hot, heads[b.production]):
         message = "Merge {} into {}\n\nHotfix finished by continuity.".format(branch, b.production)
-        production = _merge.prepare(git, heads[b.production], hot, message, (branch, b.production), advice=_ADVICE)
+        production = _merge.prepare(git, heads[b.production], hot, message, (branch, b.production), advice=advice)
     result = production.sha if production else heads[b.production]
     development = None
     if not git.is_ancestor(result, heads[b.development]):
         incoming = branch if result == hot else "{} (with {})".format(b.production, branch)
         message = "Merge {} into {}\n\nHotfix finished by continuity.".format(incoming, b.development)
-        development = _merge.prepare(git, heads[b.development], result, message, (branch, b.development), advice=_ADVICE)
+        development = _merge.prepare(git, heads[b.development], result, message, (branch, b.development), advice=advice)
     return {"production": production, "development": development}
 
 
@@ -191,7 +218,7 @@ def _check(rep, ws, settings, candidate, decisions):
     require_candidate(ws, candidate.sha, "the build or the checks")
 
 
-def _push(git, settings, branch, heads, plan, tag):
+def _push(git, settings, branch, heads, plan, tag, again):
     """One atomic push of both sides and the tag; return production's new revision."""
     b = settings.branches
     production = plan["production"].sha if plan["production"] else heads[b.production]
@@ -209,9 +236,9 @@ def _push(git, settings, branch, heads, plan, tag):
             leases.append(("refs/tags/" + tag, ""))
     if updates and not git.push(settings.remote, updates, leases=leases).ok:
         raise ContinuityError(
-            "{} or {} moved on {} meanwhile; nothing was pushed. Run `fab continuity.hotfix.finish` again "
+            "{} or {} moved on {} meanwhile; nothing was pushed. Run `{}` again "
             "(if another run finished this hotfix, it will say there is nothing left to do).".format(
-                b.production, b.development, settings.remote))
+                b.production, b.development, settings.remote, again))
     return production
 
 

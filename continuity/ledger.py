@@ -22,14 +22,15 @@ the ledger: ``fab continuity.history ENV``.
 
 import getpass
 import os
+import shlex
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ._text import one_line
-from .errors import ContinuityError
+from .errors import ContinuityError, UsageError
 
-__all__ = ["Ledger", "Entry", "who", "now", "build_url"]
+__all__ = ["Ledger", "LedgerDamaged", "Entry", "who", "now", "build_url"]
 
 _FIELDS = ("environment", "revision", "result", "time", "by", "task", "line", "previous")
 _ATTEMPTS = 5
@@ -90,11 +91,21 @@ def who():
     return "{}@{}".format(user, socket.gethostname())
 
 
+class LedgerDamaged(UsageError):
+    """A ledger or deployed ref on the remote is not a commit: nothing can be recorded on it."""
+
+
 class Ledger:
-    def __init__(self, git, remote, prefix):
+    def __init__(self, git, remote, prefix, line_option=""):
         self.git = git
         self.remote = remote
         self.prefix = prefix
+        self.line_option = line_option  # " --line NAME" for the commands we suggest
+
+    @classmethod
+    def of(cls, git, settings):
+        """The ledger of the line ``settings`` are for."""
+        return cls(git, settings.remote, settings.refs_prefix, settings.line_option)
 
     def deployed_ref(self, environment):
         return self.prefix + "deployed/" + environment
@@ -109,19 +120,53 @@ class Ledger:
         for ref in refs:
             rest = ref[len(self.prefix):]
             kind, _, name = rest.partition("/")
-            if kind in ("deployed", "ledger") and "/" not in name:
+            if kind in ("deployed", "ledger") and "/" not in name and not name.endswith("^{}"):
                 names.add(name)
         return sorted(names)
 
     def state(self, environment, limit=None):
-        deployed_ref, ledger_ref = self.deployed_ref(environment), self.ledger_ref(environment)
-        refs = self.git.ls_remote(self.remote, deployed_ref, ledger_ref)
-        head = refs.get(ledger_ref, "")
-        deployed = refs.get(deployed_ref, "")
-        wanted = [ref for ref, sha in ((ledger_ref, head), (deployed_ref, deployed)) if sha and not self.git.commit(sha)]
+        """What the remote records for ``environment``; `LedgerDamaged` when a ref is not a commit."""
+        refs = self.check([environment])
+        head = refs.get(self.ledger_ref(environment), "")
+        deployed = refs.get(self.deployed_ref(environment), "")
+        return State(deployed, head, self._entries(head, limit) if head else [])
+
+    def check(self, environments):
+        """{ref: sha} of the environments' refs on the remote, each fetched here and a commit.
+
+        Someone may push anything to these refs (a blob, a tag): then no
+        deploy can be recorded and the history cannot be read, so every task
+        stops here, before it deploys, with the command that repairs it.
+        """
+        names = [ref for env in environments for ref in (self.ledger_ref(env), self.deployed_ref(env))]
+        refs = {ref: sha for ref, sha in (self.git.ls_remote(self.remote, *names) if names else {}).items()
+                if ref in names}
+        if not refs:
+            return refs
+        wanted = [ref for ref, sha in refs.items() if not self.git.commit(sha)]
         if wanted:
             self.git.fetch_objects(self.remote, *wanted)
-        return State(deployed, head, self._entries(head, limit) if head else [])
+        kinds = self.git.run("cat-file", "--batch-check=%(objectname) %(objecttype)",
+                             input="".join(sha + "\n" for sha in refs.values()))
+        kinds = dict(line.split(" ", 1) for line in kinds.splitlines() if " " in line)
+        for ref in names:
+            if ref in refs and kinds.get(refs[ref]) != "commit":
+                raise self._damaged(ref, refs[ref], kinds.get(refs[ref], "missing object"))
+        return refs
+
+    def _damaged(self, ref, sha, kind):
+        environment = ref.rsplit("/", 1)[-1]
+        peeled = self.git.commit(sha) if kind == "tag" else None
+        if peeled:  # a tag of a commit: point the ref at that commit, and nothing is lost
+            repair, loses = ["git", "push", self.remote, "+{}:{}".format(peeled, ref)], ""
+        else:
+            repair = ["git", "push", self.remote, "--delete", ref]
+            loses = (" (this drops the history of {} that was there: it is no longer readable)".format(environment)
+                     if "/ledger/" in ref else " (the next deploy records what runs there)")
+        return LedgerDamaged(
+            "the ledger of {0} on {1} is damaged: {2} is a {3} ({4}), not a commit, so no deploy to {0} can be "
+            "read or recorded; repair it from this checkout with `{5}`{6}, then run the task again".format(
+                environment, self.remote, ref, kind, sha[:12], shlex.join(repair), loses))
 
     def _entries(self, head, limit):
         args = ["log", "--format=%H%x00%B%x1e"]
@@ -148,9 +193,9 @@ class Ledger:
             if deployed and expected is not None and state.deployed != expected:
                 raise ContinuityError(
                     "{} was recorded as running {} by another run meanwhile (we read {}); not recording {} over "
-                    "it: see `fab continuity.history {}`".format(
+                    "it: see `fab continuity.history {}{}`".format(
                         environment, state.deployed[:12] or "nothing", expected[:12] or "nothing", deployed[:12],
-                        environment))
+                        environment, self.line_option))
             expected = state.deployed
             head = state.head
             for record in records:

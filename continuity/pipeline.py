@@ -17,6 +17,7 @@ candidate from scratch.
 """
 
 import os
+import shlex
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -30,13 +31,13 @@ from ._task import boundary
 from ._text import redact
 from .deploy import deploy_revision, find_deploy_task, redeploy_command
 from .errors import ContinuityError, DeployError, GitError, UsageError
-from .ledger import build_url
+from .ledger import Ledger, build_url
 from .lock import remote_lock
 from .report import Reporter, RunRecord
 from .workspace import exclusive, open_workspace, require_candidate, restored_head
 
 __all__ = ["pipeline", "status", "init", "run_pipeline", "preflight", "fetch_branches", "reach",
-           "check_branch_names", "Outcome"]
+           "check_branch_names", "sync_development", "Outcome"]
 
 _HEADS = "refs/heads/"
 
@@ -239,15 +240,20 @@ def missing_branches(settings, missing):
     if settings.branches.master in missing:
         return UsageError(
             "remote '{0}' has no '{1}' branch: push your main line there first "
-            "(git push {0} HEAD:refs/heads/{1}), or set continuity.branches.master; then "
-            "`fab continuity.init` creates the others".format(settings.remote, settings.branches.master)
+            "({2}), or set continuity.branches.master; then `fab continuity.init{3}` creates the others".format(
+                settings.remote, settings.branches.master, push_master_command(settings), settings.line_option)
         )
     return UsageError(
-        "remote '{}' has no branch {}; create {} with `fab continuity.init`".format(
+        "remote '{}' has no branch {}; create {} with `fab continuity.init{}`".format(
             settings.remote, " and no branch ".join("'{}'".format(m) for m in missing),
-            "it" if len(missing) == 1 else "them",
+            "it" if len(missing) == 1 else "them", settings.line_option,
         )
     )
+
+
+def push_master_command(settings):
+    """The git command that puts the checkout's revision on the remote as the line's master."""
+    return shlex.join(["git", "push", settings.remote, "HEAD:refs/heads/" + settings.branches.master])
 
 
 def _check_remote(git, remote):
@@ -270,6 +276,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
     development = None
     locked = dry_run
     attempt = 0
+    ledgers_checked = False
     while attempt < settings.max_attempts:
         with rep.stage("fetch") as info:
             heads = fetch_branches(git, settings, dry_run=dry_run)
@@ -280,7 +287,11 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
         if git.is_ancestor(pinned, base):
             outcome.state = "nothing-to-do"
             rep.say("nothing to do: {} already contains {} at {}".format(branches.master, branches.development, pinned[:12]))
+            sync_development(git, settings, pinned, base, rep.say, dry_run=dry_run)  # an earlier run could not
             return
+        if not ledgers_checked:  # a damaged ledger would refuse the deploy after master moved: refuse now
+            Ledger.of(git, settings).check(settings.auto_deploy)
+            ledgers_checked = True
         if not locked:
             with rep.stage("lock") as info:
                 held.enter_context(remote_lock(git, settings, "pipeline", say=rep.say))
@@ -295,7 +306,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             info["detail"] = "{} {}".format("fast-forward to" if candidate.fast_forward else "merge commit", candidate.sha[:12])
         decisions = _build.plan(git, settings.build, candidate.sha, ws.build_stamps)
         if dry_run:
-            _print_plan(rep, settings, candidate, decisions)
+            _print_plan(rep, git, settings, candidate, decisions)
             outcome.state = "planned"
             return
         git.checkout(candidate.sha)
@@ -318,6 +329,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             info["status"] = "ok" if pushed else "refused"
         if pushed:
             outcome.state = "pushed"
+            sync_development(git, settings, candidate.development, candidate.sha, rep.say)
             if settings.docker is not None:
                 with rep.stage("publish") as info:
                     info["detail"] = _docker().pipeline_publish(settings, ws, candidate, rep)
@@ -402,6 +414,38 @@ def _push(git, settings, candidate):
     return result if result.ok else None
 
 
+def sync_development(git, settings, development, master, say, dry_run=False):
+    """Fast-forward development from ``development`` (its pinned revision) to ``master``.
+
+    After a merge commit, master has a commit development lacks; if
+    development never got it, every later run would merge again, forever.
+    ``master`` contains ``development``, so this is a fast-forward, pushed
+    with a lease: if anyone pushed to development meanwhile, nothing moves
+    and the next run merges their work and brings development along then.
+    One leased push is atomic on the remote, so it needs no pipeline lock,
+    and a failure is only reported: master's push stands.
+    """
+    name = settings.branches.development
+    if not settings.sync_development or development == master:
+        return
+    if dry_run:
+        say("plan: bring {} {} to {}'s {} (fast-forward, only if it is still {})".format(
+            name, development[:12], settings.branches.master, master[:12], development[:12]))
+        return
+    ref = _HEADS + name
+    try:
+        ok = git.push(settings.remote, [(master, ref)], leases=[(ref, development)]).ok
+    except GitError as exc:
+        say("warning: could not bring {} to {}: {}; the next run tries again".format(name, master[:12], exc))
+        return
+    if ok:
+        say("{} brought to {} {} (fast-forward from {})".format(
+            name, settings.branches.master, master[:12], development[:12]))
+    elif remote_heads(git, settings.remote, [name]).get(name) != master:
+        say("{} moved on {} meanwhile: left as it is; the next run merges it and brings {} along then".format(
+            name, settings.remote, name))
+
+
 def _push_detail(pushed, settings, candidate):
     master = settings.branches.master
     if not pushed:
@@ -441,36 +485,61 @@ def _advance_production(git, settings, candidate, rep):
     current = remote_heads(git, settings.remote, [production]).get(production)
     if current == candidate:
         return
-    git.fetch_objects(settings.remote, _HEADS + production)
-    if current and not git.is_ancestor(current, candidate):
-        raise DeployError(
-            "{} has commits {} lacks (a hotfix not merged back?); production was not deployed. Merge {} into "
-            "{} and run the pipeline again.".format(production, settings.branches.master, production,
-                                                    settings.branches.development))
+    refusal = _production_refusal(git, settings, candidate, current)
+    if refusal:
+        raise refusal
     ref = _HEADS + production
     if not git.push(settings.remote, [(candidate, ref)], leases=[(ref, current or "")]).ok:
         raise DeployError("{} moved on {} meanwhile; production was not deployed".format(production, settings.remote))
     rep.say("deploy: {} {} -> {} (production is in auto_deploy)".format(production, (current or "")[:12], candidate[:12]))
 
 
-def _print_plan(rep, settings, candidate, decisions):
+def _production_refusal(git, settings, candidate, current=None):
+    """The `DeployError` when the production branch has commits ``candidate`` lacks, else None."""
+    production = settings.branches.production
+    current = current or remote_heads(git, settings.remote, [production]).get(production)
+    if not current or current == candidate:
+        return None
+    git.fetch_objects(settings.remote, _HEADS + production)
+    if git.is_ancestor(current, candidate):
+        return None
+    return DeployError(
+        "{} has commits {} lacks (a hotfix not merged back?); production was not deployed. Merge {} into "
+        "{} and run the pipeline again.".format(production, settings.branches.master, production,
+                                                settings.branches.development))
+
+
+def _print_plan(rep, git, settings, candidate, decisions):
+    """The stages a run would go through, in the order they run; refusals as the run would refuse."""
     say = lambda text: rep.say("plan: " + text)  # noqa: E731
+    docker = _docker().pipeline_plan(settings, candidate) if settings.docker is not None else {}
     kind = "fast-forward" if candidate.fast_forward else "merge commit"
     say("merge {} {} into {} {} ({}) -> {}".format(
         settings.branches.development, candidate.development[:12], settings.branches.master,
         candidate.base[:12], kind, candidate.sha[:12]))
     for decision in decisions:
         say("build step '{}' would {}: {}".format(decision.step.name, "run" if decision.run else "be skipped", decision.reason))
+    for line in docker.get("image", []):
+        say(line)
     for check in settings.checks:
         say("check $ " + check.command)
-    if settings.docker is not None:
-        for line in _docker().pipeline_plan(settings, candidate):
-            say(line)
+    for line in docker.get("check", []):
+        say(line)
     say("push {} to {} {} (only if it is still {})".format(
         candidate.sha[:12], settings.remote, settings.branches.master, candidate.base[:12]))
+    if settings.sync_development and not candidate.fast_forward:
+        say("bring {} to {} (fast-forward, only if it is still {})".format(
+            settings.branches.development, candidate.sha[:12], candidate.development[:12]))
+    for line in docker.get("publish", []):
+        say(line)
+    refusal = None
     for environment in settings.auto_deploy:
-        say("deploy {} to {}".format(candidate.sha[:12], environment))
+        if environment == settings.production_environment:
+            refusal = _production_refusal(git, settings, candidate.sha)
+        say("deploy {} to {}{}".format(candidate.sha[:12], environment, ": refused (see below)" if refusal else ""))
     say("dry run: nothing was built, checked, pushed or deployed")
+    if refusal:
+        raise refusal
 
 
 def _success_summary(outcome, settings):

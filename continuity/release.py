@@ -17,7 +17,7 @@ from invoke import task
 from . import config as _config
 from ._task import boundary, confirm
 from ._text import safe
-from .deploy import deploy_revision
+from .deploy import deploy_decision, deploy_revision
 from .errors import ContinuityError, UsageError
 from .ledger import Ledger
 from .pipeline import LINE_HELP, fetch_branches, preflight, reach, reported
@@ -80,15 +80,19 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
     settings = _config.settings(c, line=line)
     target = _environment(settings, environment)
     if target.name == settings.production_environment:
-        raise UsageError("production moves with the production branch: use `fab continuity.promote` (or a hotfix)")
+        raise UsageError("production moves with the production branch: use `fab continuity.promote{}` (or a "
+                         "hotfix)".format(settings.line_option))
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=True, names=[settings.branches.master])
     with exclusive(ws), restored_head(ws, say=rep.say):
         heads = fetch_branches(ws.git, settings, [settings.branches.master], dry_run=dry_run)
         sha = _revision(ws.git, revision, settings, heads)
-        current = Ledger(ws.git, settings.remote, settings.refs_prefix).state(target.name, limit=1).deployed
+        state = Ledger.of(ws.git, settings).state(target.name)
+        current = state.deployed
         rep.say("plan: deploy {} to {} (now running: {})".format(sha[:12], target.name, current[:12] or "nothing recorded"))
         if dry_run:
+            _dry_run_decision(rep, ws.git, settings, state, target.name, sha, newer_wins=revision is None,
+                              allow_bad=force)
             rep.say("dry run: nothing was deployed or recorded")
             return
         with reported(settings, rep, "deploy", {"revisions": {"candidate": sha, "base": current}}) as run:
@@ -96,6 +100,13 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
                                      newer_wins=revision is None, allow_bad=force)
             run.update(deployed={target.name: result}, state="deployed", summary="{}: {}".format(target.name, result))
             rep.say("result: {}: {}".format(target.name, result))
+
+
+def _dry_run_decision(rep, git, settings, state, environment, revision, **how):
+    """Refuse, or say it would skip, exactly as the deploy would (the ledger may change before it runs)."""
+    skip = deploy_decision(git, settings, state, environment, revision, **how)
+    if skip:
+        rep.say("plan: {}: {}".format(environment, skip))
 
 
 # -- promote --------------------------------------------------------------------
@@ -123,7 +134,7 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
         production = heads[b.production]
         _require_fast_forward(git, settings, production, target, heads[b.master], heads[b.development])
         environment = settings.environment(settings.production_environment)
-        state = Ledger(git, settings.remote, settings.refs_prefix).state(environment.name)
+        state = Ledger.of(git, settings).state(environment.name)
         if target in state.bad:
             raise UsageError(
                 "{} is marked bad for {} (a rollback replaced it); fix forward: let the pipeline bring a "
@@ -133,6 +144,11 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
             return
         _print_promotion(rep, git, settings, production, target, environment.name)
         if dry_run:
+            _dry_run_decision(rep, git, settings, state, environment.name, target)
+            if settings.docker is not None:
+                from .docker import image_digest
+
+                image_digest(settings, target)  # promote refuses a revision without a tested image
             rep.say("dry run: nothing was moved, pushed or deployed")
             return
         confirm("Promote {} to {}?".format(target[:12], environment.name), yes)
@@ -171,7 +187,8 @@ def _require_fast_forward(git, settings, production, target, master, development
         )
     raise UsageError(
         "{} is at {}, newer than {}: promote only moves it forward. To go back, use "
-        "`fab continuity.rollback {}`.".format(b.production, production[:12], target[:12], settings.production_environment)
+        "`fab continuity.rollback {}{}`.".format(b.production, production[:12], target[:12],
+                                                 settings.production_environment, settings.line_option)
     )
 
 
@@ -223,7 +240,7 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
     git = ws.git
     with exclusive(ws), restored_head(ws, say=rep.say):
         heads = fetch_branches(git, settings, [b.master, b.production], dry_run=dry_run)
-        state = Ledger(git, settings.remote, settings.refs_prefix).state(target.name)
+        state = Ledger.of(git, settings).state(target.name)
         if not state.deployed:
             raise UsageError("nothing is recorded as deployed to {}; there is nothing to roll back".format(target.name))
         back = _rollback_target(git, settings, state, revision, target.name, heads)
@@ -233,6 +250,7 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
         rep.say("plan: redeploy {} to {} in place of {}, and mark {} bad for {}".format(
             back[:12], target.name, state.deployed[:12], state.deployed[:12], target.name))
         if dry_run:
+            _dry_run_decision(rep, git, settings, state, target.name, back, newer_wins=False)
             rep.say("dry run: nothing was deployed or recorded")
             return
         with reported(settings, rep, "rollback", {"revisions": {"base": state.deployed, "candidate": back}}) as run:
@@ -282,7 +300,7 @@ def history(c, environment, limit=None, line=None):
         limit = int(limit) if limit is not None else 20
     except ValueError:
         raise UsageError("--limit takes a whole number, got {!r}".format(limit)) from None
-    state = Ledger(git, settings.remote, settings.refs_prefix).state(name, limit=max(limit, 1))
+    state = Ledger.of(git, settings).state(name, limit=max(limit, 1))
     if not state.entries:
         print("no deploys of {} are recorded on {}".format(name, settings.remote))
         return

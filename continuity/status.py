@@ -1,8 +1,8 @@
 """``fab continuity.status`` and ``fab continuity.init``."""
 
 from .errors import UsageError
-from .ledger import Ledger
-from .pipeline import _check_remote, check_branch_names, missing_branches, remote_heads
+from .ledger import Ledger, LedgerDamaged
+from .pipeline import _check_remote, check_branch_names, missing_branches, push_master_command, remote_heads
 from .report import Reporter
 from .workspace import open_workspace
 
@@ -26,19 +26,25 @@ def show_status(settings, out=None):
     for ahead, behind in ((b.development, b.master), (b.master, b.production)):
         if ahead in heads and behind in heads and ahead != behind:
             _compare(rep, git, ahead, heads[ahead], behind, heads[behind])
-    _deployed(rep, git, settings, heads.get(b.master))
+            # The other way round only when it holds something: production after a hotfix that has
+            # not reached master yet, master with merge commits development never got.
+            _compare(rep, git, behind, heads[behind], ahead, heads[ahead], also=True)
+    damaged = _deployed(rep, git, settings, heads.get(b.master))
     missing = [n for n in names if n not in heads]
     if missing:
         raise missing_branches(settings, missing)
+    if damaged:
+        raise damaged
 
 
-def _compare(rep, git, ahead, ahead_sha, behind, behind_sha):
+def _compare(rep, git, ahead, ahead_sha, behind, behind_sha, also=False):
     rev_range = "{}..{}".format(behind_sha, ahead_sha)
     count = git.count(rev_range)
     if not count:
-        rep.say("{} has nothing that {} lacks".format(ahead, behind))
+        if not also:
+            rep.say("{} has nothing that {} lacks".format(ahead, behind))
         return
-    rep.say("{} has {} commit(s) that {} lacks:".format(ahead, count, behind))
+    rep.say("{} {}has {} commit(s) that {} lacks:".format(ahead, "also " if also else "", count, behind))
     for sha, subject, author in git.log(rev_range, limit=_SHOWN):
         rep.say("    {} {} ({})".format(sha[:12], subject, author))
     if count > _SHOWN:
@@ -46,22 +52,39 @@ def _compare(rep, git, ahead, ahead_sha, behind, behind_sha):
 
 
 def _deployed(rep, git, settings, master_sha):
-    """Per environment: what runs there, how far behind master, the last event."""
-    ledger = Ledger(git, settings.remote, settings.refs_prefix)
+    """Per environment: what runs there, how far behind master, the last event.
+
+    Returns the `LedgerDamaged` of the first environment whose records
+    cannot be read (after listing the others), or None.
+    """
+    ledger = Ledger.of(git, settings)
     names = list(dict.fromkeys(list(settings.known_environments()) + ledger.environments()))
+    damaged = None
     for environment in names:
-        state = ledger.state(environment, limit=1)
+        try:
+            state = ledger.state(environment, limit=1)
+        except LedgerDamaged as exc:
+            rep.say("{:<12} ledger damaged (see the error below)".format(environment))
+            damaged = damaged or exc
+            continue
         if not state.deployed and not state.entries:
             rep.say("{:<12} nothing deployed yet".format(environment))
             continue
         line = "{:<12} runs {}".format(environment, state.deployed[:12] if state.deployed else "nothing recorded")
         if master_sha and state.deployed and git.commit(state.deployed):
-            line += ", {} commit(s) behind {}".format(
-                git.count("{}..{}".format(state.deployed, master_sha)), settings.branches.master)
+            line += _against_master(git, state.deployed, master_sha, settings.branches.master)
         if state.entries:
             last = state.entries[0]
             line += "; last: {} {} {} by {}".format(last.result, last.revision[:12], last.time, last.by)
         rep.say(line)
+    return damaged
+
+
+def _against_master(git, deployed, master_sha, master):
+    """", N commit(s) behind master", and what it runs that master lacks (a hotfix), if anything."""
+    text = ", {} commit(s) behind {}".format(git.count("{}..{}".format(deployed, master_sha)), master)
+    extra = git.count("{}..{}".format(master_sha, deployed))
+    return text + (", and runs {} commit(s) that {} lacks".format(extra, master) if extra else "")
 
 
 def init_branches(settings, dry_run=False, out=None):
@@ -75,8 +98,8 @@ def init_branches(settings, dry_run=False, out=None):
     heads = remote_heads(git, settings.remote, names)
     if b.master not in heads:
         raise UsageError(
-            "remote '{0}' has no '{1}' branch to start from; push your main line there first "
-            "(git push {0} HEAD:refs/heads/{1}) or set continuity.branches.master".format(settings.remote, b.master)
+            "remote '{}' has no '{}' branch to start from; push your main line there first "
+            "({}) or set continuity.branches.master".format(settings.remote, b.master, push_master_command(settings))
         )
     missing = [n for n in names if n not in heads]
     if not missing:
@@ -92,6 +115,7 @@ def init_branches(settings, dry_run=False, out=None):
     refs = ["refs/heads/" + m for m in missing]
     result = git.push(settings.remote, [(start, ref) for ref in refs], leases=[(ref, "") for ref in refs])
     if not result.ok:
-        raise UsageError("another process created some of {} meanwhile; run `fab continuity.status`".format(", ".join(missing)))
+        raise UsageError("another process created some of {} meanwhile; run `fab continuity.status{}`".format(
+            ", ".join(missing), settings.line_option))
     rep.say("created {} on {}".format(", ".join("'{}'".format(m) for m in missing), settings.remote))
     return missing

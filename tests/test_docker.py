@@ -98,11 +98,12 @@ def test_a_dry_run_names_the_docker_stages_without_asking_the_engine():
     settings = _config.parse({"docker": {"image": "127.0.0.1:5000/app", "context": "app", "checks": ["make test"]}})
     lines = cdocker.pipeline_plan(settings, Candidate("a" * 40, "b" * 40, "a" * 40, True))
 
-    assert lines == [
-        "image 127.0.0.1:5000/app from app/Dockerfile for aaaaaaaaaaaa, unless one with the same content key exists",
-        "docker check $ make test",
-        "publish 127.0.0.1:5000/app:aaaaaaaaaaaa once master advanced",
-    ]
+    assert lines == {
+        "image": ["image 127.0.0.1:5000/app from app/Dockerfile for aaaaaaaaaaaa, unless one with the same content "
+                  "key exists"],
+        "check": ["docker check $ make test"],
+        "publish": ["publish 127.0.0.1:5000/app:aaaaaaaaaaaa once master advanced"],
+    }
 
 
 def test_a_password_variable_that_is_not_set_is_named_and_its_value_never_asked_for(monkeypatch):
@@ -428,8 +429,10 @@ def test_promote_without_a_tested_image_moves_nothing(make_project, base_image, 
     assert project.fab(ws, "continuity.pipeline").returncode == 0
     before = project.refs()
 
+    dry = project.fab(project.workspace(), "continuity.promote", "--dry-run")
     proc = project.fab(project.workspace(), "continuity.promote", "--yes")
 
+    assert_user_error(dry, "the registry has no image", code=1)
     assert_user_error(proc, "the registry has no image", code=1)
     assert project.refs() == before
 
