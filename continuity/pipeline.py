@@ -280,7 +280,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             return
         if not locked:
             with rep.stage("lock") as info:
-                held.enter_context(remote_lock(git, settings, "pipeline", say=rep.say))
+                lock = held.enter_context(remote_lock(git, settings, "pipeline", say=rep.say))
                 info["detail"] = "pipeline lock on {}".format(settings.remote)
             locked = True
             continue  # fetch again: another run may have moved things while we waited
@@ -308,6 +308,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
                 count += _docker().pipeline_checks(settings, ws, candidate, rep)
             info["detail"] = "{} check(s) passed".format(count) if count else "no checks configured (continuity.checks)"
         with rep.stage("push") as info:
+            lock.check("pushing " + branches.master)  # a run that lost its lock pushes nothing
             pushed = _push(git, settings, candidate)
             info["detail"] = _push_detail(pushed, settings, candidate)
             info["status"] = "ok" if pushed else "refused"
