@@ -28,6 +28,7 @@ A lock held for longer than ``lock_stale_after`` is reported as probably
 stale, with the command that breaks it: ``fab continuity.unlock NAME``.
 """
 
+import math
 import os
 import socket
 import threading
@@ -102,7 +103,10 @@ class HeldLock:
         try:
             taken = pending.result().ok
         except BaseException:
-            self.cut_short = not pending.settle(_GRACE)
+            try:
+                pending.settle(_GRACE)
+            finally:
+                self.cut_short = pending.cut_short
             raise
         self.in_doubt = False
         self._confirmed = started
@@ -122,13 +126,13 @@ class HeldLock:
         little time for the step to come.
         """
         if self.lost:
-            raise LockError("lost lock {}: {}; stopped before {}. Run again.".format(self.ref, self.lost, before))
+            raise LockError("lost lock {}: {}; stopped before {}".format(self.ref, self.lost, before))
         silent = time.monotonic() - self._confirmed
         if silent > self.lease * 2 / 3:
             raise LockError(
                 "could not renew lock {} on {} for {:.0f}s (continuity.lock_lease is {:g}s), so another run may "
-                "take it over; stopped before {}. Check that the remote is reachable and run again.".format(
-                    self.ref, self.settings.remote, silent, self.lease, before))
+                "take it over; stopped before {}. Check that {} is reachable.".format(
+                    self.ref, self.settings.remote, silent, self.lease, before, self.settings.remote))
 
     def _renew_loop(self):
         interval = self.lease / 3
@@ -145,7 +149,7 @@ class HeldLock:
         self.tokens.add(token)
         started = time.monotonic()
         try:
-            renewed = self._start_push([(token, self.ref)], self.token, timeout=self.lease).result().ok
+            renewed = self._start_push([(token, self.ref)], self.token, timeout=min(self.lease, self.git.timeout)).result().ok
             current = None if renewed else self._current()
         except ContinuityError:
             return True  # unreachable for now: try again; check() notices when renewals are overdue
@@ -155,7 +159,8 @@ class HeldLock:
         if current in self.tokens:  # a renewal of ours, cut short by a timeout, did land
             self.token = current
             return True
-        self.lost = "another run took it over" if current else "it was deleted (fab continuity.unlock?)"
+        self.lost = "another run took it over" if current else "it was deleted on {} (as `fab continuity.unlock` does)".format(
+            self.settings.remote)
         self.say("warning: lost lock {}: {}; this run stops before its next push or deploy".format(self.ref, self.lost))
         return False
 
@@ -190,8 +195,8 @@ class HeldLock:
         except ContinuityError as exc:
             problem = exc
         if not self._verify(problem) and self.cut_short:
-            self._leave("lock {} may yet appear on {}: the push that takes it did not finish within {:.0f}s".format(
-                self.ref, self.settings.remote, _GRACE))
+            self._leave("lock {} may yet appear on {}: the push that takes it was cut short and the remote may "
+                        "still apply it".format(self.ref, self.settings.remote))
 
     def _verify(self, problem):
         """Delete any token of ours still on the remote; say so when one stays. True when one does (or may)."""
@@ -316,8 +321,8 @@ def _gone(info, unchanged):
         return "was held by a run that is gone ({})".format(_who(info))
     lease = _lease(info)
     if lease and unchanged > lease:
-        return "was not renewed for {:.0f}s (its lease is {:g}s): its run is gone or cut off from the remote ({})".format(
-            unchanged, lease, _who(info))
+        return "was not renewed for {}s (its lease is {:g}s): its run is gone or cut off from the remote ({})".format(
+            math.ceil(unchanged), lease, _who(info))
     return None
 
 

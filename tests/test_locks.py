@@ -211,7 +211,7 @@ def test_a_holder_elsewhere_is_gone_only_after_its_lease_unchanged():
     here = lock_module._here()
     elsewhere = {"host": here["host"], "pid": "1", "pidns": "1", "boot": here["boot"], "lease": "5"}
     assert lock_module._gone(elsewhere, 4.9) is None
-    assert "was not renewed for 5s" in lock_module._gone(elsewhere, 5.1)
+    assert "was not renewed for 6s (its lease is 5s)" in lock_module._gone(elsewhere, 5.1)
     assert lock_module._gone(dict(elsewhere, lease=""), 10 ** 6) is None  # an older continuity: never renewed
 
 
@@ -367,3 +367,14 @@ def test_locks_says_which_holders_are_gone_and_what_happens_to_their_locks(proje
     assert "its run is probably gone: the next run that needs the lock takes it over" in staging
     assert staging.endswith("to break it now: fab continuity.unlock deploy-staging")
     assert pipeline.startswith("renewed ") and "its run looks alive; if it is not: fab continuity.unlock pipeline" in pipeline
+
+
+def test_a_holder_whose_renewals_are_overdue_stops_before_its_next_step(project, monkeypatch):
+    monkeypatch.chdir(project.dev)
+    held = lock_module.HeldLock(Git(project.dev), cfg.parse({"lock_lease": 30}), "pipeline")
+    held._confirmed = time.monotonic() - 21  # over two thirds of the lease leaves too little for the next step
+    with pytest.raises(lock_module.LockError, match="could not renew lock .* for 21s .*lock_lease is 30s.*stopped before "
+                                                    "pushing master"):
+        held.check("pushing master")
+    held._confirmed = time.monotonic() - 5
+    held.check("pushing master")
