@@ -57,21 +57,16 @@ def remote_lock(git, settings, name, say=print, poll=0.5):
     """Hold lock ``name`` on the line's remote for the duration of the block.
 
     Yields the `HeldLock`: call its ``check()`` before an irreversible step.
+    One ``finally`` covers it all, so an interruption at any point (even
+    while the push that takes the lock is under way) leaves no lock of ours.
     """
     lock = HeldLock(git, settings, name, say)
     try:
         _acquire(lock, poll)
-    except BaseException:
-        if lock.in_doubt:
-            # Interrupted (or failed) while a push that takes the lock was under
-            # way: the remote may have applied it. Leave no lock of ours behind.
-            lock.clean_up()
-        raise
-    lock.start_renewing()
-    try:
+        lock.start_renewing()
         yield lock
     finally:
-        lock.release()
+        lock.let_go()
 
 
 class HeldLock:
@@ -82,8 +77,9 @@ class HeldLock:
         self.ref = settings.refs_prefix + "locks/" + name
         self.lease = settings.lock_lease
         self.lost = None  # why the lock is no longer ours, once we know
-        self.in_doubt = False  # a push that takes the lock may have been applied
-        self.cut_short = False  # ... and git was stopped before it could tell us
+        self.taken = False  # we had it
+        self.maybe_ours = False  # the remote may hold a token of ours (taken, or a push in doubt)
+        self.cut_short = False  # a push that takes the lock was stopped before git could tell us
         self._fields = _fields(name, self.lease)
         self._tree = git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
         self._renewals = 0
@@ -98,7 +94,7 @@ class HeldLock:
     def take(self, holder):
         """Push our token over ``holder`` ("" = a free lock); True when it is ours."""
         started = time.monotonic()
-        self.in_doubt = True
+        self.maybe_ours = True
         pending = self._start_push([(self.token, self.ref)], holder)
         try:
             taken = pending.result().ok
@@ -108,7 +104,7 @@ class HeldLock:
             finally:
                 self.cut_short = pending.cut_short
             raise
-        self.in_doubt = False
+        self.taken = self.maybe_ours = taken
         self._confirmed = started
         return taken
 
@@ -145,11 +141,12 @@ class HeldLock:
     def _renew(self):
         """Push a fresh token over our last one; False once the lock is lost."""
         self._renewals += 1
-        token = self._new_token()
-        self.tokens.add(token)
         started = time.monotonic()
         try:
-            renewed = self._start_push([(token, self.ref)], self.token, timeout=min(self.lease, self.git.timeout)).result().ok
+            token = self._new_token()
+            self.tokens.add(token)
+            timeout = min(self.lease, self.git.timeout)
+            renewed = self._start_push([(token, self.ref)], self.token, timeout=timeout).result().ok
             current = None if renewed else self._current()
         except ContinuityError:
             return True  # unreachable for now: try again; check() notices when renewals are overdue
@@ -171,32 +168,37 @@ class HeldLock:
 
     # -- letting it go ---------------------------------------------------
 
-    def release(self):
-        """Delete our lock; a failure here must not hide the run's own error."""
-        problem = None
-        try:
-            self._stop_renewing()
-            if self._delete(self.token):
-                return
-        except ContinuityError as exc:
-            problem = exc
-        except BaseException:  # interrupted while releasing: finish the job, then stop
-            self.clean_up()
-            raise
-        if not self._verify(problem) and problem is None and not self.lost:
-            self.say("warning: lock {} was no longer ours when we released it".format(self.ref))
+    def let_go(self):
+        """Stop renewing and delete our lock; make sure no token of ours stays, and say what does.
 
-    def clean_up(self):
-        """After an interruption or a failure: no lock of ours may stay; say what does."""
+        A failure here must not hide the run's own error: it is a warning,
+        and the task boundary's last line says what was left behind.
+        """
+        if not self.maybe_ours:
+            return
+        try:
+            self._let_go()
+        except BaseException:  # interrupted while letting go (SIGTERM at the end of a run): finish, then stop
+            self._let_go()
+            raise
+
+    def _let_go(self):
         self._stop_renewing()
         problem = None
         try:
-            self._delete(self.token)
+            if self._delete(self.token):
+                self.maybe_ours = False
+                return
         except ContinuityError as exc:
             problem = exc
-        if not self._verify(problem) and self.cut_short:
+        if self._verify(problem):
+            return
+        self.maybe_ours = False
+        if self.cut_short:
             self._leave("lock {} may yet appear on {}: the push that takes it was cut short and the remote may "
                         "still apply it".format(self.ref, self.settings.remote))
+        elif self.taken and problem is None and not self.lost:
+            self.say("warning: lock {} was no longer ours when we released it".format(self.ref))
 
     def _verify(self, problem):
         """Delete any token of ours still on the remote; say so when one stays. True when one does (or may)."""
@@ -280,10 +282,11 @@ def _acquire(lock, poll):
     while True:
         if lock.take(""):
             return
+        polled = time.monotonic()
         holder, info = _holder(lock.git, settings.remote, lock.ref)
         if not holder:
             continue  # released meanwhile: try again at once
-        unchanged = watch.unchanged_for(holder)
+        unchanged = watch.unchanged_for(holder, polled)
         gone = _gone(info, unchanged)
         if gone:
             say("lock {} {}; taking it over".format(lock.ref, gone))
@@ -302,17 +305,22 @@ def _acquire(lock, poll):
 
 
 class _Watch:
-    """How long the token has stayed the same, by our own monotonic clock."""
+    """How long the token has surely stayed the same, by our own monotonic clock.
+
+    Tokens are never reused, so a token read twice was there all along in
+    between. We count from when the first read had returned to when the
+    latest one began, so a slow remote only makes the span shorter.
+    """
 
     def __init__(self):
         self.token, self.since, self.changes = None, None, 0
 
-    def unchanged_for(self, token):
-        now = time.monotonic()
+    def unchanged_for(self, token, polled):
+        """``token`` as read by a poll that began at ``polled``; seconds it has been there for sure."""
         if token != self.token:
             self.changes += self.token is not None
-            self.token, self.since = token, now
-        return now - self.since
+            self.token, self.since = token, time.monotonic()
+        return max(0.0, polled - self.since)
 
 
 def _gone(info, unchanged):
