@@ -232,8 +232,8 @@ class HeldLock:
             raise
 
     def _leave(self, what):
-        hint = ("{}; the next run that needs it takes it over once it goes unrenewed for {:g}s, or break it now "
-                "with `fab continuity.unlock {}`".format(what, self.lease, _short_name(self.ref, self.settings)))
+        hint = one_line("{}; the next run that needs it takes it over once it goes unrenewed for {:g}s, or break it "
+                        "now with `fab continuity.unlock {}`".format(what, self.lease, _short_name(self.ref, self.settings)))
         self.say("warning: " + hint)
         left_behind(hint)
 

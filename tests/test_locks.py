@@ -215,6 +215,14 @@ def test_a_holder_elsewhere_is_gone_only_after_its_lease_unchanged():
     assert lock_module._gone(dict(elsewhere, lease=""), 10 ** 6) is None  # an older continuity: never renewed
 
 
+def test_a_wait_shorter_than_the_lease_says_to_raise_lock_timeout():
+    settings = cfg.parse({"lock_timeout": 5})
+    info = {"host": "agent-7", "pid": "31", "started": "2026-01-01T00:00:00Z", "lease": "60"}
+    message = lock_module._timeout_message(LOCK, settings, info, lock_module._Watch())
+    assert "taken over only once unrenewed for its lease (60s): raise continuity.lock_timeout above that" in message
+    assert "`fab continuity.unlock pipeline`" in message
+
+
 # -- item 4: SIGTERM while the lock-taking push is in flight ----------------------------------
 
 _SLOW_LOCKS = """\
