@@ -9,7 +9,10 @@ from invoke import Exit
 from ._text import safe
 from .errors import ContinuityError, UsageError
 
-__all__ = ["boundary", "confirm", "Terminated"]
+__all__ = ["boundary", "confirm", "Terminated", "left_behind"]
+
+#: What a cleanup could not undo in the task running now (see `left_behind`).
+_left = []
 
 
 class Terminated(BaseException):
@@ -26,16 +29,17 @@ def boundary(func):
     @functools.wraps(func)
     def wrapper(c, *args, **kwargs):
         previous = _trap_sigterm()
+        del _left[:]
         try:
             _refuse_remote_context(c)
             return func(c, *args, **kwargs)
         except ContinuityError as exc:
             # The last safety net: no credentials, no control characters on the terminal.
-            raise Exit("continuity: error: " + safe(exc.message), code=exc.exit_code) from None
+            raise Exit("continuity: error: " + safe(exc.message + _not_cleaned()), code=exc.exit_code) from None
         except Terminated:
-            raise Exit("continuity: terminated (SIGTERM); cleaned up and stopped", code=143) from None
+            raise Exit("continuity: terminated (SIGTERM); " + _stopped(), code=143) from None
         except KeyboardInterrupt:
-            raise Exit("continuity: interrupted; cleaned up and stopped", code=130) from None
+            raise Exit("continuity: interrupted; " + _stopped(), code=130) from None
         except BrokenPipeError:
             # `fab continuity.status | head`: the reader left; stop quietly.
             import os
@@ -48,6 +52,25 @@ def boundary(func):
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def left_behind(what):
+    """Record what a cleanup could not undo (a lock still on the remote, with how to break it).
+
+    The boundary then says so instead of "cleaned up": a user must not
+    believe a lock is gone while the next run would wait for it.
+    """
+    _left.append(what)
+
+
+def _stopped():
+    if not _left:
+        return "cleaned up and stopped"
+    return "stopped, but not everything was cleaned up: " + "; ".join(_left)
+
+
+def _not_cleaned():
+    return "; also, not everything was cleaned up: " + "; ".join(_left) if _left else ""
 
 
 def _trap_sigterm():

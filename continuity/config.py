@@ -48,6 +48,7 @@ DEFAULTS = {
     "lock_timeout": 600,
     "git_timeout": 300,
     "lock_stale_after": 3600,
+    "lock_lease": 60,
     "production_environment": "production",
     "hotfix": {"prefix": "hotfix/", "tag": "", "deploy": False},
     "environments": {},
@@ -156,6 +157,7 @@ class Settings:
     docker: object = None  # docker.DockerSettings, or None when docker is off
     line: str = "main"  # the development line these settings are for
     lock_stale_after: float = 3600.0
+    lock_lease: float = 60.0
     production_environment: str = "production"
     hotfix: Hotfix = Hotfix("hotfix/", "", False)
     sync_development: bool = True  # fast-forward development to master's merge commits
@@ -299,6 +301,7 @@ def parse(raw, line=None):
         junit=_optional_path(merged["junit"], "continuity.junit"),
         line=line,
         lock_stale_after=_seconds(merged["lock_stale_after"], "continuity.lock_stale_after", allow_none=False),
+        lock_lease=_lease(merged["lock_lease"]),
         production_environment=environment_name(merged["production_environment"], "continuity.production_environment"),
         hotfix=_hotfix(raw.get("hotfix"), merged["hotfix"]),
         sync_development=_boolean(merged["sync_development"], "continuity.sync_development"),
@@ -511,6 +514,14 @@ def _seconds(value, where, allow_none=True):
     if not number > 0 or number > _MAX_SECONDS or isinstance(value, bool):
         raise ConfigError("{} must be a positive number of seconds up to a week, got {!r}".format(where, value))
     return number
+
+
+def _lease(value):
+    """A lock's lease: renewed every third of it, so not below a second (a push every few ms)."""
+    lease = _seconds(value, "continuity.lock_lease", allow_none=False)
+    if lease < 1:
+        raise ConfigError("continuity.lock_lease must be at least 1 second, got {!r}".format(value))
+    return lease
 
 
 def _count(value, where, maximum=None):

@@ -109,7 +109,7 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
     """
     environment = target.name
     ledger = Ledger.of(git, settings)
-    with remote_lock(git, settings, "deploy-" + environment, say=say):
+    with remote_lock(git, settings, "deploy-" + environment, say=say) as lock:
         state = ledger.state(environment)
         if expect_current is not None and state.deployed != expect_current:
             raise ContinuityError(
@@ -123,6 +123,7 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
         git.checkout(revision)
         _annotations.clear()
         record = {"revision": revision, "task": how, "line": settings.line, "previous": state.deployed}
+        lock.check("deploying to " + environment)  # a run that lost its lock deploys nothing
         try:
             call_deploy(c, task, target, revision, say=say, line=settings.line)
         except DeployError as exc:
@@ -136,6 +137,7 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
             records.append({"revision": state.deployed, "result": "bad", "task": how, "line": settings.line,
                             "reason": "replaced by {} {}".format(how, revision[:12])})
         try:
+            lock.check("recording the deploy")
             ledger.append(environment, records, deployed=revision, state=state)
         except ContinuityError as exc:
             raise ContinuityError(

@@ -11,10 +11,11 @@ everything here is a plumbing command, and a plain subprocess keeps
 import os
 import re
 import subprocess
+import tempfile
 
 from .errors import GitError, UsageError
 
-__all__ = ["Git", "PushResult", "ZERO"]
+__all__ = ["Git", "PushResult", "PendingPush", "ZERO"]
 
 ZERO = "0" * 40
 
@@ -215,16 +216,18 @@ class Git:
         value ("" = must not exist) or nothing is pushed. This is git's own
         compare-and-swap, done by the remote under its ref lock.
         """
-        args = ["push", "--porcelain", "--atomic", "--no-verify"]
-        args += ["--force-with-lease={}:{}".format(ref, sha) for ref, sha in leases]
-        args += [remote] + ["{}:{}".format(sha, ref) for sha, ref in updates]
-        proc = self._spawn(tuple(args), None, None, None)
-        output = (proc.stdout + proc.stderr).strip()
-        if proc.returncode == 0:
-            return PushResult(True, output)
-        if any(sign in output for sign in _CONTENTION):
-            return PushResult(False, output)
-        raise GitError(_refused(remote, output) or _describe(args, proc), args, proc.stderr)
+        args = _push_args(remote, updates, leases)
+        proc = self._spawn(args, None, None, None)
+        return _push_result(remote, args, proc)
+
+    def start_push(self, remote, updates, leases=(), timeout=None):
+        """Start the push `push` would make; return a `PendingPush` to wait on.
+
+        For pushes whose outcome must be known even when we are interrupted
+        (the lock pushes): git runs in a session of its own, so a SIGTERM or
+        Ctrl-C sent to our process group does not cut it off mid-flight.
+        """
+        return PendingPush(self, remote, _push_args(remote, updates, leases), timeout or self.timeout)
 
     def identity_env(self):
         """Fill in a committer identity for our commits when git has none.
@@ -246,6 +249,89 @@ class Git:
         }
         self._identity = {key: value for key, value in fallback.items() if not self.env.get(key)}
         return self._identity
+
+
+class PendingPush:
+    """A ``git push`` under way, started by `Git.start_push`.
+
+    Call `result` to wait for it; if that is interrupted (SIGTERM, Ctrl-C),
+    call `settle`: a push killed after sending its commands may still be
+    applied by the remote later, so we wait for git to finish instead.
+    ``cut_short`` tells when git did not finish by itself (killed after a
+    timeout or by a signal): the remote may then still apply the push.
+    """
+
+    def __init__(self, git, remote, args, timeout):
+        self.remote, self.args, self.timeout = remote, args, timeout
+        self.cut_short = False
+        # Files, not pipes: waiting needs no reader, even after an interruption.
+        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        try:
+            self._proc = subprocess.Popen(
+                ["git", *args], cwd=git.path, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
+                env=git.env, start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise UsageError("git is not installed or not on PATH") from None
+
+    def result(self):
+        """Wait for the push; its `PushResult`, or `GitError` as `Git.push` raises."""
+        try:
+            self._proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            raise GitError(
+                "git push did not finish within {:.0f}s; is the remote reachable? "
+                "(raise continuity.git_timeout if it is just slow)".format(self.timeout), self.args,
+            ) from None
+        self.cut_short = self._proc.returncode < 0
+        return _push_result(self.remote, self.args, self._completed())
+
+    def settle(self, grace):
+        """After an interruption: let git finish, for up to ``grace`` seconds; True when it did."""
+        try:
+            self._proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self._kill()
+        finally:
+            if self._proc.returncode is None:  # interrupted again: do not leave it running
+                self._kill()
+            self._close()
+        self.cut_short = self.cut_short or self._proc.returncode < 0
+        return not self.cut_short
+
+    def _kill(self):
+        self._proc.kill()
+        self._proc.wait()
+        self.cut_short = True
+
+    def _completed(self):
+        output = []
+        for stream in (self._out, self._err):
+            stream.seek(0)
+            output.append(stream.read().decode("utf-8", "replace"))
+        self._close()
+        return subprocess.CompletedProcess(self.args, self._proc.returncode, *output)
+
+    def _close(self):
+        self._out.close()
+        self._err.close()
+
+
+def _push_args(remote, updates, leases):
+    args = ["push", "--porcelain", "--atomic", "--no-verify"]
+    args += ["--force-with-lease={}:{}".format(ref, sha) for ref, sha in leases]
+    return tuple(args + [remote] + ["{}:{}".format(sha, ref) for sha, ref in updates])
+
+
+def _push_result(remote, args, proc):
+    """`PushResult` of a finished push: ok, refused by a lease, or `GitError`."""
+    output = (proc.stdout + proc.stderr).strip()
+    if proc.returncode == 0:
+        return PushResult(True, output)
+    if any(sign in output for sign in _CONTENTION):
+        return PushResult(False, output)
+    raise GitError(_refused(remote, output) or _describe(args, proc), args, proc.stderr)
 
 
 def _refused(remote, output):

@@ -1,4 +1,4 @@
-"""Locks held on the remote itself, with atomic ref updates.
+"""Locks held on the remote itself, with atomic ref updates, kept by a lease.
 
 A lock is the ref ``PREFIX/locks/NAME`` on the remote (``refs/continuity/``
 for the default line, ``refs/continuity/lines/LINE/`` for a named line).
@@ -8,83 +8,341 @@ our token. The remote applies both under its own ref lock, so two Jenkins
 agents on two machines serialize without any lock server.
 
 The token is a commit of the empty tree whose message says who holds the lock
-(host, process, start time, BUILD_URL). A lock is stale when its holder ran on
-this host and that process is gone (a killed run): it is taken over at once,
-again with a compare-and-swap on the token. A lock older than
-``lock_stale_after`` held from another host is reported as probably stale,
-with the command that breaks it: ``fab continuity.unlock NAME``.
+(host, process, start time, BUILD_URL) and how to tell whether that holder is
+alive:
+
+* **The lease.** While it holds the lock, the holder renews it: every third
+  of ``lock_lease`` it pushes a fresh token, a compare-and-swap on its
+  previous one. A waiter takes the lock over when the token has not changed
+  for longer than the lease, as measured by the waiter's own monotonic clock:
+  no two machines' clocks are ever compared. A holder whose renewal is
+  refused has lost the lock; `HeldLock.check` makes it stop before its next
+  irreversible step (pushing master, deploying, recording a deploy).
+* **The fast path.** A holder that ran in our pid namespace, on this boot of
+  this machine (the namespace's inode and the kernel's boot id are in the
+  token), and whose process no longer exists is dead: taken over at once.
+  Host name and pid alone are not enough: two containers may share a host
+  name and not their process ids.
+
+A lock held for longer than ``lock_stale_after`` is reported as probably
+stale, with the command that breaks it: ``fab continuity.unlock NAME``.
 """
 
+import math
 import os
 import socket
+import threading
 import time
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from invoke import task
 
-from ._task import boundary, confirm
+from ._task import boundary, confirm, left_behind
+from ._text import one_line
 from .errors import ContinuityError, LockError, UsageError
 
-__all__ = ["remote_lock", "list_locks", "break_lock", "locks", "unlock"]
+__all__ = ["remote_lock", "HeldLock", "list_locks", "break_lock", "locks", "unlock"]
+
+#: How long an interrupted lock push may take to finish: the remote may be
+#: applying it, and only once git has finished do we know what to clean up.
+_GRACE = 30.0
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @contextmanager
 def remote_lock(git, settings, name, say=print, poll=0.5):
-    """Hold lock ``name`` on the line's remote for the duration of the block."""
-    ref = settings.refs_prefix + "locks/" + name
-    token = _make_token(git, name)
+    """Hold lock ``name`` on the line's remote for the duration of the block.
+
+    Yields the `HeldLock`: call its ``check()`` before an irreversible step.
+    One ``finally`` covers it all, so an interruption at any point (even
+    while the push that takes the lock is under way) leaves no lock of ours.
+    """
+    lock = HeldLock(git, settings, name, say)
     try:
-        _acquire(git, settings, ref, token, say, poll)
-    except BaseException:
-        # Interrupted while the push that takes the lock was under way: the
-        # remote may have applied it. Delete it if it is ours (a lease).
-        git.call("push", "--quiet", "--force-with-lease={}:{}".format(ref, token), settings.remote, ":" + ref)
-        raise
-    try:
-        yield token
+        _acquire(lock, poll)
+        lock.start_renewing()
+        yield lock
     finally:
-        _release(git, settings, ref, token, say)
+        lock.let_go()
 
 
-def _release(git, settings, ref, token, say):
-    """Delete our lock; a failure here must not hide the run's own error."""
-    try:
-        released = git.push(settings.remote, [("", ref)], leases=[(ref, token)]).ok
-    except ContinuityError as exc:
-        say("warning: could not release lock {}: {}; `fab continuity.unlock {}` breaks it".format(
-            ref, exc, _short_name(ref, settings)))
-        return
-    if not released:
-        say("warning: lock {} was no longer ours when we released it".format(ref))
+class HeldLock:
+    """Our side of a lock: its tokens, their renewal and what became of them."""
+
+    def __init__(self, git, settings, name, say=print):
+        self.git, self.settings, self.name, self.say = git, settings, name, say
+        self.ref = settings.refs_prefix + "locks/" + name
+        self.lease = settings.lock_lease
+        self.lost = None  # why the lock is no longer ours, once we know
+        self.taken = False  # we had it
+        self.maybe_ours = False  # the remote may hold a token of ours (taken, or a push in doubt)
+        self.cut_short = False  # a push that takes the lock was stopped before git could tell us
+        self._fields = _fields(name, self.lease)
+        self._tree = git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
+        self._renewals = 0
+        self.token = self._new_token()
+        self.tokens = {self.token}  # every token we pushed or tried to push
+        self._confirmed = None  # monotonic time the push of ``token`` started
+        self._stop = threading.Event()
+        self._thread = None
+
+    # -- taking it -------------------------------------------------------
+
+    def take(self, holder):
+        """Push our token over ``holder`` ("" = a free lock); True when it is ours."""
+        started = time.monotonic()
+        self.maybe_ours = True
+        pending = self._start_push([(self.token, self.ref)], holder)
+        try:
+            taken = pending.result().ok
+        except BaseException:
+            try:
+                pending.settle(_GRACE)
+            finally:
+                self.cut_short = pending.cut_short
+            raise
+        self.taken = self.maybe_ours = taken
+        self._confirmed = started
+        return taken
+
+    # -- holding it ------------------------------------------------------
+
+    def start_renewing(self):
+        self._thread = threading.Thread(target=self._renew_loop, name="continuity-lock-" + self.name, daemon=True)
+        self._thread.start()
+
+    def check(self, before):
+        """Raise `LockError` unless the lock is surely still ours; ``before`` names the next step.
+
+        A waiter may take the lock over one lease after our last renewal
+        started: a renewal more than two thirds of a lease old leaves too
+        little time for the step to come.
+        """
+        if self.lost:
+            raise LockError("lost lock {}: {}; stopped before {}".format(self.ref, self.lost, before))
+        silent = time.monotonic() - self._confirmed
+        if silent > self.lease * 2 / 3:
+            raise LockError(
+                "could not renew lock {} on {} for {:.0f}s (continuity.lock_lease is {:g}s), so another run may "
+                "take it over; stopped before {}. Check that {} is reachable.".format(
+                    self.ref, self.settings.remote, silent, self.lease, before, self.settings.remote))
+
+    def _renew_loop(self):
+        interval = self.lease / 3
+        due = self._confirmed + interval
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            due = time.monotonic() + interval
+            if not self._renew():
+                return
+
+    def _renew(self):
+        """Push a fresh token over our last one; False once the lock is lost."""
+        self._renewals += 1
+        started = time.monotonic()
+        try:
+            token = self._new_token()
+            self.tokens.add(token)
+            timeout = min(self.lease, self.git.timeout)
+            renewed = self._start_push([(token, self.ref)], self.token, timeout=timeout).result().ok
+            current = None if renewed else self._current()
+        except ContinuityError:
+            return True  # unreachable for now: try again; check() notices when renewals are overdue
+        if renewed:
+            self.token, self._confirmed = token, started
+            return True
+        if current in self.tokens:  # a renewal of ours, cut short by a timeout, did land
+            self.token = current
+            return True
+        self.lost = "another run took it over" if current else "it was deleted on {} (as `fab continuity.unlock` does)".format(
+            self.settings.remote)
+        self.say("warning: lost lock {}: {}; this run stops before its next push or deploy".format(self.ref, self.lost))
+        return False
+
+    def _stop_renewing(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()  # never race the release: a renewal push ends within a lease
+
+    # -- letting it go ---------------------------------------------------
+
+    def let_go(self):
+        """Stop renewing and delete our lock; make sure no token of ours stays, and say what does.
+
+        A failure here must not hide the run's own error: it is a warning,
+        and the task boundary's last line says what was left behind.
+        """
+        if not self.maybe_ours:
+            return
+        try:
+            self._let_go()
+        except BaseException:  # interrupted while letting go (SIGTERM at the end of a run): finish, then stop
+            self._let_go()
+            raise
+
+    def _let_go(self):
+        self._stop_renewing()
+        problem = None
+        try:
+            if self._delete(self.token):
+                self.maybe_ours = False
+                return
+        except ContinuityError as exc:
+            problem = exc
+        if self._verify(problem):
+            return
+        self.maybe_ours = False
+        if self.cut_short:
+            self._leave("lock {} may yet appear on {}: the push that takes it was cut short and the remote may "
+                        "still apply it".format(self.ref, self.settings.remote))
+        elif self.taken and problem is None and not self.lost:
+            self.say("warning: lock {} was no longer ours when we released it".format(self.ref))
+
+    def _verify(self, problem):
+        """Delete any token of ours still on the remote; say so when one stays. True when one does (or may)."""
+        try:
+            current = self._current()
+            for _ in range(2):
+                if current not in self.tokens:
+                    return False
+                try:
+                    self._delete(current)  # a late push of ours (a renewal) landed after all
+                except ContinuityError as exc:
+                    problem = exc
+                current = self._current()
+        except ContinuityError as exc:
+            self._leave("lock {} on {} may still be held by this run (could not check: {})".format(
+                self.ref, self.settings.remote, exc))
+            return True
+        if current not in self.tokens:
+            return False
+        self._leave("lock {} is still held on {} by this run{}".format(
+            self.ref, self.settings.remote, " ({})".format(problem) if problem else ""))
+        return True
+
+    def _delete(self, token):
+        """Delete the lock if it holds ``token``; True when it did."""
+        pending = self._start_push([("", self.ref)], token)
+        try:
+            return pending.result().ok
+        except BaseException:
+            pending.settle(_GRACE)
+            raise
+
+    def _leave(self, what):
+        hint = one_line("{}; the next run that needs it takes it over once it goes unrenewed for {:g}s, or break it "
+                        "now with `fab continuity.unlock {}`".format(what, self.lease, _short_name(self.ref, self.settings)))
+        self.say("warning: " + hint)
+        left_behind(hint)
+
+    # -- plumbing --------------------------------------------------------
+
+    def _start_push(self, updates, expected, timeout=None):
+        return self.git.start_push(self.settings.remote, updates, leases=[(self.ref, expected)], timeout=timeout)
+
+    def _current(self):
+        return self.git.ls_remote(self.settings.remote, self.ref).get(self.ref)
+
+    def _new_token(self):
+        fields = dict(self._fields, renewed=_now(), renewal=str(self._renewals))
+        message = "continuity lock\n\n" + "".join("{}: {}\n".format(k, v) for k, v in fields.items())
+        return self.git.run("commit-tree", self._tree, "-m", message, env=self.git.identity_env())
 
 
-def _acquire(git, settings, ref, token, say, poll):
+def _fields(name, lease):
+    """What our tokens say about us: who holds the lock, and how to tell it is gone."""
+    here = _here()
+    return {
+        "lock": name,
+        "host": here["host"],
+        "pid": str(os.getpid()),
+        "started": _now(),
+        "build": one_line(os.environ.get("BUILD_URL", "")),
+        "run": uuid.uuid4().hex[:16],
+        "pidns": here["pidns"],
+        "boot": here["boot"],
+        "lease": "{:g}".format(lease),
+    }
+
+
+def _now():
+    return datetime.now(timezone.utc).strftime(_TIME_FORMAT)
+
+
+# -- waiting for it ----------------------------------------------------------------
+
+
+def _acquire(lock, poll):
+    settings, say = lock.settings, lock.say
     deadline = time.monotonic() + settings.lock_timeout
+    watch = _Watch()
     announced = None
     while True:
-        if git.push(settings.remote, [(token, ref)], leases=[(ref, "")]).ok:
+        if lock.take(""):
             return
-        holder, info = _holder(git, settings.remote, ref)
-        if holder and _is_dead(info):
-            say("lock {} was held by a run that is gone ({}); taking it over".format(ref, _who(info)))
-            if git.push(settings.remote, [(token, ref)], leases=[(ref, holder)]).ok:
+        polled = time.monotonic()
+        holder, info = _holder(lock.git, settings.remote, lock.ref)
+        if not holder:
+            continue  # released meanwhile: try again at once
+        unchanged = watch.unchanged_for(holder, polled)
+        gone = _gone(info, unchanged)
+        if gone:
+            say("lock {} {}; taking it over".format(lock.ref, gone))
+            if lock.take(holder):
                 return
             continue
         if time.monotonic() >= deadline:
-            raise LockError(_timeout_message(ref, settings, info))
-        if holder and holder != announced:
-            say("waiting for lock {} held by {}".format(ref, _who(info)))
+            raise LockError(_timeout_message(lock.ref, settings, info, watch))
+        if info.get("run", holder) != announced:
+            say("waiting for lock {} held by {}".format(lock.ref, _who(info)))
             if _age(info) > settings.lock_stale_after:
                 say("that lock looks stale (held for {}); if its run is dead: fab continuity.unlock {}".format(
-                    _duration(_age(info)), _short_name(ref, settings)))
-            announced = holder
+                    _duration(_age(info)), _short_name(lock.ref, settings)))
+            announced = info.get("run", holder)
         time.sleep(poll)
 
 
-def _timeout_message(ref, settings, info):
+class _Watch:
+    """How long the token has surely stayed the same, by our own monotonic clock.
+
+    Tokens are never reused, so a token read twice was there all along in
+    between. We count from when the first read had returned to when the
+    latest one began, so a slow remote only makes the span shorter.
+    """
+
+    def __init__(self):
+        self.token, self.since, self.changes = None, None, 0
+
+    def unchanged_for(self, token, polled):
+        """``token`` as read by a poll that began at ``polled``; seconds it has been there for sure."""
+        if token != self.token:
+            self.changes += self.token is not None
+            self.token, self.since = token, time.monotonic()
+        return max(0.0, polled - self.since)
+
+
+def _gone(info, unchanged):
+    """Why the holder is surely gone (the lock may be taken over), or None."""
+    if _dead_here(info):
+        return "was held by a run that is gone ({})".format(_who(info))
+    lease = _lease(info)
+    if lease and unchanged > lease:
+        return "was not renewed for {}s (its lease is {:g}s): its run is gone or cut off from the remote ({})".format(
+            math.ceil(unchanged), lease, _who(info))
+    return None
+
+
+def _timeout_message(ref, settings, info, watch):
     name = _short_name(ref, settings)
     message = "could not take lock {} within {:.0f}s: held by {}.".format(ref, settings.lock_timeout, _who(info))
+    lease = _lease(info)
+    if lease and not watch.changes and lease >= settings.lock_timeout:
+        return message + (
+            " It was not renewed while we waited, but a lock is taken over only once unrenewed for its lease "
+            "({:g}s): raise continuity.lock_timeout above that, or if that run is dead, break it with "
+            "`fab continuity.unlock {}`.".format(lease, name))
     if _age(info) > settings.lock_stale_after:
         return message + " It looks stale; if that run is dead, break it with `fab continuity.unlock {}`.".format(name)
     return message + " Wait for that run, or raise continuity.lock_timeout."
@@ -94,17 +352,7 @@ def _short_name(ref, settings):
     return ref[len(settings.refs_prefix + "locks/"):] + settings.line_option
 
 
-def _make_token(git, name):
-    info = {
-        "lock": name,
-        "host": socket.gethostname(),
-        "pid": str(os.getpid()),
-        "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "build": os.environ.get("BUILD_URL", ""),
-    }
-    message = "continuity lock\n\n" + "".join("{}: {}\n".format(k, v) for k, v in info.items())
-    tree = git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
-    return git.run("commit-tree", tree, "-m", message, env=git.identity_env())
+# -- who holds it ------------------------------------------------------------------
 
 
 def _holder(git, remote, ref):
@@ -121,27 +369,68 @@ def _holder(git, remote, ref):
     return sha, info
 
 
-def _is_dead(info):
-    if info.get("host") != socket.gethostname() or not info.get("pid", "").isdigit():
+_HERE = {}
+
+
+def _here():
+    """This process's host name, pid namespace and boot: what a holder's token is compared with."""
+    if not _HERE:
+        _HERE.update(host=one_line(socket.gethostname()), pidns=_pid_namespace(), boot=_read("/proc/sys/kernel/random/boot_id"))
+    return _HERE
+
+
+def _pid_namespace():
+    try:
+        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return ""  # no /proc (not Linux, or not mounted): no fast path
+    return link[link.find("[") + 1:-1] if link.startswith("pid:[") else ""
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def _dead_here(info):
+    """The holder ran where its pid means what it means here, and that process is gone."""
+    here = _here()
+    if not here["pidns"] or not here["boot"] or not info.get("pid", "").isdigit():
+        return False
+    if any(info.get(key) != here[key] for key in ("host", "pidns", "boot")):
         return False
     try:
         os.kill(int(info["pid"]), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return False
     return False
 
 
-def _age(info):
+def _lease(info):
+    """The holder's lease in seconds, or None for a token that is never renewed (an older continuity)."""
     try:
-        started = datetime.strptime(info.get("started", ""), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        lease = float(info.get("lease", ""))
+    except ValueError:
+        return None
+    return lease if 0 < lease < float("inf") else None
+
+
+def _age(info, field="started"):
+    try:
+        stamp = datetime.strptime(info.get(field, ""), _TIME_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
         return 0.0
-    return (datetime.now(timezone.utc) - started).total_seconds()
+    return max(0.0, (datetime.now(timezone.utc) - stamp).total_seconds())
 
 
 def _duration(seconds):
+    if seconds < 60:
+        return "{:.0f}s".format(seconds)
     minutes = int(seconds // 60)
     return "{}h{:02d}m".format(minutes // 60, minutes % 60) if minutes >= 60 else "{}m".format(minutes)
 
@@ -150,7 +439,32 @@ def _who(info):
     if not info:
         return "another run"
     who = "pid {} on {} since {}".format(info.get("pid", "?"), info.get("host", "?"), info.get("started", "?"))
-    return who + (" ({})".format(info["build"]) if info.get("build") else "")
+    return one_line(who + (" ({})".format(info["build"]) if info.get("build") else ""))
+
+
+def _assessment(info, settings):
+    """What ``locks`` says about a holder: (is its run gone and what happens to the lock, lead-in to the unlock hint).
+
+    The same evidence a waiting run acts on, except that a listing cannot
+    watch the token change: it trusts the holder's recorded renewal time,
+    hence "probably".
+    """
+    if _dead_here(info):
+        return ("its run is gone (no process {} on this machine): the next run that needs the lock takes it over "
+                "at once".format(info["pid"]), "to break it now")
+    lease = _lease(info)
+    if lease:
+        silent = _age(info, "renewed" if info.get("renewed") else "started")
+        if silent > lease:
+            return ("not renewed for {}; its run is probably gone: the next run that needs the lock takes it over "
+                    "once it has seen it unrenewed for {:g}s".format(_duration(silent), lease), "to break it now")
+        return "renewed {} ago (lease {:g}s): its run looks alive".format(_duration(silent), lease), "if it is not"
+    if _age(info) > settings.lock_stale_after:
+        return "it looks stale (held for {})".format(_duration(_age(info))), "if its run is dead"
+    return "", "if its run is dead"
+
+
+# -- the tasks -----------------------------------------------------------------------
 
 
 def list_locks(git, settings):
@@ -173,13 +487,16 @@ def break_lock(git, settings, name, token):
 @task(help={"line": "The development line (see continuity.lines)."})
 @boundary
 def locks(c, line=None):
-    """List the locks held on the remote: who holds each and for how long."""
+    """List the locks held on the remote: who holds each, for how long, and whether its run is gone."""
     git, settings = _open(c, line)
     held = list_locks(git, settings)
     for name, _, info in held:
+        state, lead_in = _assessment(info, settings)
+        hint = "{}: fab continuity.unlock {}{}".format(lead_in, name, settings.line_option)
         print("{:<24} held by {} ({} old)".format(name, _who(info), _duration(_age(info))))
-    print("break a dead run's lock with: fab continuity.unlock NAME" if held else
-          "no locks are held on {}".format(settings.remote))
+        print("{:<24} {}".format("", "; ".join(filter(None, [state, hint]))))
+    if not held:
+        print("no locks are held on {}".format(settings.remote))
 
 
 @task(
@@ -197,7 +514,8 @@ def unlock(c, name, yes=False, line=None):
     if name not in held:
         raise UsageError("no lock {!r} is held on {} (held: {})".format(name, settings.remote, ", ".join(sorted(held)) or "none"))
     token, info = held[name]
-    print("lock {} is held by {} ({} old)".format(name, _who(info), _duration(_age(info))))
+    state, _ = _assessment(info, settings)
+    print("lock {} is held by {} ({} old){}".format(name, _who(info), _duration(_age(info)), "; " + state if state else ""))
     confirm("Break it? Only do this if that run is dead.", yes)
     if not break_lock(git, settings, name, token):
         raise LockError("lock {} changed hands meanwhile; nothing was broken".format(name))

@@ -294,7 +294,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             ledgers_checked = True
         if not locked:
             with rep.stage("lock") as info:
-                held.enter_context(remote_lock(git, settings, "pipeline", say=rep.say))
+                lock = held.enter_context(remote_lock(git, settings, "pipeline", say=rep.say))
                 info["detail"] = "pipeline lock on {}".format(settings.remote)
             locked = True
             continue  # fetch again: another run may have moved things while we waited
@@ -324,6 +324,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             info["detail"] = "{} check(s) passed".format(count) if count else "no checks configured (continuity.checks)"
         with rep.stage("push") as info:
             require_candidate(ws, candidate.sha, "the build or the checks")
+            lock.check("pushing " + branches.master)  # a run that lost its lock pushes nothing
             pushed = _push(git, settings, candidate)
             info["detail"] = _push_detail(pushed, settings, candidate)
             info["status"] = "ok" if pushed else "refused"
