@@ -470,10 +470,12 @@ def _deploy_stage(c, settings, ws, deploy_task, rep, outcome):
                     c, deploy_task, ws.git, settings, settings.environment(environment), outcome.candidate,
                     say=rep.say, how="pipeline",
                 )
-            except DeployError as exc:
-                # The next pipeline run has nothing to do: say how to deploy again.
-                raise DeployError("{}; once fixed, `{}` deploys {}".format(
-                    exc, redeploy_command(settings, environment), outcome.candidate[:12])) from exc
+            except ContinuityError as exc:
+                # Master has moved, so the next pipeline run has nothing to do: whatever
+                # stopped the deploy (the task, a lock, the ledger), say how to deploy again.
+                exc.message = "{}; once fixed, `{}` deploys {}".format(
+                    exc.message, redeploy_command(settings, environment), outcome.candidate[:12])
+                raise
             outcome.deployed[environment] = result
             rep.say("deploy: {}: {}".format(environment, result))
         info["detail"] = ", ".join("{} {}".format(env, r.split(":")[0]) for env, r in outcome.deployed.items())
