@@ -121,6 +121,13 @@ def test_a_value_of_another_type_under_continuity_replaces_the_default_for_the_p
     assert list(cfg.continuity.lines) == ["5"]  # a string, as Invoke's variable names need
 
 
+def test_keys_under_continuity_are_strings_even_for_a_task_without_the_collection_defaults(tmp_path, monkeypatch):
+    # the user's own root ``deploy`` task: continuity's collection config does not apply to it
+    cfg = config(tmp_path, "continuity:\n  lines:\n    5: {}\n", {}, monkeypatch, INVOKE_CONTINUITY_REMOTE="up")
+
+    assert list(cfg.continuity.lines) == ["5"]
+
+
 # -- anywhere else: stock Invoke --------------------------------------------------------------
 
 

@@ -79,8 +79,10 @@ def _null_mappings(original: Any) -> Any:
     """``merge_dicts`` that reconciles the top-level ``continuity`` key, and only it, before merging."""
 
     def merge_dicts(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
-        if not getattr(_calls, "depth", 0) and updates and KEY in updates and KEY in base:
-            ours = _reconcile(base, {KEY: _string_keys(updates[KEY])})
+        if not getattr(_calls, "depth", 0) and updates and KEY in updates:
+            ours = {KEY: _string_keys(updates[KEY])}
+            if KEY in base:
+                ours = _reconcile(base, ours)
             updates = {key: ours[key] if key == KEY else value for key, value in updates.items()
                        if key != KEY or KEY in ours}
         with _nested():
