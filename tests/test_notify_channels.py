@@ -127,7 +127,8 @@ def test_a_registered_webhook_format_is_accepted_and_posted(monkeypatch, http_re
     assert lines == ["notify: webhook http://127.0.0.1:{} (memo) sent: HTTP 200".format(http_receiver.port)]
 
 
-def test_an_unknown_webhook_format_names_the_registered_ones():
+@pytest.mark.parametrize("form", ["teams", ["slack"], {"json": 1}])
+def test_an_unknown_webhook_format_names_the_registered_ones(form):
     with pytest.raises(ConfigError) as info:
-        notify.parse_settings({"webhooks": [{"url": "https://x.org/", "format": "teams"}]})
-    assert str(info.value) == "continuity.notify.webhooks[1].format must be json or slack, got 'teams'"
+        notify.parse_settings({"webhooks": [{"url": "https://x.org/", "format": form}]})
+    assert str(info.value) == "continuity.notify.webhooks[1].format must be json or slack, got {!r}".format(form)

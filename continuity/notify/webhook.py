@@ -88,7 +88,7 @@ def _webhook(item: object, where: str) -> Webhook:
         # Do not print the value: it may hold a token.
         raise ConfigError("{}.url must be an http:// or https:// URL".format(where))
     form = item.get("format", "json")
-    if form not in FORMATS:
+    if not isinstance(form, str) or form not in FORMATS:
         raise ConfigError("{}.format must be {}, got {!r}".format(where, " or ".join(FORMATS), form))
     return Webhook(url=item.get("url"), url_env=env_var_name(item.get("url_env"), where + ".url_env"), format=form)
 
