@@ -19,6 +19,7 @@ from invoke import Collection
 
 from . import docker as _docker
 from . import hotfix as _hotfix
+from . import notify as _notify  # noqa: F401  (registers the continuity.notify settings)
 from . import release as _release
 from .config import Settings, _collection_defaults, settings
 from .deploy import annotate, register_deploy

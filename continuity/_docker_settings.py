@@ -10,7 +10,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from .config import _boolean, _reject_unknown, _seconds
+from .config import _boolean, _reject_unknown, _seconds, register_section
 from .errors import ConfigError
 
 __all__ = ["COLLECTION_DEFAULTS", "DockerSettings", "DockerCheck", "parse_settings"]
@@ -233,3 +233,6 @@ def _credentials(raw):
         missing = "password_env" if names["username_env"] else "username_env"
         raise ConfigError("{}.{}: set both username_env and password_env, or neither".format(_WHERE, missing))
     return names["username_env"], names["password_env"]
+
+
+register_section("docker", COLLECTION_DEFAULTS, parse_settings)

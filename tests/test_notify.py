@@ -400,7 +400,7 @@ def test_an_untrusted_certificate_is_refused(mail_server, monkeypatch):
 
 def test_send_never_raises(monkeypatch, http_receiver):
     settings = settings_for(webhooks=[http_receiver.url("/")])
-    monkeypatch.setattr(notify, "_document", lambda record: 1 / 0)
+    monkeypatch.setitem(notify.FORMATS, "json", lambda record: 1 / 0)
     lines = []
 
     notify.send(settings, record(), say=lines.append)
