@@ -132,8 +132,8 @@ class Project:
         self.write("fabric.yaml", config if config is not None else self.config())
         self.write("app.txt", "version 1\n")
         self.commit("initial commit")
-        for branch in branches:
-            git(self.dev, "push", "--quiet", "origin", "HEAD:refs/heads/" + branch)
+        if branches:  # one push for all: each push costs a receive-pack on the origin
+            git(self.dev, "push", "--quiet", "origin", *["HEAD:refs/heads/" + branch for branch in branches])
         return self
 
     @staticmethod
