@@ -72,11 +72,14 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = "skipped in CI, which counts as a failure: {}".format(reason)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session):
     """Stop the Docker engine this run started, if it did, once every test is done.
 
     With xdist, workers finish first and this runs in the controller; each
-    worker skips it, as the engine may still serve another worker.
+    worker skips it, as the engine may still serve another worker. Last, so
+    that after an interruption the session fixtures (which remove their
+    images) are torn down before.
     """
     if hasattr(session.config, "workerinput"):
         return
