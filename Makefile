@@ -6,12 +6,21 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: test demo docs bench venv clean
+# pytest workers (pytest-xdist): one per core by default; `make test JOBS=0` runs in one process.
+JOBS   ?= auto
 
-test: $(STAMP)
+.PHONY: test lint demo docs bench venv clean
+
+# The checks first (seconds), then the suite on every core, then the docs.
+test: lint
 	sh scripts/test-deps.sh
-	$(BIN)/python -m pytest -ra tests
+	$(BIN)/python -m pytest -ra -n $(JOBS) --dist worksteal tests
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+lint: $(STAMP)
+	$(BIN)/ruff check continuity tests benchmarks scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/demo.py

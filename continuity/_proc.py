@@ -9,6 +9,7 @@ more than a fixed number of bytes, whatever the command prints.
 """
 
 import codecs
+import math
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ __all__ = ["Result", "Tail", "run_shell"]
 TAIL_LINES = 30
 TAIL_BYTES = 64 * 1024
 _CHUNK = 64 * 1024
-_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+_GRACE = 5.0  # seconds between SIGTERM and SIGKILL, unless CONTINUITY_KILL_GRACE says otherwise
 
 
 @dataclass
@@ -83,7 +84,7 @@ def run_shell(command, cwd, timeout=None, env=None, out=None):
         _kill_group(proc)
         raise
     finally:
-        reader.join(timeout=_GRACE)
+        reader.join(timeout=_grace())
     duration = time.monotonic() - start
     return Result(command, None if timed_out else proc.returncode, duration, tail.text(), timed_out, timeout)
 
@@ -154,9 +155,24 @@ def _stop_leftovers(proc):
         time.sleep(0.05)
 
 
+def _grace() -> float:
+    """Seconds between SIGTERM and SIGKILL: ``CONTINUITY_KILL_GRACE`` when set, else 5.
+
+    Read at each kill, not at import, so a test suite (or an impatient CI)
+    can shorten the wait for commands that ignore SIGTERM. A value that is not
+    a number from 0 to 3600 keeps the default.
+    """
+    try:
+        grace = float(os.environ.get("CONTINUITY_KILL_GRACE", ""))
+    except ValueError:
+        return _GRACE
+    return grace if math.isfinite(grace) and 0 <= grace <= 3600 else _GRACE
+
+
 def _kill_group(proc):
     """SIGTERM the whole group, then SIGKILL what is left after a grace."""
-    for sig, wait in ((signal.SIGTERM, _GRACE), (signal.SIGKILL, _GRACE)):
+    grace = _grace()
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:

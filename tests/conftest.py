@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -29,7 +30,11 @@ import continuity
 
 @task
 def deploy(c, environment, revision=None):
-    """Record the deploy in DEPLOY_LOG; fail or sleep when asked to."""
+    """Record the deploy in DEPLOY_LOG; wait at a gate, fail or sleep when asked to."""
+    if os.environ.get("DEPLOY_GATE"):
+        open(os.environ["DEPLOY_GATE"] + ".in", "w").close()
+        while not os.path.exists(os.environ["DEPLOY_GATE"]):
+            time.sleep(0.05)
     if os.environ.get("DEPLOY_SLEEP"):
         time.sleep(float(os.environ["DEPLOY_SLEEP"]))
     if os.environ.get("DEPLOY_FAIL"):
@@ -43,15 +48,44 @@ ns = Collection(deploy, continuity)
 '''
 
 
+_STRICT_SKIPS = pytest.StashKey[bool]()
+
+
+def pytest_configure(config):
+    # Read once, before `clean_env` removes CONTINUITY_* variables for each
+    # test; each xdist worker runs this too, with the controller's environment.
+    config.stash[_STRICT_SKIPS] = bool(os.environ.get("CONTINUITY_STRICT_SKIPS"))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """In CI (CONTINUITY_STRICT_SKIPS=1) a skipped test is a failed test."""
+    """In CI (CONTINUITY_STRICT_SKIPS=1) a skipped test is a failed test.
+
+    With xdist this runs in the worker, before the report goes to the
+    controller, so the controller counts a failure too.
+    """
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and os.environ.get("CONTINUITY_STRICT_SKIPS") and not hasattr(report, "wasxfail"):
+    if report.skipped and item.config.stash[_STRICT_SKIPS] and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = "skipped in CI, which counts as a failure: {}".format(reason)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    """Stop the Docker engine this run started, if it did, once every test is done.
+
+    With xdist, workers finish first and this runs in the controller; each
+    worker skips it, as the engine may still serve another worker. Last, so
+    that after an interruption the session fixtures (which remove their
+    images) are torn down before.
+    """
+    if hasattr(session.config, "workerinput"):
+        return
+    from docker_services import run_directory, stop_started_engine
+
+    stop_started_engine(run_directory(session.config))
 
 
 @pytest.fixture(autouse=True)
@@ -101,8 +135,8 @@ class Project:
         self.write("fabric.yaml", config if config is not None else self.config())
         self.write("app.txt", "version 1\n")
         self.commit("initial commit")
-        for branch in branches:
-            git(self.dev, "push", "--quiet", "origin", "HEAD:refs/heads/" + branch)
+        if branches:  # one push for all: each push costs a receive-pack on the origin
+            git(self.dev, "push", "--quiet", "origin", *["HEAD:refs/heads/" + branch for branch in branches])
         return self
 
     @staticmethod
@@ -189,6 +223,30 @@ def make_project(tmp_path):
     return lambda **kwargs: Project(tmp_path).create(**kwargs)
 
 
+def fab_settings(directory, line=None, task="continuity.status"):
+    """The settings ``fab TASK`` run in ``directory`` would read, without running ``fab``.
+
+    Built the way fab builds its config (its Program, then its Executor):
+    base config files, the project's fabric.yaml in ``directory``, the
+    collection's defaults for TASK, then FABRIC_* variables; then read by
+    `continuity.config.settings`. A ConfigError here is what fab would print
+    as ``continuity: error: ...`` with exit code 2.
+    """
+    from fabric import Config
+    from invoke import Collection, Context
+
+    import continuity
+    from continuity.config import settings
+
+    config = Config(lazy=True)
+    config.load_base_conf_files()
+    config.set_project_location(str(directory))
+    config.load_project()
+    config.load_collection(Collection(continuity).configuration(task))
+    config.load_shell_env()
+    return settings(Context(config=config), line=line)
+
+
 def wait_for(path, timeout=30):
     """Wait until ``path`` exists (a marker a check or a deploy writes)."""
     deadline = time.monotonic() + timeout
@@ -203,6 +261,44 @@ def wait_ref(project, ref, proc, timeout=30):
     while project.ref(ref) is None:
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
+
+
+def gated_check(tmp_path, name="check"):
+    """A check command that says it started, then waits until the test opens its gate.
+
+    Returns ``(command, started, gate)``: wait for ``started``, do what must
+    happen while the check runs, then ``gate.touch()``. A run whose
+    environment has no CHECK_GATE passes straight through (``env={"CHECK_GATE":
+    str(gate)}`` gates only the run that gets it).
+    """
+    started, gate = tmp_path / (name + "-started"), tmp_path / (name + "-gate")
+    command = 'touch {}; while [ -n "$CHECK_GATE" ] && [ ! -f "$CHECK_GATE" ]; do sleep 0.05; done'.format(started)
+    return command, started, gate
+
+
+class Output:
+    """A process's stdout, read as it comes, so a test can wait for a line."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream):
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+
+    def wait_for(self, text, timeout=30):
+        with self._changed:
+            found = self._changed.wait_for(lambda: any(text in line for line in self.lines), timeout)
+        assert found, "no line with {!r} in:\n{}".format(text, "".join(self.lines))
+
+    def text(self):
+        self._reader.join(30)
+        return "".join(self.lines)
 
 
 def assert_user_error(proc, *phrases, code=2):

@@ -4,9 +4,12 @@ Session fixtures (load with ``pytest_plugins = ["docker_services"]``):
 
 ``docker_engine``
     A Docker SDK client. When no engine answers, starts ``dockerd`` without a
-    bridge network (none is available here) and stops it, by its PID, at the
-    end. Without dockerd, or when it cannot start, the tests skip with the
-    reason (and CI, with CONTINUITY_STRICT_SKIPS=1, fails them).
+    bridge network (none is available here), once per run however many xdist
+    workers need it (see `shared_engine`), and the run stops it, by its PID,
+    after the last worker is done (`stop_started_engine`). An engine that was
+    already running is used and never stopped. Without dockerd, or when it
+    cannot start, the tests skip with the reason (and CI, with
+    CONTINUITY_STRICT_SKIPS=1, fails them).
 ``docker_label``, ``base_image``
     ``FROM scratch`` plus a static busybox (``busybox-static``), labelled
     ``continuity.test=<session id>``: every image built on it, and every
@@ -19,9 +22,11 @@ Session fixtures (load with ``pytest_plugins = ["docker_services"]``):
 ``make test`` installs the packages (scripts/test-deps.sh).
 """
 
+import contextlib
+import fcntl
 import os
 import shutil
-import socket
+import signal
 import subprocess
 import time
 import urllib.error
@@ -29,6 +34,8 @@ import urllib.request
 import uuid
 
 import pytest
+
+from ports import free_port
 
 SESSION = uuid.uuid4().hex[:12]
 TEST_LABEL = "continuity.test"
@@ -76,28 +83,126 @@ def _answering_client():
         return None
 
 
-def _start_dockerd(directory):
+def run_directory(config):
+    """The base temporary directory of this run, which all its xdist workers share.
+
+    xdist gives each worker (a config with ``workerinput``) a base of its own
+    inside the controller's.
+    """
+    base = config._tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(config, "workerinput") else base
+
+
+@contextlib.contextmanager
+def _exclusive(path):
+    """Hold an exclusive lock on ``path`` (one worker at a time)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shared_engine(run_dir):
+    """A client for the engine that answers; else start one, once for the whole run.
+
+    Workers ask one at a time: the first that finds no engine starts it, the
+    others find it answering. When it could not start, the others skip with
+    the same reason instead of trying again.
+    """
+    failed = run_dir / "dockerd.failed"
+    with _exclusive(run_dir / "dockerd.lock"):
+        client = _answering_client()
+        if client is not None:
+            return client
+        if failed.exists():
+            pytest.skip(failed.read_text())
+        try:
+            return _start_dockerd(run_dir)
+        except pytest.skip.Exception as skipped:
+            failed.write_text(str(skipped.msg))
+            raise
+
+
+def _start_dockerd(run_dir):
     dockerd = shutil.which("dockerd")
     if dockerd is None:
         pytest.skip("no Docker engine answers and dockerd is not installed (make test installs docker.io)")
     if os.geteuid() != 0:
         pytest.skip("no Docker engine answers and starting dockerd needs root")
+    directory = run_dir / "dockerd"
+    directory.mkdir(exist_ok=True)
     log_path = directory / "dockerd.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen([dockerd, *_DOCKERD_ARGS, "--pidfile", str(directory / "dockerd.pid")],
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
+    (run_dir / "dockerd.started").write_text(str(process.pid))  # what stop_started_engine stops
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         client = _answering_client()
         if client is not None:
-            return process, client
+            return client
         if process.poll() is not None:
             tail = log_path.read_text().strip().splitlines()[-3:]
             pytest.skip("dockerd could not start: " + " / ".join(tail))
         time.sleep(0.2)
-    _stop(process)
+    stop_started_engine(run_dir)
     pytest.skip("dockerd did not answer within 60s; see {}".format(log_path))
+
+
+def stop_started_engine(run_dir):
+    """Stop the dockerd this run started, if it started one (never an engine it found running).
+
+    Called once every worker is done (conftest's pytest_sessionfinish, in the
+    xdist controller): the worker that started the engine may be gone by
+    then, so the engine is found by the PID it recorded, and checked to be
+    the dockerd started with this run's pid file before it is signalled.
+    """
+    marker = run_dir / "dockerd.started"
+    if not marker.exists():
+        return
+    pid = int(marker.read_text())
+    marker.unlink()
+    if _is_our_dockerd(pid, run_dir / "dockerd" / "dockerd.pid"):
+        _terminate(pid)
+
+
+def _is_our_dockerd(pid, pidfile):
+    try:
+        with open("/proc/{}/cmdline".format(pid), "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return False
+    return str(pidfile).encode() in argv
+
+
+def _terminate(pid, timeout=30):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _gone(pid):
+                return
+            time.sleep(0.1)
+
+
+def _gone(pid):
+    """True once ``pid`` has exited (reaped here when it is our child, or a zombie elsewhere)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass  # not our child: the worker that started it is gone
+    try:
+        with open("/proc/{}/stat".format(pid)) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _stop(process, timeout=30):
@@ -110,22 +215,23 @@ def _stop(process, timeout=30):
 
 
 @pytest.fixture(scope="session")
-def docker_engine(tmp_path_factory):
-    """A Docker SDK client for a running engine (started here if needed)."""
-    client = _answering_client()
-    process = None
-    if client is None:
-        process, client = _start_dockerd(tmp_path_factory.mktemp("dockerd"))
+def docker_engine(pytestconfig):
+    """A Docker SDK client for a running engine (started once per run if needed)."""
+    client = shared_engine(run_directory(pytestconfig))
     yield client
     remove_labelled(client)
     client.close()
-    if process is not None:
-        _stop(process)
 
 
-def remove_labelled(client, label="{}={}".format(TEST_LABEL, SESSION)):
-    """Remove the containers, then the images, that carry ``label`` (children before parents)."""
+def remove_labelled(client, label=None):
+    """Remove the containers, then the images, that carry ``label`` (children before parents).
+
+    The default label is this session's (this worker's, with xdist): what
+    other workers built is theirs to remove.
+    """
     import docker
+
+    label = label or "{}={}".format(TEST_LABEL, SESSION)
 
     for container in client.containers.list(all=True, filters={"label": label}):
         container.remove(force=True)
@@ -164,12 +270,6 @@ def base_image(docker_engine, tmp_path_factory):
 # -- registries ------------------------------------------------------------------
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _registry_config(directory, port, htpasswd=None):
     auth = "auth:\n  htpasswd:\n    realm: continuity-tests\n    path: {}\n".format(htpasswd) if htpasswd else ""
     return (
@@ -191,12 +291,12 @@ def start_registry(directory, username=None, password=None):
                               check=True, stdin=subprocess.DEVNULL).stdout
         htpasswd = directory / "htpasswd"
         htpasswd.write_text(line)
-    port = _free_port()
+    port = free_port()
     config = directory / "registry.yml"
     config.write_text(_registry_config(directory, port, htpasswd))
-    log = open(directory / "registry.log", "w")
-    process = subprocess.Popen([program, "serve", str(config)], stdin=subprocess.DEVNULL, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    with open(directory / "registry.log", "w") as log:
+        process = subprocess.Popen([program, "serve", str(config)], stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     _wait_http(port, process, directory)
     return Registry("127.0.0.1:{}".format(port), process, directory, username, password)
 

@@ -13,12 +13,12 @@ Fixtures (registered with ``pytest_plugins = ["mail_server"]``):
 
 import datetime
 import ipaddress
-import socket
 import ssl
-from email import message_from_bytes
-from email import policy
+from email import message_from_bytes, policy
 
 import pytest
+
+from ports import free_port
 
 
 class MailServer:
@@ -67,12 +67,6 @@ class _Login:
 
         ok = auth_data.login == self.user and auth_data.password == self.password
         return AuthResult(success=ok, handled=False)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_certificate(directory):

@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from ports import free_ports
+
 SSHD = "/usr/sbin/sshd"
 PORTS = 4
 
@@ -39,19 +41,7 @@ class SshServer:
 
     def free_dead_port(self):
         """A loopback port nobody listens on: an unreachable host."""
-        return _free_ports(1)[0]
-
-
-def _free_ports(count):
-    sockets, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-        ports.append(s.getsockname()[1])
-    for s in sockets:
-        s.close()
-    return ports
+        return free_ports(1)[0]
 
 
 def _keygen(path):
@@ -70,7 +60,7 @@ def start_sshd(directory):
     authorized = directory / "authorized_keys"
     authorized.write_text((directory / "client_key.pub").read_text())
     authorized.chmod(0o600)
-    ports = _free_ports(PORTS)
+    ports = free_ports(PORTS)
     config = directory / "sshd_config"
     config.write_text("".join("ListenAddress 127.0.0.1:{}\n".format(p) for p in ports) + (
         "HostKey {host_key}\nAuthorizedKeysFile {authorized}\nPidFile {pid}\nUsePAM no\n"
@@ -78,9 +68,9 @@ def start_sshd(directory):
         "PermitRootLogin yes\nSubsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\n"
         "AcceptEnv CONTINUITY_*\n"
     ).format(host_key=host_key, authorized=authorized, pid=directory / "sshd.pid"))
-    log = open(directory / "sshd.log", "w")
-    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
-                               stdout=log, stderr=subprocess.STDOUT)
+    with open(directory / "sshd.log", "w") as log:
+        process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT)
     _wait_listening(ports, process, directory)
     return SshServer(directory, ports, client_key, getpass.getuser(), process)
 

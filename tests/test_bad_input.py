@@ -1,8 +1,38 @@
-"""Every user mistake: one clear line, a non-zero exit, nothing changed."""
+"""Every user mistake: one clear line, a non-zero exit, nothing changed.
+
+A wrong setting is found while the settings are read, before anything runs:
+those cases read the settings as fab would (`fab_settings`, in process), and
+a handful still go through ``fab`` for the user's contract (fabric.yaml and
+FABRIC_* variables in, ``continuity: error: ...`` on one line and exit code 2
+out, no traceback, no ref changed). Mistakes found later (git, the fabfile,
+the remote) all go through ``fab``.
+"""
 
 import pytest
 
-from conftest import Project, assert_user_error, git, run_fab
+from conftest import Project, assert_user_error, fab_settings, git, run_fab
+from continuity.errors import ConfigError
+
+
+def setting_error(tmp_path, yaml, task="continuity.status"):
+    """The one-line message fab would print for ``fabric.yaml`` = ``yaml`` (after ``continuity: error:``)."""
+    (tmp_path / "fabric.yaml").write_text(yaml)
+    with pytest.raises(ConfigError) as info:
+        fab_settings(tmp_path, task=task)
+    assert info.value.exit_code == 2
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+def assert_refused_by_fab(project, task, *phrases):
+    """Through fab: one line on stderr, exit code 2, no traceback, no ref changed."""
+    before = project.refs()
+    proc = project.fab(project.workspace(), task)
+    assert_user_error(proc, *phrases)
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert project.refs() == before
+    return proc
 
 
 def test_a_missing_deploy_task_is_named_before_anything_changes(make_project):
@@ -19,20 +49,13 @@ def test_a_missing_deploy_task_is_named_before_anything_changes(make_project):
 def test_an_unknown_setting_is_named_with_the_closest_known_key(make_project):
     project = make_project(config="continuity:\n  chekcs:\n    - 'true'\n")
     project.push_to("development", "feature", feature="x\n")
-    before = project.refs()
 
-    proc = project.fab(project.workspace(), "continuity.pipeline")
-
-    assert_user_error(proc, "continuity.chekcs: unknown setting; did you mean 'checks'?")
-    assert project.refs() == before
+    assert_refused_by_fab(project, "continuity.pipeline", "continuity.chekcs: unknown setting; did you mean 'checks'?")
 
 
-def test_an_unknown_branch_role_is_named(make_project):
-    project = make_project(config="continuity:\n  branches:\n    staging: qa\n")
-
-    proc = project.fab(project.workspace(), "continuity.status")
-
-    assert_user_error(proc, "continuity.branches.staging: unknown setting")
+def test_an_unknown_branch_role_is_named(tmp_path):
+    message = setting_error(tmp_path, "continuity:\n  branches:\n    staging: qa\n")
+    assert "continuity.branches.staging: unknown setting" in message
 
 
 @pytest.mark.parametrize(
@@ -46,15 +69,20 @@ def test_an_unknown_branch_role_is_named(make_project):
         ("  remote: ''\n", "continuity.remote must be a non-empty string"),
     ],
 )
-def test_wrong_values_are_explained(make_project, yaml, message):
-    project = make_project(config="continuity:\n" + yaml)
-    proc = project.fab(project.workspace(), "continuity.pipeline")
-    assert_user_error(proc, message)
+def test_wrong_values_are_explained(tmp_path, yaml, message):
+    assert message in setting_error(tmp_path, "continuity:\n" + yaml, task="continuity.pipeline")
 
 
 def test_a_bad_environment_variable_is_a_clear_error(project):
     proc = project.fab(project.workspace(), "continuity.pipeline", env={"FABRIC_CONTINUITY_MAX_ATTEMPTS": "many"})
     assert_user_error(proc, "continuity.max_attempts must be a whole number, got 'many'")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_bad_environment_variable_is_read_as_fab_reads_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("FABRIC_CONTINUITY_MAX_ATTEMPTS", "many")
+    message = setting_error(tmp_path, Project.config(), task="continuity.pipeline")
+    assert "continuity.max_attempts must be a whole number, got 'many'" in message
 
 
 def test_a_missing_branch_points_to_init(make_project):
@@ -153,9 +181,8 @@ def test_a_branch_name_that_looks_like_an_option_works(make_project):
     ("  lines:\n    'a/b': {}\n", "'a/b' is not an environment name"),
     ("  hotfix:\n    tag: 'v{nam}'\n", "may only use the placeholder {name}"),
 ])
-def test_wrong_shapes_are_one_line_not_a_traceback(make_project, yaml, message):
-    project = make_project(config="continuity:\n" + yaml)
-    assert_user_error(project.fab(project.workspace(), "continuity.status"), message)
+def test_wrong_shapes_are_one_line_not_a_traceback(tmp_path, yaml, message):
+    assert message in setting_error(tmp_path, "continuity:\n" + yaml)
 
 
 def test_an_empty_remote_says_to_push_master_first(tmp_path):
@@ -185,11 +212,14 @@ def test_status_piped_into_head_ends_quietly(project):
     ("  git_timeout: 1e7\n", "up to a week"),
     ("  line: [a]\n", "continuity.line must be the name of a line"),
 ])
-def test_values_that_would_reach_git_badly_are_refused_up_front(make_project, yaml, message, tmp_path):
-    project = make_project(config="continuity:\n" + yaml)
-    before = project.refs()
-    assert_user_error(project.fab(project.workspace(), "continuity.pipeline"), message)
-    assert project.refs() == before
+def test_values_that_would_reach_git_badly_are_refused_up_front(yaml, message, tmp_path):
+    assert message in setting_error(tmp_path, "continuity:\n" + yaml, task="continuity.pipeline")
+    assert not list(tmp_path.rglob("pwned*"))
+
+
+def test_fab_refuses_a_remote_that_would_be_a_git_option_and_runs_nothing(make_project, tmp_path):
+    project = make_project(config="continuity:\n  remote: '--upload-pack=touch${IFS}pwned'\n")
+    assert_refused_by_fab(project, "continuity.pipeline", "is not a remote name")
     assert not list(tmp_path.rglob("pwned*"))
 
 
@@ -240,9 +270,8 @@ def test_annotate_refuses_field_names_that_would_forge_the_ledger():
         annotate(revision="0" * 40)
 
 
-def test_lines_must_be_a_mapping(make_project):
-    project = make_project(config="continuity:\n  lines: []\n")
-    assert_user_error(project.fab(project.workspace(), "continuity.status"), "continuity.lines must be a mapping")
+def test_lines_must_be_a_mapping(tmp_path):
+    assert "continuity.lines must be a mapping" in setting_error(tmp_path, "continuity:\n  lines: []\n")
 
 
 def test_a_stuck_lock_file_on_the_remote_is_an_error_not_a_moving_master(project):
@@ -258,6 +287,10 @@ def test_a_stuck_lock_file_on_the_remote_is_an_error_not_a_moving_master(project
 
 
 @pytest.mark.parametrize("yaml", ["continuity: []\n", "continuity: hello\n"])
-def test_a_continuity_setting_that_is_not_a_mapping_is_one_line(make_project, yaml):
-    project = make_project(config=yaml)
-    assert_user_error(project.fab(project.workspace(), "continuity.status"), "must be a mapping")
+def test_a_continuity_setting_that_is_not_a_mapping_is_one_line(tmp_path, yaml):
+    assert "must be a mapping" in setting_error(tmp_path, yaml)
+
+
+def test_fab_says_in_one_line_that_the_continuity_setting_must_be_a_mapping(make_project):
+    project = make_project(config="continuity: []\n")
+    assert_refused_by_fab(project, "continuity.status", "must be a mapping")

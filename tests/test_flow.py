@@ -2,11 +2,10 @@
 
 import os
 import signal
-import time
 
 import pytest
 
-from conftest import Project, assert_user_error, git, wait_ref
+from conftest import Output, Project, assert_user_error, git, wait_for, wait_ref
 
 ENVIRONMENTS = """\
 environments:
@@ -227,17 +226,22 @@ def test_a_failed_deploy_is_recorded_in_the_ledger(make_project):
     assert project.ref("refs/continuity/deployed/qa") is None
 
 
-def test_deploys_from_two_tasks_to_one_environment_wait_for_each_other(make_project):
+def test_deploys_from_two_tasks_to_one_environment_wait_for_each_other(make_project, tmp_path):
     project, ws, dev = _released(make_project)
-    slow = project.popen(ws, "continuity.deploy", "qa", env={"DEPLOY_SLEEP": "2"})
-    wait_ref(project, "refs/continuity/locks/deploy-qa", slow)
+    gate = tmp_path / "deploy-gate"
+    slow = project.popen(ws, "continuity.deploy", "qa", env={"DEPLOY_GATE": str(gate)})
+    wait_for(tmp_path / "deploy-gate.in")  # the slow deploy holds the lock and runs
 
-    fast = project.fab(project.workspace(), "continuity.deploy", "qa")
+    fast = project.popen(project.workspace(), "continuity.deploy", "qa")
+    fast_out = Output(fast.stdout)
+    fast_out.wait_for("waiting for lock refs/continuity/locks/deploy-qa")
+    gate.touch()
     slow.communicate(timeout=60)
+    fast_err = fast.stderr.read()
+    fast.wait(timeout=60)
 
-    assert slow.returncode == 0 and fast.returncode == 0, fast.stderr
-    assert "waiting for lock refs/continuity/locks/deploy-qa" in fast.stdout
-    assert "skipped: qa already runs" in fast.stdout
+    assert slow.returncode == 0 and fast.returncode == 0, fast_err
+    assert "skipped: qa already runs" in fast_out.text()
     assert [d[0] for d in project.deploys()].count("qa") == 1
 
 
@@ -277,8 +281,7 @@ def test_a_killed_pipeline_leaves_a_lock_the_next_run_takes_over(make_project, t
     project.push_to("development", "feature", feature="x\n")
     killed = project.popen(project.workspace(), "continuity.pipeline", env={"CHECK_SLEEP": "60"})
     wait_ref(project, "refs/continuity/locks/pipeline", killed)
-    while not started.exists():
-        time.sleep(0.05)
+    wait_for(started)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     os.killpg(int(started.read_text()), signal.SIGKILL)  # the orphaned check (its own process group)

@@ -9,44 +9,17 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
-import threading
 import time
 
 import pytest
 
-from conftest import FAB, FABFILE, Project, assert_user_error, git, wait_for, wait_ref
+from conftest import FAB, Output, Project, assert_user_error, git, wait_for, wait_ref
 from continuity import config as cfg
 from continuity import lock as lock_module
 from continuity.errors import ConfigError
 from continuity.git import Git
 
 LOCK = "refs/continuity/locks/pipeline"
-
-
-class Output:
-    """A process's stdout, read as it comes, so a test can wait for a line."""
-
-    def __init__(self, stream):
-        self.lines = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream):
-        for line in stream:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-
-    def wait_for(self, text, timeout=30):
-        with self._changed:
-            found = self._changed.wait_for(lambda: any(text in line for line in self.lines), timeout)
-        assert found, "no line with {!r} in:\n{}".format(text, "".join(self.lines))
-
-    def text(self):
-        self._reader.join(30)
-        return "".join(self.lines)
 
 
 def _popen(ws, *args, env=None, new_session=False):
@@ -165,19 +138,9 @@ def test_a_holder_that_lost_its_lock_stops_before_pushing_master(make_project, t
     assert project.ref(LOCK) is None
 
 
-_GATED_DEPLOY = FABFILE.replace(
-    '    if os.environ.get("DEPLOY_SLEEP"):',
-    '    if os.environ.get("DEPLOY_GATE"):\n'
-    '        open(os.environ["DEPLOY_GATE"] + ".in", "w").close()\n'
-    '        while not os.path.exists(os.environ["DEPLOY_GATE"]):\n'
-    '            time.sleep(0.05)\n'
-    '    if os.environ.get("DEPLOY_SLEEP"):',
-)
-
-
 def test_a_deploy_that_lost_its_lock_is_not_recorded(make_project, tmp_path):
     gate = tmp_path / "deploy-gate"
-    project = make_project(config=Project.config(extra="lock_lease: 3\n"), fabfile=_GATED_DEPLOY)
+    project = make_project(config=Project.config(extra="lock_lease: 3\n"))
     dev = project.push_to("development", "feature", feature="x\n")
     holder = _popen(project.workspace(), "continuity.pipeline", env={"DEPLOY_GATE": str(gate)})
     out = Output(holder.stdout)

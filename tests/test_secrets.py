@@ -9,8 +9,6 @@ messages, the ledger, JUnit) or sends (mail, webhooks).
 import subprocess
 import xml.etree.ElementTree as ET
 
-import pytest
-
 from conftest import Project, assert_user_error, git
 from continuity import notify
 from continuity._proc import Result

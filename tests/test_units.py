@@ -15,7 +15,6 @@ from continuity.build import matches
 from continuity.errors import ConfigError, MergeConflict
 from continuity.git import Git
 
-
 # -- settings ------------------------------------------------------------------
 
 
@@ -170,17 +169,30 @@ def test_a_command_that_passes_reports_its_output_tail(tmp_path):
     assert result.tail == "one\ntwo\n" == out.text
 
 
-def test_a_timeout_kills_the_whole_process_group(tmp_path):
+def test_a_timeout_kills_the_whole_process_group(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONTINUITY_KILL_GRACE", "0.5")  # the shell ignores SIGTERM: SIGKILL after the grace
     script = "sleep 300 & echo $! > child.pid; trap '' TERM; sleep 300"
     start = time.monotonic()
     result = run_shell(script, str(tmp_path), timeout=0.5, out=_Sink())
     assert result.timed_out and not result.ok and result.exit_code is None
-    assert time.monotonic() - start < 15
+    assert time.monotonic() - start < 4.5  # less than the default grace of 5s: the variable was read
     child = int((tmp_path / "child.pid").read_text())
     with pytest.raises(ProcessLookupError):
         for _ in range(50):
             os.kill(child, 0)
             time.sleep(0.05)
+
+
+def test_the_kill_grace_is_read_from_the_environment_at_each_kill(monkeypatch):
+    from continuity._proc import _grace
+
+    assert _grace() == 5.0
+    for value, grace in (("0.2", 0.2), ("0", 0.0), ("30", 30.0)):
+        monkeypatch.setenv("CONTINUITY_KILL_GRACE", value)
+        assert _grace() == grace
+    for wrong in ("soon", "", "-1", "nan", "inf", "1e9"):
+        monkeypatch.setenv("CONTINUITY_KILL_GRACE", wrong)
+        assert _grace() == 5.0, wrong
 
 
 def test_output_that_is_not_utf8_does_not_break_the_run(tmp_path):
