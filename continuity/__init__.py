@@ -13,6 +13,7 @@ Compose it in your fabfile::
     ns = Collection(deploy, continuity)
 
 then run ``fab continuity.pipeline`` (in Jenkins, from the workspace root).
+The layers of the package, and where to change what: docs/design.rst.
 """
 
 from invoke import Collection
@@ -20,11 +21,13 @@ from invoke import Collection
 from . import docker as _docker
 from . import hotfix as _hotfix
 from . import release as _release
+from .admin import init, locks, status, unlock
 from .config import Settings, _collection_defaults, settings
 from .deploy import annotate, register_deploy
+from .docker import Rollout, rollout, tested_image
 from .errors import ContinuityError
-from .lock import locks, unlock
-from .pipeline import init, pipeline, run_pipeline, status
+from .pipeline import pipeline, run_pipeline
+from .record import RunRecord, RunState
 from .release import history, promote, rollback
 
 __version__ = "0.1.0"
@@ -45,6 +48,11 @@ __all__ = [
     "settings",
     "Settings",
     "ContinuityError",
+    "RunRecord",
+    "RunState",
+    "rollout",
+    "Rollout",
+    "tested_image",
 ]
 
 # The ``deploy`` task is registered under that name but not bound here:

@@ -19,17 +19,75 @@ two racing runs cannot put an older revision over a newer one.
 
 import inspect
 import os
-import re
 import shlex
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Optional
 
-from ._text import one_line
 from .errors import ContinuityError, DeployError, UsageError
-from .ledger import Ledger
+from .hosts import deploy_hosts, describe_failure
+from .ledger import Ledger, annotate, take_annotations
 from .lock import remote_lock
+from .remote import check_ground
+from .workspace import open_workspace
 
-__all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "call_deploy", "annotate", "describe_failure",
-           "redeploy_command", "history_command", "marked_bad", "deploy_decision"]
+__all__ = ["DeployPolicy", "preflight", "find_deploy_task", "register_deploy", "deploy_revision", "call_deploy",
+           "annotate", "describe_failure", "redeploy_command", "history_command", "marked_bad", "deploy_decision"]
+
+
+@dataclass(frozen=True)
+class DeployPolicy:
+    """How a deploy treats what already runs there; one per kind of task, by name.
+
+    ``task`` is recorded in the ledger entry. With ``newer_wins``, a deploy
+    of the revision that runs there, or of an older one, is skipped. With
+    ``allow_bad``, a revision a rollback marked bad is deployed anyway.
+    ``replaces`` is the revision a rollback planned to replace: the deploy is
+    refused when another one runs there by the time it holds the lock, and
+    the one it replaces is marked bad.
+    """
+
+    task: str
+    newer_wins: bool = True
+    allow_bad: bool = False
+    replaces: Optional[str] = None
+
+    @classmethod
+    def pipeline(cls):
+        """The pipeline's auto deploys: never an older revision over a newer one."""
+        return cls("pipeline")
+
+    @classmethod
+    def manual(cls, revision=None, force=False):
+        """``fab continuity.deploy``: master's tip as the pipeline would; a named ``revision`` even
+        if it is older; ``force`` even if it is marked bad."""
+        return cls("deploy", newer_wins=revision is None, allow_bad=force)
+
+    @classmethod
+    def promote(cls):
+        return cls("promote")
+
+    @classmethod
+    def hotfix(cls):
+        return cls("hotfix")
+
+    @classmethod
+    def rollback(cls, replacing):
+        """Back to an older revision, in place of ``replacing``, which is marked bad."""
+        return cls("rollback", newer_wins=False, replaces=replacing)
+
+
+def preflight(settings, need_deploy, names=None):
+    """Check the ground before changing anything; return (workspace, deploy task or None).
+
+    The checkout, the user's deploy task (when ``need_deploy``), then the
+    remote and its branches (``names``, default the line's three): see
+    `remote.check_ground`.
+    """
+    ws = open_workspace(".", settings.git_timeout)
+    deploy_task = find_deploy_task(settings.deploy_task) if need_deploy else None
+    check_ground(ws, settings, names)
+    return ws, deploy_task
 
 _registered = {}
 
@@ -74,68 +132,46 @@ def _from_program(name):
         return None
 
 
-def annotate(**fields):
-    """Add fields (e.g. ``image_digest=...``) to the ledger entry of the deploy in progress.
-
-    Call it from your deploy task (the Docker rollout helper does); values
-    are recorded as ``key: value`` lines in the entry.
-    """
-    odd = sorted(key for key in fields if not _FIELD.match(key))
-    if odd:
-        raise UsageError("annotate(): {!r} is not a field name (letters, digits, '_', '.' and '-')".format(odd[0]))
-    reserved = sorted(set(fields) & _RESERVED)
-    if reserved:
-        raise UsageError("annotate(): {} is recorded by continuity itself; use other names".format(", ".join(reserved)))
-    _annotations.update({key: str(value) for key, value in fields.items()})
-
-
-_annotations = {}
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_RESERVED = {"environment", "revision", "result", "time", "by", "task", "line", "previous", "error", "reason"}
-
-
-def deploy_revision(c, task, git, settings, target, revision, say=print, how="pipeline",
-                    newer_wins=True, allow_bad=False, mark_replaced_bad=False, expect_current=None):
+def deploy_revision(c, task, git, settings, target, revision, say=print, policy=None):
     """Deploy ``revision`` to ``target`` (a `config.Environment`) and record it.
 
-    Under the environment's lock: skip when that revision, or a newer one
-    (``newer_wins``), already runs there; refuse a revision marked bad unless
-    ``allow_bad``; check the revision out; call the user's task; append the
-    result to the ledger (and, with ``mark_replaced_bad``, a bad mark for the
-    revision it replaced) and move ``deployed/ENV`` in one atomic push.
-    With ``expect_current``, refuse when another revision than that one
-    runs there by the time we hold the lock (a rollback planned on it).
-    Returns "deployed" or why it skipped.
+    Under the environment's lock, as ``policy`` (a `DeployPolicy`, default
+    the pipeline's) says: skip or refuse (see `deploy_decision`); check the
+    revision out; call the user's task; append the result to the ledger (and,
+    for a rollback, a bad mark for the revision it replaced) and move
+    ``deployed/ENV`` in one atomic push. Returns "deployed" or why it skipped.
     """
+    policy = policy or DeployPolicy.pipeline()
     environment = target.name
     ledger = Ledger.of(git, settings)
     with remote_lock(git, settings, "deploy-" + environment, say=say) as lock:
         state = ledger.state(environment)
-        if expect_current is not None and state.deployed != expect_current:
+        if policy.replaces is not None and state.deployed != policy.replaces:
             raise ContinuityError(
                 "{} changed while we waited for its lock: it now runs {}, not {}; nothing was deployed. "
                 "Look at `{}` and run the task again.".format(
-                    environment, state.deployed[:12] or "nothing", expect_current[:12],
+                    environment, state.deployed[:12] or "nothing", policy.replaces[:12],
                     history_command(settings, environment)))
-        skip = deploy_decision(git, settings, state, environment, revision, newer_wins, allow_bad)
+        skip = deploy_decision(git, settings, state, environment, revision, policy)
         if skip:
             return skip
         git.checkout(revision)
-        _annotations.clear()
-        record = {"revision": revision, "task": how, "line": settings.line, "previous": state.deployed}
+        take_annotations(clear=True)
+        record = {"revision": revision, "task": policy.task, "line": settings.line, "previous": state.deployed}
         lock.check("deploying to " + environment)  # a run that lost its lock deploys nothing
         try:
             call_deploy(c, task, target, revision, say=say, line=settings.line)
         except DeployError as exc:
             try:
-                ledger.append(environment, [dict(record, result="failed", error=str(exc), **_annotations)], state=state)
+                ledger.append(environment, [dict(record, result="failed", error=str(exc), **take_annotations())],
+                              state=state)
             except ContinuityError as ledger_error:  # the deploy's own failure is what matters
                 say("warning: could not record the failed deploy in the ledger: {}".format(ledger_error))
             raise
-        records = [dict(record, result="deployed", **_annotations)]
-        if mark_replaced_bad and state.deployed and state.deployed != revision:
-            records.append({"revision": state.deployed, "result": "bad", "task": how, "line": settings.line,
-                            "reason": "replaced by {} {}".format(how, revision[:12])})
+        records = [dict(record, result="deployed", **take_annotations())]
+        if policy.replaces and state.deployed and state.deployed != revision:
+            records.append({"revision": state.deployed, "result": "bad", "task": policy.task, "line": settings.line,
+                            "reason": "replaced by {} {}".format(policy.task, revision[:12])})
         try:
             lock.check("recording the deploy")
             ledger.append(environment, records, deployed=revision, state=state)
@@ -148,17 +184,18 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
         return "deployed"
 
 
-def deploy_decision(git, settings, state, environment, revision, newer_wins=True, allow_bad=False):
-    """What `deploy_revision` does with ``revision`` given the ledger ``state``.
+def deploy_decision(git, settings, state, environment, revision, policy=None):
+    """What `deploy_revision` does with ``revision`` given the ledger ``state`` and ``policy``.
 
     Returns why it skips ("skipped: ..."), or None when it deploys; raises
     the refusal of a revision marked bad. Dry runs call it too, so that
     they refuse and skip exactly what the deploy would.
     """
-    skip = _skip_reason(git, state, environment, revision, newer_wins)
+    policy = policy or DeployPolicy.pipeline()
+    skip = _skip_reason(git, state, environment, revision, policy.newer_wins)
     if skip:
         return skip
-    if revision in state.bad and not allow_bad:
+    if revision in state.bad and not policy.allow_bad:
         raise marked_bad(settings, environment, revision)
     return None
 
@@ -210,8 +247,6 @@ def call_deploy(c, task, target, revision, say=print, line="main"):
         kwargs["line"] = line
     with _environ(CONTINUITY_REVISION=revision, CONTINUITY_ENVIRONMENT=environment, CONTINUITY_LINE=line):
         if target.hosts:
-            from .hosts import deploy_hosts
-
             return deploy_hosts(c, task, target, kwargs, say=say)
         try:
             task(c, **kwargs)
@@ -220,22 +255,6 @@ def call_deploy(c, task, target, revision, say=print, line="main"):
                 raise DeployError("deploy to {} failed: the task exited with {!r}".format(environment, exc.code)) from None
         except Exception as exc:  # Ctrl-C and SIGTERM are BaseExceptions: they pass
             raise DeployError("deploy to {} failed: {}".format(environment, describe_failure(exc))) from exc
-
-
-def describe_failure(exc):
-    """One line for an exception raised by the user's deploy code.
-
-    Our own errors (``docker.tested_image()`` called from the task, say) are
-    written for people: their message's first line, as it would be printed
-    for any other task. Anything else is named by its class, with its last line.
-    """
-    result = getattr(exc, "result", None)
-    if result is not None and hasattr(result, "command") and hasattr(result, "exited"):
-        return "command {!r} exited with code {}".format(result.command, result.exited)
-    if isinstance(exc, ContinuityError):
-        return one_line(exc.message.strip().splitlines()[0]) if exc.message.strip() else type(exc).__name__
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return "{}: {}".format(type(exc).__name__, lines[-1].strip() if lines else "no message")
 
 
 def _accepts(task, name):

@@ -1,7 +1,7 @@
 """The one error hierarchy of continuity.
 
 Every error a user can cause or meet is a `ContinuityError` with a message
-that says what happened and what to change. `continuity._task.boundary` turns
+that says what happened and what to change. `continuity.boundary.boundary` turns
 them into `invoke.Exit`, so ``fab`` prints one line and exits non-zero; any
 other exception is our bug and keeps its traceback.
 
@@ -21,6 +21,7 @@ __all__ = [
     "CommandFailed",
     "DeployError",
     "LockError",
+    "RegistryError",
 ]
 
 
@@ -79,3 +80,7 @@ class DeployError(ContinuityError):
 
 class LockError(ContinuityError):
     """A lock on the remote could not be taken in time."""
+
+
+class RegistryError(ContinuityError):
+    """The Docker registry could not be reached or refused a pull or a push."""

@@ -21,9 +21,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .errors import DeployError
+from invoke.exceptions import CommandTimedOut, Failure
 
-__all__ = ["deploy_hosts", "HostResult", "error_line", "DEFAULT_CONNECT_TIMEOUT"]
+from ._text import one_line
+from .errors import ContinuityError, DeployError
+
+__all__ = ["deploy_hosts", "HostResult", "describe_failure", "error_line", "DEFAULT_CONNECT_TIMEOUT"]
 
 #: Seconds to wait for a host to answer when neither the environment, nor
 #: ``~/.ssh/config``, nor Fabric's ``timeouts.connect`` sets a limit: a CI
@@ -185,16 +188,28 @@ def _close(connection):
 # -- one line per outcome ------------------------------------------------------
 
 
+def describe_failure(exc):
+    """One line for an exception raised by the user's deploy code (locally or on a host).
+
+    Our own errors (``docker.tested_image()`` called from the task, say) are
+    written for people: their message's first line, as it would be printed
+    for any other task. Anything else is named by its class, with its last line.
+    """
+    result = getattr(exc, "result", None)
+    if result is not None and hasattr(result, "command") and hasattr(result, "exited"):
+        return "command {!r} exited with code {}".format(result.command, result.exited)
+    if isinstance(exc, ContinuityError):
+        return one_line(exc.message.strip().splitlines()[0]) if exc.message.strip() else type(exc).__name__
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return "{}: {}".format(type(exc).__name__, lines[-1].strip() if lines else "no message")
+
+
 def error_line(exc):
     """What went wrong in the user's task on one host, in one line.
 
-    As for a local deploy (`deploy.describe_failure`), plus the last line the
+    As for a local deploy (`describe_failure`), plus the last line the
     failed command wrote: with ``hide=True`` it is nowhere else in the log.
     """
-    from invoke.exceptions import CommandTimedOut, Failure
-
-    from .deploy import describe_failure
-
     if isinstance(exc, CommandTimedOut):
         return "command {!r} timed out after {}s".format(_short(exc.result.command), exc.timeout)
     text = describe_failure(exc)

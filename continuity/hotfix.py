@@ -25,17 +25,17 @@ from . import build as _build
 from . import config as _config
 from . import merge as _merge
 from . import test as _test
-from ._task import boundary
-from .deploy import deploy_decision, deploy_revision
+from .boundary import LINE_HELP, boundary
+from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
 from .errors import ContinuityError, UsageError
 from .ledger import Ledger
-from .pipeline import LINE_HELP, _command_env, fetch_branches, preflight, remote_heads, reported
+from .publish import reported
+from .record import RunState, start_record
+from .remote import HEADS, fetch_branches, remote_heads
 from .report import Reporter
-from .workspace import exclusive, require_candidate, restored_head
+from .workspace import command_env, exclusive, require_candidate, restored_head
 
 __all__ = ["ns", "start", "finish"]
-
-_HEADS = "refs/heads/"
 
 def _finish_command(settings, name):
     """The command that runs finish again for hotfix ``name``, as a user types it."""
@@ -86,7 +86,7 @@ def start(c, name, dry_run=False, line=None):
     if dry_run:
         rep.say("dry run: nothing was created")
         return
-    ref = _HEADS + branch
+    ref = HEADS + branch
     if not ws.git.push(settings.remote, [(production, ref)], leases=[(ref, "")]).ok:
         raise ContinuityError("{} was created by someone else meanwhile".format(branch))
     rep.say("created {}; work on it with: {} && {}".format(
@@ -129,24 +129,26 @@ def finish(c, name, tag=None, dry_run=False, line=None):
         if dry_run:
             rep.say("dry run: nothing was merged, built, checked, pushed, deployed or deleted")
             return
-        run = {"revisions": {"base": heads[b.production], "candidate": heads[branch]},
-               "commits": git.commits("{}..{}".format(heads[b.production], heads[branch]))}
-        with reported(settings, rep, "hotfix", run):
+        record = start_record("hotfix", settings, revisions={"base": heads[b.production], "candidate": heads[branch]},
+                              commits=git.commits("{}..{}".format(heads[b.production], heads[branch])))
+        with reported(settings, rep, record):
             if plan["production"] is not None:
                 _check(rep, ws, settings, plan["production"], decisions)
             production = _push(git, settings, branch, heads, plan, tag, _finish_command(settings, name))
             if settings.hotfix.deploy:
                 environment = settings.environment(settings.production_environment)
-                result = deploy_revision(c, user_task, git, settings, environment, production, say=rep.say, how="hotfix")
-                run["deployed"] = {environment.name: result}
+                result = deploy_revision(c, user_task, git, settings, environment, production, say=rep.say,
+                                         policy=DeployPolicy.hotfix())
+                record.deployed = {environment.name: result}
                 rep.say("deploy: {}: {}".format(environment.name, result))
-            ref = _HEADS + branch
+            ref = HEADS + branch
             if not git.push(settings.remote, [("", ref)], leases=[(ref, heads[branch])]).ok:
                 raise ContinuityError(
                 "{} moved while finishing; its new commits are not merged yet: run "
                 "`{}` again".format(branch, _finish_command(settings, name)))
-            run.update(state="finished", summary="{} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch))
-            rep.say("result: " + run["summary"])
+            record.state = RunState.FINISHED
+            record.summary = "{} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch)
+            rep.say("result: " + record.summary)
 
 
 def _deploy_decision(git, settings, heads, plan):
@@ -154,7 +156,7 @@ def _deploy_decision(git, settings, heads, plan):
     environment = settings.production_environment
     revision = plan["production"].sha if plan["production"] else heads[settings.branches.production]
     state = Ledger.of(git, settings).state(environment)
-    return deploy_decision(git, settings, state, environment, revision)
+    return deploy_decision(git, settings, state, environment, revision, DeployPolicy.hotfix())
 
 
 def _tag(settings, git, name, tag):
@@ -209,7 +211,7 @@ def _say_plan(rep, settings, branch, heads, plan, tag, decisions):
 def _check(rep, ws, settings, candidate, decisions):
     """Build and check production's new revision, as the pipeline builds and checks master's."""
     ws.git.checkout(candidate.sha)
-    env = dict(_command_env(candidate, settings), CONTINUITY_BRANCH=settings.branches.production)
+    env = command_env(candidate.sha, candidate.base, settings.branches.production)
     verify = lambda culprit, result: require_candidate(ws, candidate.sha, culprit, result)  # noqa: E731
     _build.run_stage(rep, ws, decisions, candidate.sha, env, verify=verify)
     with rep.stage("check") as info:
@@ -225,8 +227,8 @@ def _push(git, settings, branch, heads, plan, tag, again):
     updates, leases = [], []
     for side, name in (("production", b.production), ("development", b.development)):
         if plan[side] is not None:
-            updates.append((plan[side].sha, _HEADS + name))
-            leases.append((_HEADS + name, heads[name]))
+            updates.append((plan[side].sha, HEADS + name))
+            leases.append((HEADS + name, heads[name]))
     if tag:
         existing = git.ls_remote(settings.remote, "refs/tags/" + tag).get("refs/tags/" + tag)
         if existing and existing != production:

@@ -16,7 +16,7 @@ import os
 import re
 import socket
 import tempfile
-import xml.etree.ElementTree as ET
+from types import ModuleType
 
 from ._text import redact
 
@@ -29,6 +29,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 def write_report(path, record):
     """Write the report of ``record`` (a `report.RunRecord`) to ``path``; OSError if we cannot."""
+    ET = _et()
     path = os.path.abspath(os.path.expanduser(os.fspath(path)))
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
@@ -56,6 +57,7 @@ def _remove(path):
 
 def build_report(record):
     """The ``<testsuite>`` element of ``record``."""
+    ET = _et()
     cases = _stage_cases(record) + _command_cases(record) + _run_case(record)
     suite = ET.Element("testsuite", {
         "name": "continuity." + record.task,
@@ -72,6 +74,7 @@ def build_report(record):
 
 
 def _properties(record):
+    ET = _et()
     properties = ET.Element("properties")
     values = [("line", record.line), ("state", record.state), ("summary", record.summary),
               ("build_url", record.build_url), ("remote", record.remote)]
@@ -83,6 +86,7 @@ def _properties(record):
 
 
 def _stage_cases(record):
+    ET = _et()
     cases = []
     for name, stage in _numbered(record.stages):
         case = _case("continuity.stage", name, stage.seconds)
@@ -97,6 +101,7 @@ def _stage_cases(record):
 
 
 def _command_cases(record):
+    ET = _et()
     cases = []
     for name, check in _numbered(record.checks):
         result = check.result
@@ -112,6 +117,13 @@ def _command_cases(record):
 
 
 _KINDS = {"build": "build step"}
+
+
+def _et() -> ModuleType:
+    """ElementTree, imported when a report is written: ``import continuity`` stays light."""
+    import xml.etree.ElementTree
+
+    return xml.etree.ElementTree
 
 
 def _run_case(record):
@@ -132,11 +144,13 @@ def _numbered(items):
 
 
 def _case(classname, name, seconds):
+    ET = _et()
     return ET.Element("testcase", classname=classname, name=_clean(name), time=_seconds(seconds))
 
 
 def _fail(case, text):
     """A ``<failure>``: the whole text inside, its first and last lines as the message."""
+    ET = _et()
     lines = [line.strip() for line in _clean(text).splitlines() if line.strip()] or ["failed"]
     message = lines[0] if len(lines) == 1 else "{} {}".format(lines[0], lines[-1])
     failure = ET.SubElement(case, "failure", message=message, type="failure")

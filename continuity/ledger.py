@@ -22,6 +22,7 @@ the ledger: ``fab continuity.history ENV``.
 
 import getpass
 import os
+import re
 import shlex
 import socket
 from dataclasses import dataclass, field
@@ -29,8 +30,9 @@ from datetime import datetime, timezone
 
 from ._text import one_line
 from .errors import ContinuityError, UsageError
+from .record import build_url
 
-__all__ = ["Ledger", "LedgerDamaged", "Entry", "who", "now", "build_url"]
+__all__ = ["Ledger", "LedgerDamaged", "Entry", "who", "now", "build_url", "annotate", "take_annotations"]
 
 _FIELDS = ("environment", "revision", "result", "time", "by", "task", "line", "previous")
 _ATTEMPTS = 5
@@ -75,11 +77,6 @@ def now():
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_url():
-    """Jenkins' ``BUILD_URL`` on one line, without the credentials it may carry; "" when unset."""
-    return one_line(os.environ.get("BUILD_URL", ""))
-
-
 def who():
     """Jenkins' BUILD_URL (redacted) when set, else user@host."""
     if build_url():
@@ -89,6 +86,36 @@ def who():
     except Exception:  # no passwd entry (containers)
         user = str(os.getuid())
     return "{}@{}".format(user, socket.gethostname())
+
+
+# -- fields the user's deploy task adds to its entry --------------------------------
+
+_annotations = {}
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_RESERVED = {"environment", "revision", "result", "time", "by", "task", "line", "previous", "error", "reason"}
+
+
+def annotate(**fields):
+    """Add fields (e.g. ``image_digest=...``) to the ledger entry of the deploy in progress.
+
+    Call it from your deploy task (the Docker rollout helper does); values
+    are recorded as ``key: value`` lines in the entry.
+    """
+    odd = sorted(key for key in fields if not _FIELD.match(key))
+    if odd:
+        raise UsageError("annotate(): {!r} is not a field name (letters, digits, '_', '.' and '-')".format(odd[0]))
+    reserved = sorted(set(fields) & _RESERVED)
+    if reserved:
+        raise UsageError("annotate(): {} is recorded by continuity itself; use other names".format(", ".join(reserved)))
+    _annotations.update({key: str(value) for key, value in fields.items()})
+
+
+def take_annotations(clear=False):
+    """The fields `annotate` collected since the last ``take_annotations(clear=True)``."""
+    fields = dict(_annotations)
+    if clear:
+        _annotations.clear()
+    return fields
 
 
 class LedgerDamaged(UsageError):

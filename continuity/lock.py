@@ -37,13 +37,11 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-from invoke import task
-
-from ._task import boundary, confirm, left_behind
 from ._text import one_line
-from .errors import ContinuityError, LockError, UsageError
+from .boundary import left_behind
+from .errors import ContinuityError, LockError
 
-__all__ = ["remote_lock", "HeldLock", "list_locks", "break_lock", "locks", "unlock"]
+__all__ = ["remote_lock", "HeldLock", "list_locks", "break_lock", "who", "describe_age", "assessment"]
 
 #: How long an interrupted lock push may take to finish: the remote may be
 #: applying it, and only once git has finished do we know what to clean up.
@@ -296,7 +294,7 @@ def _acquire(lock, poll):
         if time.monotonic() >= deadline:
             raise LockError(_timeout_message(lock.ref, settings, info, watch))
         if info.get("run", holder) != announced:
-            say("waiting for lock {} held by {}".format(lock.ref, _who(info)))
+            say("waiting for lock {} held by {}".format(lock.ref, who(info)))
             if _age(info) > settings.lock_stale_after:
                 say("that lock looks stale (held for {}); if its run is dead: fab continuity.unlock {}".format(
                     _duration(_age(info)), _short_name(lock.ref, settings)))
@@ -326,17 +324,17 @@ class _Watch:
 def _gone(info, unchanged):
     """Why the holder is surely gone (the lock may be taken over), or None."""
     if _dead_here(info):
-        return "was held by a run that is gone ({})".format(_who(info))
+        return "was held by a run that is gone ({})".format(who(info))
     lease = _lease(info)
     if lease and unchanged > lease:
         return "was not renewed for {}s (its lease is {:g}s): its run is gone or cut off from the remote ({})".format(
-            math.ceil(unchanged), lease, _who(info))
+            math.ceil(unchanged), lease, who(info))
     return None
 
 
 def _timeout_message(ref, settings, info, watch):
     name = _short_name(ref, settings)
-    message = "could not take lock {} within {:.0f}s: held by {}.".format(ref, settings.lock_timeout, _who(info))
+    message = "could not take lock {} within {:.0f}s: held by {}.".format(ref, settings.lock_timeout, who(info))
     lease = _lease(info)
     if lease and not watch.changes and lease >= settings.lock_timeout:
         return message + (
@@ -428,6 +426,11 @@ def _age(info, field="started"):
     return max(0.0, (datetime.now(timezone.utc) - stamp).total_seconds())
 
 
+def describe_age(info):
+    """How long the holder of ``info`` has held its lock: "42s", "5m", "2h03m"."""
+    return _duration(_age(info))
+
+
 def _duration(seconds):
     if seconds < 60:
         return "{:.0f}s".format(seconds)
@@ -435,14 +438,14 @@ def _duration(seconds):
     return "{}h{:02d}m".format(minutes // 60, minutes % 60) if minutes >= 60 else "{}m".format(minutes)
 
 
-def _who(info):
+def who(info):
     if not info:
         return "another run"
     who = "pid {} on {} since {}".format(info.get("pid", "?"), info.get("host", "?"), info.get("started", "?"))
     return one_line(who + (" ({})".format(info["build"]) if info.get("build") else ""))
 
 
-def _assessment(info, settings):
+def assessment(info, settings):
     """What ``locks`` says about a holder: (is its run gone and what happens to the lock, lead-in to the unlock hint).
 
     The same evidence a waiting run acts on, except that a listing cannot
@@ -482,49 +485,3 @@ def break_lock(git, settings, name, token):
     """Delete lock ``name`` if it still has ``token``; False when it changed."""
     ref = settings.refs_prefix + "locks/" + name
     return git.push(settings.remote, [("", ref)], leases=[(ref, token)]).ok
-
-
-@task(help={"line": "The development line (see continuity.lines)."})
-@boundary
-def locks(c, line=None):
-    """List the locks held on the remote: who holds each, for how long, and whether its run is gone."""
-    git, settings = _open(c, line)
-    held = list_locks(git, settings)
-    for name, _, info in held:
-        state, lead_in = _assessment(info, settings)
-        hint = "{}: fab continuity.unlock {}{}".format(lead_in, name, settings.line_option)
-        print("{:<24} held by {} ({} old)".format(name, _who(info), _duration(_age(info))))
-        print("{:<24} {}".format("", "; ".join(filter(None, [state, hint]))))
-    if not held:
-        print("no locks are held on {}".format(settings.remote))
-
-
-@task(
-    help={
-        "name": "The lock to break, as `fab continuity.locks` lists it: pipeline, deploy-staging, ...",
-        "yes": "Do not ask for confirmation (for CI).",
-        "line": "The development line (see continuity.lines).",
-    }
-)
-@boundary
-def unlock(c, name, yes=False, line=None):
-    """Break a lock whose run is dead (after saying who held it)."""
-    git, settings = _open(c, line)
-    held = {lock_name: (token, info) for lock_name, token, info in list_locks(git, settings)}
-    if name not in held:
-        raise UsageError("no lock {!r} is held on {} (held: {})".format(name, settings.remote, ", ".join(sorted(held)) or "none"))
-    token, info = held[name]
-    state, _ = _assessment(info, settings)
-    print("lock {} is held by {} ({} old){}".format(name, _who(info), _duration(_age(info)), "; " + state if state else ""))
-    confirm("Break it? Only do this if that run is dead.", yes)
-    if not break_lock(git, settings, name, token):
-        raise LockError("lock {} changed hands meanwhile; nothing was broken".format(name))
-    print("lock {} broken".format(name))
-
-
-def _open(c, line):
-    from .config import settings as read_settings
-    from .pipeline import reach
-
-    settings = read_settings(c, line=line)
-    return reach(settings), settings

@@ -78,7 +78,7 @@ def _conflict(files, how):
     listed = ", ".join(files) if files else "(git named no files)"
     advice = advice or "Merge '{1}' into '{0}', resolve the conflicts and push '{0}' again."
     return MergeConflict(
-        "'{0}' does not merge cleanly into '{1}'; conflicting files: {2}. ".format(incoming, receiving, listed)
+        "'{}' does not merge cleanly into '{}'; conflicting files: {}. ".format(incoming, receiving, listed)
         + advice.format(incoming, receiving),
         files,
     )

@@ -15,12 +15,15 @@ and leaves an entry in the ledger (see `continuity.ledger`).
 from invoke import task
 
 from . import config as _config
-from ._task import boundary, confirm
+from . import docker as _docker
 from ._text import safe
-from .deploy import deploy_decision, deploy_revision
+from .boundary import LINE_HELP, boundary, confirm
+from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
 from .errors import ContinuityError, UsageError
 from .ledger import Ledger
-from .pipeline import LINE_HELP, fetch_branches, preflight, reach, reported
+from .publish import reported
+from .record import RunState, start_record
+from .remote import fetch_branches, reach
 from .report import Reporter
 from .workspace import exclusive, restored_head
 
@@ -91,20 +94,21 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
         current = state.deployed
         rep.say("plan: deploy {} to {} (now running: {})".format(sha[:12], target.name, current[:12] or "nothing recorded"))
         if dry_run:
-            _dry_run_decision(rep, ws.git, settings, state, target.name, sha, newer_wins=revision is None,
-                              allow_bad=force)
+            _dry_run_decision(rep, ws.git, settings, state, target.name, sha, DeployPolicy.manual(revision, force))
             rep.say("dry run: nothing was deployed or recorded")
             return
-        with reported(settings, rep, "deploy", {"revisions": {"candidate": sha, "base": current}}) as run:
-            result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say, how="deploy",
-                                     newer_wins=revision is None, allow_bad=force)
-            run.update(deployed={target.name: result}, state="deployed", summary="{}: {}".format(target.name, result))
+        record = start_record("deploy", settings, revisions={"candidate": sha, "base": current})
+        with reported(settings, rep, record):
+            result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say,
+                                     policy=DeployPolicy.manual(revision, force))
+            record.deployed, record.state = {target.name: result}, RunState.DEPLOYED
+            record.summary = "{}: {}".format(target.name, result)
             rep.say("result: {}: {}".format(target.name, result))
 
 
-def _dry_run_decision(rep, git, settings, state, environment, revision, **how):
+def _dry_run_decision(rep, git, settings, state, environment, revision, policy):
     """Refuse, or say it would skip, exactly as the deploy would (the ledger may change before it runs)."""
-    skip = deploy_decision(git, settings, state, environment, revision, **how)
+    skip = deploy_decision(git, settings, state, environment, revision, policy)
     if skip:
         rep.say("plan: {}: {}".format(environment, skip))
 
@@ -144,28 +148,22 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
             return
         _print_promotion(rep, git, settings, production, target, environment.name)
         if dry_run:
-            _dry_run_decision(rep, git, settings, state, environment.name, target)
-            if settings.docker is not None:
-                from .docker import image_digest
-
-                image_digest(settings, target)  # promote refuses a revision without a tested image
+            _dry_run_decision(rep, git, settings, state, environment.name, target, DeployPolicy.promote())
+            _docker.before_promote(settings, target)  # promote refuses a revision without a tested image
             rep.say("dry run: nothing was moved, pushed or deployed")
             return
         confirm("Promote {} to {}?".format(target[:12], environment.name), yes)
-        run = {"revisions": {"base": production, "candidate": target},
-               "commits": git.commits("{}..{}".format(production, target)) if production != target else []}
-        with reported(settings, rep, "promote", run):
-            if settings.docker is not None:
-                from .docker import image_digest, promote_image
-
-                image_digest(settings, target)  # the tested image exists, before anything moves
+        record = start_record("promote", settings, revisions={"base": production, "candidate": target},
+                              commits=git.commits("{}..{}".format(production, target)) if production != target else [])
+        with reported(settings, rep, record):
+            _docker.before_promote(settings, target)  # the tested image exists, before anything moves
             _move_production(git, settings, production, target)
-            if settings.docker is not None:
-                promote_image(settings, ws, target, rep.say)
-            result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say, how="promote")
-            run.update(deployed={environment.name: result}, state="deployed",
-                       summary="{} at {}; {}: {}".format(b.production, target[:12], environment.name, result))
-            rep.say("result: " + run["summary"])
+            _docker.after_promote(settings, ws, target, rep.say)
+            result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say,
+                                     policy=DeployPolicy.promote())
+            record.deployed, record.state = {environment.name: result}, RunState.DEPLOYED
+            record.summary = "{} at {}; {}: {}".format(b.production, target[:12], environment.name, result)
+            rep.say("result: " + record.summary)
 
 
 def _require_fast_forward(git, settings, production, target, master, development):
@@ -250,15 +248,16 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
         rep.say("plan: redeploy {} to {} in place of {}, and mark {} bad for {}".format(
             back[:12], target.name, state.deployed[:12], state.deployed[:12], target.name))
         if dry_run:
-            _dry_run_decision(rep, git, settings, state, target.name, back, newer_wins=False)
+            _dry_run_decision(rep, git, settings, state, target.name, back, DeployPolicy.rollback(state.deployed))
             rep.say("dry run: nothing was deployed or recorded")
             return
-        with reported(settings, rep, "rollback", {"revisions": {"base": state.deployed, "candidate": back}}) as run:
-            result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say, how="rollback",
-                                     newer_wins=False, mark_replaced_bad=True, expect_current=state.deployed)
-            run.update(deployed={target.name: result}, state="deployed",
-                       summary="{}: {}; {} marked bad".format(target.name, result, state.deployed[:12]))
-            rep.say("result: " + run["summary"])
+        record = start_record("rollback", settings, revisions={"base": state.deployed, "candidate": back})
+        with reported(settings, rep, record):
+            result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say,
+                                     policy=DeployPolicy.rollback(state.deployed))
+            record.deployed, record.state = {target.name: result}, RunState.DEPLOYED
+            record.summary = "{}: {}; {} marked bad".format(target.name, result, state.deployed[:12])
+            rep.say("result: " + record.summary)
 
 
 def _rollback_target(git, settings, state, revision, environment, heads):

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from .errors import CommandFailed, GitError, UsageError
 from .git import Git
 
-__all__ = ["open_workspace", "Workspace", "require_candidate", "checkout_state"]
+__all__ = ["open_workspace", "Workspace", "require_candidate", "checkout_state", "command_env"]
 
 
 class Workspace:
@@ -41,6 +41,15 @@ def open_workspace(path=".", timeout=300):
     if not root:
         raise UsageError("continuity needs a checkout with a work tree, not a bare repository")
     return Workspace(Git(root, timeout), git_dir)
+
+
+def command_env(revision, base, branch):
+    """The environment of build steps and checks: ours, plus what they are building and checking.
+
+    ``CONTINUITY_REVISION`` is the commit checked out, ``CONTINUITY_BASE``
+    the revision of ``CONTINUITY_BRANCH`` it was made from.
+    """
+    return dict(os.environ, CONTINUITY_REVISION=revision, CONTINUITY_BASE=base, CONTINUITY_BRANCH=branch)
 
 
 def require_clean(ws):

@@ -10,8 +10,8 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from .config import _boolean, _reject_unknown, _seconds
-from .errors import ConfigError
+from ..config import _boolean, _reject_unknown, _seconds
+from ..errors import ConfigError
 
 __all__ = ["COLLECTION_DEFAULTS", "DockerSettings", "DockerCheck", "parse_settings"]
 

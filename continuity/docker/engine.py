@@ -1,7 +1,7 @@
 """The Docker engine and the registry, through the Docker SDK for Python.
 
 The only module that imports the SDK (``import docker`` pulls in requests);
-`continuity.docker` imports this one inside its functions, so
+`continuity.docker.images` imports this one inside one function, so
 ``import continuity`` stays light. Registry credentials come from the
 environment variables the settings name; they are handed to the engine as
 an auth config, never printed, and removed from every message we raise.
@@ -19,26 +19,14 @@ import docker
 from docker import errors as sdk_errors
 from requests import exceptions as http_errors
 
-from ._docker_context import write_tar
-from ._proc import Result, Tail
-from .errors import CommandFailed, ContinuityError, UsageError
+from .._proc import Result, Tail
+from ..errors import CommandFailed, ContinuityError, RegistryError, UsageError
+from .context import CHECK_LABEL, KEY_LABEL, key_tag, write_tar
 
 __all__ = ["Engine", "RegistryError", "KEY_LABEL", "CHECK_LABEL", "key_tag"]
 
-KEY_LABEL = "continuity.key"  # on images: the content key they were built for
-CHECK_LABEL = "continuity.check"  # on check containers: the check's name
-_KEY_TAG_LENGTH = 32  # hex digits of the key in the tag: 128 bits
 _GRACE = 5.0
 _REFUSED = ("unauthorized", "authentication required", "no basic auth")  # how registries say 401
-
-
-class RegistryError(ContinuityError):
-    """The registry could not be reached or refused a pull or a push."""
-
-
-def key_tag(key):
-    """The tag that marks an image built from content ``key``."""
-    return "key-" + key[:_KEY_TAG_LENGTH]
 
 
 class Engine:

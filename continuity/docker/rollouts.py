@@ -21,7 +21,8 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from .errors import DeployError, UsageError
+from .. import ledger
+from ..errors import DeployError, UsageError
 
 __all__ = ["rollout", "Rollout", "ROLLOUT_LABEL"]
 
@@ -197,9 +198,5 @@ def _retire(c, host, old, stop_timeout, say):
 
 
 def _annotate(**fields):
-    """Record the image in the deploy ledger, when this version of continuity keeps one."""
-    from . import deploy as _deploy
-
-    annotate = getattr(_deploy, "annotate", None)
-    if annotate is not None:
-        annotate(**{key: value for key, value in fields.items() if value})
+    """Record the image in the ledger entry of the deploy in progress."""
+    ledger.annotate(**{key: value for key, value in fields.items() if value})

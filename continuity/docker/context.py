@@ -28,9 +28,14 @@ import stat
 import tarfile
 from dataclasses import dataclass
 
-from .errors import UsageError
+from ..errors import UsageError
 
-__all__ = ["Pattern", "Matcher", "BuildContext", "parse_ignore", "scan", "write_tar"]
+__all__ = ["Pattern", "Matcher", "BuildContext", "parse_ignore", "scan", "write_tar", "key_tag", "KEY_LABEL",
+           "CHECK_LABEL"]
+
+KEY_LABEL = "continuity.key"  # on images: the content key they were built for
+CHECK_LABEL = "continuity.check"  # on check containers: the check's name
+_KEY_TAG_LENGTH = 32  # hex digits of the key in the tag: 128 bits
 
 KEY_VERSION = b"continuity-docker-key/1\0"
 _CHUNK = 1 << 20
@@ -258,6 +263,11 @@ def _key(entries, dockerfile_digest, build_args):
     for entry in entries:
         digest.update("{}\0{}\0{}\0".format(entry.kind, entry.path, entry.digest).encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def key_tag(key):
+    """The tag that marks an image built from content ``key``."""
+    return "key-" + key[:_KEY_TAG_LENGTH]
 
 
 def write_tar(context, fileobj):

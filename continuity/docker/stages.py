@@ -1,0 +1,83 @@
+"""What Docker adds to the pipeline and to promote.
+
+The pipeline gets an "image" stage after the build (build or reuse the
+candidate's image), the Docker checks inside its "check" stage, and a
+"publish" stage once master advanced (push the tested image). Promote checks
+that the tested image is in the registry before production moves, and gives
+it the production tag after. With ``continuity.docker`` unset, each of these
+does nothing.
+"""
+
+import posixpath
+
+from .images import (
+    engine_for,
+    ensure_image,
+    image_detail,
+    image_digest,
+    image_of,
+    promote_image,
+    publish,
+    run_checks,
+    scan_context,
+    short_digest,
+)
+
+__all__ = ["pipeline_build", "pipeline_checks", "pipeline_publish", "pipeline_plan", "before_promote",
+           "after_promote"]
+
+
+def pipeline_build(settings, ws, candidate, rep):
+    """Stage "image": build or reuse the image of the candidate; tag it with the revision."""
+    engine = engine_for(settings.docker)
+    context = scan_context(settings.docker, ws.root, rep.say)
+    image_id, how = ensure_image(engine, settings.docker, context, rep.say, rep.command)
+    engine.tag(image_id, candidate.sha)
+    return image_detail(engine, context, image_id, how)
+
+
+def pipeline_checks(settings, ws, candidate, rep):
+    """In stage "check": run the Docker checks in the candidate's image; return how many ran."""
+    if not settings.docker.checks:
+        return 0
+    engine = engine_for(settings.docker)
+    image = image_of(engine, candidate.sha)
+    run_checks(engine, settings.docker, image.id, candidate.sha, rep.say, rep.command)
+    return len(settings.docker.checks)
+
+
+def pipeline_publish(settings, ws, candidate, rep):
+    """Stage "publish", once master advanced: push the tested image under its revision and key."""
+    if not settings.docker.push:
+        return "not pushed: continuity.docker.push is false"
+    engine = engine_for(settings.docker)
+    digest = publish(engine, image_of(engine, candidate.sha), candidate.sha, rep.say)
+    return "pushed {}:{} as {}".format(settings.docker.image, candidate.sha[:12], short_digest(digest))
+
+
+def pipeline_plan(settings, candidate):
+    """What a dry run prints for the Docker stages, by the pipeline stage they run in.
+
+    ``{"image": [...], "check": [...], "publish": [...]}``: the pipeline
+    prints each where that stage runs (image before the checks, publish
+    after the push). Nothing is computed or asked.
+    """
+    docker_settings = settings.docker
+    image = ["image {} from {} for {}, unless one with the same content key exists".format(
+        docker_settings.image, posixpath.join(docker_settings.context, docker_settings.dockerfile), candidate.sha[:12])]
+    checks = ["docker check $ " + check.display for check in docker_settings.checks]
+    published = (["publish {}:{} once master advanced".format(docker_settings.image, candidate.sha[:12])]
+               if docker_settings.push else [])
+    return {"image": image, "check": checks, "publish": published}
+
+
+def before_promote(settings, revision):
+    """Refuse to promote ``revision`` when the registry has no tested image of it (cheap: one question)."""
+    if settings.docker is not None:
+        image_digest(settings, revision)
+
+
+def after_promote(settings, ws, revision, say=print):
+    """Once production moved: give the image tested for ``revision`` the production tag."""
+    if settings.docker is not None:
+        promote_image(settings, ws, revision, say)
