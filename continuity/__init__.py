@@ -18,9 +18,12 @@ The layers of the package, and where to change what: docs/design.rst.
 
 from invoke import Collection
 
+from . import build as _build
 from . import docker as _docker
 from . import hotfix as _hotfix
+from . import merge as _merge
 from . import release as _release
+from . import test as _test
 from .admin import init, locks, status, unlock
 from .config import Settings, _collection_defaults, settings
 from .deploy import annotate, register_deploy
@@ -55,9 +58,11 @@ __all__ = [
     "tested_image",
 ]
 
-# The ``deploy`` task is registered under that name but not bound here:
-# ``continuity.deploy`` stays the module (register_deploy, annotate, ...).
-ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock)
+# The ``deploy``, ``merge``, ``build`` and ``test`` tasks are registered under
+# those names but not bound here: ``continuity.deploy`` and the others stay the
+# modules (register_deploy, annotate, ...).
+ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock,
+                _merge.show_merge, _build.build_here, _test.check_here)
 ns.add_collection(_hotfix.ns)
 ns.add_collection(_docker.ns)
 ns.configure(_collection_defaults())

@@ -16,6 +16,11 @@ runs when:
   run built what it pushed).
 
 Otherwise it is skipped, and the report says why either way.
+
+``fab continuity.build`` runs the same decisions on the checkout as it is,
+with its uncommitted changes to tracked files counted as changed files. A
+step that built uncommitted changes is stamped as such, never as the
+revision, so a later candidate never skips it on that build.
 """
 
 import fnmatch
@@ -25,10 +30,16 @@ import json
 import os
 from dataclasses import dataclass
 
-from ._proc import run_shell
-from .errors import CommandFailed, ContinuityError
+from invoke import task
 
-__all__ = ["Decision", "plan", "plan_lines", "run_stage", "run_step", "matches"]
+from . import config as _config
+from ._proc import run_shell
+from .boundary import LINE_HELP, boundary
+from .errors import CommandFailed, ContinuityError
+from .report import Reporter
+from .workspace import checkout_here, exclusive
+
+__all__ = ["Decision", "plan", "plan_lines", "run_stage", "run_step", "matches", "build_here"]
 
 
 @dataclass(frozen=True)
@@ -50,9 +61,13 @@ def matches(path, pattern):
     return fnmatch.fnmatchcase(path, pattern) or path.startswith(directory + "/")
 
 
-def plan(git, steps, candidate, stamp_dir):
-    """A `Decision` per step: run it or skip it, and why."""
-    return [_decide(git, step, candidate, _read_stamp(stamp_dir, step.name)) for step in steps]
+def plan(git, steps, candidate, stamp_dir, uncommitted=()):
+    """A `Decision` per step: run it or skip it, and why.
+
+    ``uncommitted`` lists tracked files whose content differs from
+    ``candidate`` (a build of the checkout as it is): a step they match runs.
+    """
+    return [_decide(git, step, candidate, _read_stamp(stamp_dir, step.name), uncommitted) for step in steps]
 
 
 def plan_lines(decisions):
@@ -61,11 +76,16 @@ def plan_lines(decisions):
             for d in decisions]
 
 
-def _decide(git, step, candidate, stamp):
+def _decide(git, step, candidate, stamp, uncommitted=()):
+    edited = _covered(uncommitted, step)
+    if edited:
+        return Decision(step, True, "uncommitted changes: " + edited)
     if stamp is None:
         return Decision(step, True, "no earlier build in this workspace")
     if "unfinished" in stamp:
         return Decision(step, True, "its last run did not finish (it failed, timed out or was stopped)")
+    if "uncommitted" in stamp:
+        return Decision(step, True, "its last run built uncommitted changes")
     if stamp.get("definition") != _definition(step):
         return Decision(step, True, "its command or paths changed")
     built = git.commit(stamp.get("revision") or "")
@@ -73,19 +93,26 @@ def _decide(git, step, candidate, stamp):
         return Decision(step, True, "the last build's revision is unknown here")
     if built == candidate:
         return Decision(step, False, "already built at this revision")
-    changed = [p for p in git.changed_files(built, candidate) if any(matches(p, pat) for pat in step.paths)]
+    changed = _covered(git.changed_files(built, candidate), step)
     if changed:
-        more = " and {} more".format(len(changed) - 3) if len(changed) > 3 else ""
-        return Decision(step, True, "changed: " + ", ".join(changed[:3]) + more)
+        return Decision(step, True, "changed: " + changed)
     return Decision(step, False, "no changes under " + ", ".join(step.paths))
 
 
-def run_stage(rep, ws, decisions, sha, env, verify=None):
+def _covered(paths, step):
+    """The ``paths`` the step's patterns cover, as "a, b, c and 2 more" ("" for none)."""
+    covered = [p for p in paths if any(matches(p, pattern) for pattern in step.paths)]
+    more = " and {} more".format(len(covered) - 3) if len(covered) > 3 else ""
+    return ", ".join(covered[:3]) + more if covered else ""
+
+
+def run_stage(rep, ws, decisions, sha, env, verify=None, committed=True):
     """The *build* stage on the checked-out commit ``sha``: say why each step runs or not, run those that do.
 
     ``rep`` is a `report.Reporter`; each step that ran is recorded there,
     failed or not. ``verify(culprit, result)`` is called after each step that
-    ran, to make sure it left the checkout as it found it.
+    ran, to make sure it left the checkout as it found it. ``committed``
+    false: the work tree has uncommitted changes (see `run_step`).
     """
     if not decisions:
         rep.skipped("build", "no build steps configured")
@@ -98,17 +125,19 @@ def run_stage(rep, ws, decisions, sha, env, verify=None):
             rep.say("build step '{}' {}: {}".format(step.name, "runs" if decision.run else "skipped", decision.reason))
             if decision.run:
                 rep.say("build: $ " + step.command)
-                result = run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record)
+                result = run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record, committed=committed)
                 if verify is not None:
                     verify("build step '{}' ({})".format(step.name, step.command), result)
                 ran.append(step.name)
         info["detail"] = "ran {}; skipped {}".format(", ".join(ran) or "nothing", len(decisions) - len(ran))
 
 
-def run_step(step, cwd, candidate, stamp_dir, env=None, out=None, record=None):
+def run_step(step, cwd, candidate, stamp_dir, env=None, out=None, record=None, committed=True):
     """Run one step; write its stamp on success, raise `CommandFailed` otherwise.
 
     ``record(name, command, result)`` is told about the run, failed or not.
+    With ``committed`` false (the work tree differs from ``candidate``), the
+    stamp says so: no later candidate skips the step on this build.
     """
     _write_stamp(stamp_dir, step, {"unfinished": candidate})
     result = run_shell(step.command, cwd, timeout=step.timeout, env=env, out=out)
@@ -119,7 +148,10 @@ def run_step(step, cwd, candidate, stamp_dir, env=None, out=None, record=None):
             "build step '{}' ({}) {}; {}".format(step.name, step.command, result.describe(), result.tail_text()),
             result,
         )
-    _write_stamp(stamp_dir, step, {"revision": candidate, "definition": _definition(step)})
+    if committed:
+        _write_stamp(stamp_dir, step, {"revision": candidate, "definition": _definition(step)})
+    else:
+        _write_stamp(stamp_dir, step, {"uncommitted": candidate})
     return result
 
 
@@ -148,3 +180,33 @@ def _write_stamp(stamp_dir, step, data):
     except OSError as exc:
         raise ContinuityError("cannot write the stamp of build step '{}' ({}): {}; check the permissions "
                               "of {}".format(step.name, path, exc.strerror or exc, stamp_dir)) from None
+
+
+# -- fab continuity.build -------------------------------------------------------------
+
+
+@task(
+    name="build",
+    help={
+        "dry_run": "Say which build steps would run and why; run nothing.",
+        "line": LINE_HELP,
+    },
+)
+@boundary
+def build_here(c, dry_run=False, line=None):
+    """Run the build steps whose inputs changed, on this checkout, as the pipeline would."""
+    settings = _config.settings(c, line=line)
+    rep = Reporter()
+    here = checkout_here(settings)
+    ws = here.workspace
+    with exclusive(ws, clean=False):
+        decisions = plan(ws.git, settings.build, here.revision, ws.build_stamps, uncommitted=here.uncommitted)
+        if dry_run:
+            for text in plan_lines(decisions) or ["no build steps configured (continuity.build)"]:
+                rep.say("plan: " + text)
+            rep.say("dry run: nothing was built")
+            return
+        run_stage(rep, ws, decisions, here.revision, here.env, verify=here.verifier(), committed=here.committed)
+    ran = sum(1 for decision in decisions if decision.run)
+    rep.say("result: {} build step(s) ran, {} skipped, on {}{}".format(
+        ran, len(decisions) - ran, here.revision[:12], here.note))

@@ -4,6 +4,10 @@ The candidate is a commit that exists only in the local object database until
 the checks pass: a fast-forward when master is an ancestor of development,
 otherwise a merge commit whose first parent is master. Neither branch, the
 index nor the work tree changes here, so a conflict leaves nothing behind.
+
+``fab continuity.merge`` shows what the pipeline would merge: it fetches
+the line's development and master (objects only: no ref moves), makes the
+candidate in memory, lists the commits it brings in, and changes nothing.
 """
 
 import os
@@ -11,9 +15,19 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from .errors import GitError, MergeConflict
+from invoke import task
 
-__all__ = ["Candidate", "prepare"]
+from . import config as _config
+from .boundary import LINE_HELP, boundary
+from .errors import GitError, MergeConflict
+from .record import build_url
+from .remote import check_ground, fetch_branches
+from .report import Reporter
+from .workspace import open_workspace
+
+__all__ = ["Candidate", "prepare", "merge_message", "show_merge"]
+
+_SHOWN = 10  # commits listed
 
 _MERGE_TREE_VERSION = (2, 38)  # first git with `merge-tree --write-tree`
 
@@ -40,6 +54,16 @@ def prepare(git, base, development, message, names=("development", "master"), ad
     else:
         sha = _merge_in_worktree(git, base, development, message, env, (names, advice))
     return Candidate(sha, base, development, False)
+
+
+def merge_message(settings):
+    """The message of the pipeline's merge commit: what was merged, by whom, in which build."""
+    message = "Merge {} into {}\n\nTested and merged by continuity.".format(
+        settings.branches.development, settings.branches.master
+    )
+    if build_url():  # on master for good, since master never rewinds: redacted
+        message += "\nBuild: " + build_url()
+    return message
 
 
 def _merge_in_memory(git, base, development, message, env, names):
@@ -82,3 +106,40 @@ def _conflict(files, how):
         + advice.format(incoming, receiving),
         files,
     )
+
+
+# -- fab continuity.merge -------------------------------------------------------------
+
+
+@task(name="merge", help={"line": LINE_HELP})
+@boundary
+def show_merge(c, line=None):
+    """Show what the pipeline would merge (development into master, in memory); change nothing."""
+    settings = _config.settings(c, line=line)
+    b = settings.branches
+    rep = Reporter()
+    ws = open_workspace(".", settings.git_timeout)
+    check_ground(ws, settings, [b.development, b.master])
+    git = ws.git
+    heads = fetch_branches(git, settings, [b.development, b.master], dry_run=True)
+    development, base = heads[b.development], heads[b.master]
+    rep.say("{} {}, {} {} on {}".format(b.development, development[:12], b.master, base[:12], settings.remote))
+    if git.is_ancestor(development, base):
+        rep.say("nothing to merge: {} already contains {} at {}".format(b.master, b.development, development[:12]))
+        return
+    _list_commits(rep, git, base, development, b.development, b.master)
+    candidate = prepare(git, base, development, merge_message(settings), (b.development, b.master))
+    kind = "fast-forward" if candidate.fast_forward else "merge commit"
+    rep.say("{} merges cleanly into {} ({}) -> candidate {}".format(b.development, b.master, kind, candidate.sha[:12]))
+    rep.say("nothing was merged or pushed: `fab continuity.pipeline{}` builds, checks and pushes it".format(
+        settings.line_option))
+
+
+def _list_commits(rep, git, base, development, incoming, receiving):
+    rev_range = "{}..{}".format(base, development)
+    count = git.count(rev_range)
+    rep.say("{} has {} commit(s) that {} lacks:".format(incoming, count, receiving))
+    for sha, subject, author in git.log(rev_range, limit=_SHOWN):
+        rep.say("    {} {} ({})".format(sha[:12], subject, author))
+    if count > _SHOWN:
+        rep.say("    ... and {} more".format(count - _SHOWN))

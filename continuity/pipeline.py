@@ -32,7 +32,7 @@ from .errors import ContinuityError, DeployError, GitError
 from .ledger import Ledger
 from .lock import remote_lock
 from .publish import finish
-from .record import RunState, StageStatus, build_url, start_record
+from .record import RunState, StageStatus, start_record
 from .remote import HEADS, fetch_branches, remote_heads, swap
 from .report import Reporter
 from .workspace import command_env, exclusive, require_candidate, restored_head
@@ -136,7 +136,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
         development = pinned
         attempt += 1
         with rep.stage("merge") as info:
-            candidate = _merge.prepare(git, base, development, _merge_message(settings), (branches.development, branches.master))
+            candidate = _merge.prepare(git, base, development, _merge.merge_message(settings), (branches.development, branches.master))
             outcome.revisions["candidate"] = candidate.sha
             info["detail"] = "{} {}".format("fast-forward to" if candidate.fast_forward else "merge commit", candidate.sha[:12])
         decisions = _build.plan(git, settings.build, candidate.sha, ws.build_stamps)
@@ -156,7 +156,7 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             count = len(settings.checks)
             if settings.docker is not None:
                 count += _docker.pipeline_checks(settings, ws, candidate, rep)
-            info["detail"] = "{} check(s) passed".format(count) if count else "no checks configured (continuity.checks)"
+            info["detail"] = _test.check_stage_detail(count)
         with rep.stage("push") as info:
             require_candidate(ws, candidate.sha, "the build or the checks")
             lock.check("pushing " + branches.master)  # a run that lost its lock pushes nothing
@@ -180,15 +180,6 @@ def _run(c, settings, ws, deploy_task, rep, outcome, dry_run, held):
             "to {0}.".format(branches.master, settings.remote, settings.max_attempts)
         )
     _deploy_stage(c, settings, ws, deploy_task, rep, outcome)
-
-
-def _merge_message(settings):
-    message = "Merge {} into {}\n\nTested and merged by continuity.".format(
-        settings.branches.development, settings.branches.master
-    )
-    if build_url():  # on master for good, since master never rewinds: redacted
-        message += "\nBuild: " + build_url()
-    return message
 
 
 def _verifier(ws, sha):

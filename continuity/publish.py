@@ -14,11 +14,11 @@ from .junit import write_report
 from .record import RunRecord, close_record
 from .report import Reporter
 
-__all__ = ["after_run", "finish", "reported"]
+__all__ = ["after_run", "write_junit", "finish", "reported"]
 
 
-def after_run(settings: Settings, rep: Reporter, record: RunRecord, junit: Optional[str] = None) -> None:
-    """Write the JUnit report (``junit``, else ``continuity.junit``) and send the notifications."""
+def write_junit(settings: Settings, rep: Reporter, record: RunRecord, junit: Optional[str] = None) -> None:
+    """Write the JUnit report of ``record`` to ``junit``, else ``continuity.junit``, if either is set."""
     path = junit or settings.junit
     if path:
         try:
@@ -26,15 +26,23 @@ def after_run(settings: Settings, rep: Reporter, record: RunRecord, junit: Optio
             rep.say("junit report written to {}".format(path))
         except OSError as exc:
             rep.say("warning: could not write the junit report {}: {}".format(path, exc))
+
+
+def after_run(settings: Settings, rep: Reporter, record: RunRecord, junit: Optional[str] = None) -> None:
+    """Write the JUnit report (see `write_junit`) and send the notifications."""
+    write_junit(settings, rep, record, junit)
     if settings.notify is not None:
         notify.send(settings.notify, record, say=rep.say)
 
 
 def finish(settings: Settings, rep: Reporter, record: RunRecord, exc: Optional[BaseException] = None,
-           summary: str = "", where: str = "", junit: Optional[str] = None) -> RunRecord:
-    """Close ``record`` (see `record.close_record`), then report and notify it."""
+           summary: str = "", where: str = "", junit: Optional[str] = None, send: bool = True) -> RunRecord:
+    """Close ``record`` (see `record.close_record`), then report it, and notify it unless not ``send``."""
     close_record(record, rep.stages, rep.checks, exc, summary, where)
-    after_run(settings, rep, record, junit)
+    if send:
+        after_run(settings, rep, record, junit)
+    else:
+        write_junit(settings, rep, record, junit)
     return record
 
 

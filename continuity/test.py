@@ -4,12 +4,24 @@ Checks are shell commands the user wrote (``python -m pytest`` by default).
 They run one after the other in the workspace, checked out at exactly the
 candidate; the first failure stops the run. A check with a timeout that hangs
 is killed together with the processes it started, and reported as such.
+
+``fab continuity.test`` runs them on the checkout as it is, exactly as the
+pipeline's check stage does: same commands, environment, time limits,
+output and JUnit report; it moves nothing and takes no lock on the remote.
 """
 
-from ._proc import run_shell
-from .errors import CommandFailed
+from invoke import task
 
-__all__ = ["run_checks"]
+from . import config as _config
+from ._proc import run_shell
+from .boundary import LINE_HELP, boundary
+from .errors import CommandFailed, ContinuityError
+from .publish import finish
+from .record import start_record
+from .report import Reporter
+from .workspace import checkout_here, exclusive
+
+__all__ = ["run_checks", "check_stage_detail", "check_here"]
 
 
 def run_checks(checks, cwd, env=None, out=None, say=print, record=None, verify=None):
@@ -39,3 +51,50 @@ def _named(check):
     """"check 'NAME' (COMMAND)", or "check 'COMMAND'" when it has no name of its own."""
     command = "" if check.name == check.command else " ({})".format(check.command)
     return "check '{}'{}".format(check.name, command)
+
+
+def check_stage_detail(count):
+    """The check stage's line: how many checks passed."""
+    return "{} check(s) passed".format(count) if count else "no checks configured (continuity.checks)"
+
+
+# -- fab continuity.test --------------------------------------------------------------
+
+
+@task(
+    name="test",
+    help={
+        "junit": "Write a JUnit XML report (a test case per check) to this path.",
+        "dry_run": "List the checks that would run, with their time limits; run nothing.",
+        "line": LINE_HELP,
+    },
+)
+@boundary
+def check_here(c, junit=None, dry_run=False, line=None):
+    """Run the configured checks on this checkout, exactly as the pipeline's check stage does."""
+    settings = _config.settings(c, line=line)
+    junit = _config.absolute_path(junit) if junit else None
+    rep = Reporter()
+    here = checkout_here(settings)
+    if dry_run:
+        for check in settings.checks:
+            limit = " (time limit {:g}s)".format(check.timeout) if check.timeout else ""
+            rep.say("plan: check $ {}{}".format(check.command, limit))
+        rep.say("dry run: nothing was run")
+        return
+    record = start_record("test", settings, revisions={"candidate": here.revision})
+    try:
+        with exclusive(here.workspace, clean=False), rep.stage("check") as info:
+            run_checks(settings.checks, here.workspace.root, env=here.env, say=rep.say, record=rep.command,
+                       verify=here.verifier())
+            info["detail"] = check_stage_detail(len(settings.checks))
+    except BaseException as exc:
+        stopped = "" if isinstance(exc, ContinuityError) else "stopped"  # Ctrl-C, SIGTERM: as the pipeline says
+        finish(settings, rep, record, exc, stopped, where="check", junit=junit, send=False)
+        rep.summary(record.summary)
+        raise
+    summary = "{} on {}{}".format(check_stage_detail(len(settings.checks)), here.revision[:12], here.note)
+    finish(settings, rep, record, summary=summary, junit=junit, send=False)
+    rep.summary(summary)
+    if settings.docker is not None and settings.docker.checks:
+        rep.say("continuity.docker.checks run in this checkout's image: fab continuity.docker.check")

@@ -9,11 +9,13 @@ where it found it when it is done, whatever happened.
 import fcntl
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from .errors import CommandFailed, GitError, UsageError
 from .git import Git
 
-__all__ = ["open_workspace", "Workspace", "require_candidate", "checkout_state", "command_env"]
+__all__ = ["open_workspace", "Workspace", "require_candidate", "checkout_state", "command_env", "Here",
+           "checkout_here", "exclusive", "restored_head"]
 
 
 class Workspace:
@@ -50,6 +52,50 @@ def command_env(revision, base, branch):
     the revision of ``CONTINUITY_BRANCH`` it was made from.
     """
     return dict(os.environ, CONTINUITY_REVISION=revision, CONTINUITY_BASE=base, CONTINUITY_BRANCH=branch)
+
+
+@dataclass(frozen=True)
+class Here:
+    """The checkout as it is, for the tasks that build or check it in place (``fab continuity.build``, ``test``)."""
+
+    workspace: Workspace
+    revision: str  # HEAD
+    uncommitted: tuple  # tracked files whose content differs from HEAD
+    env: dict  # the environment of its build steps and checks (`command_env`)
+
+    @property
+    def committed(self):
+        return not self.uncommitted
+
+    @property
+    def note(self):
+        """What a summary adds about uncommitted changes ("" when there are none)."""
+        if self.committed:
+            return ""
+        return " with uncommitted changes to {} tracked file(s)".format(len(self.uncommitted))
+
+    def verifier(self):
+        """``verify(culprit, result)`` after a step or check, as in the pipeline; None with uncommitted
+        changes, which a step or check may legitimately be part of."""
+        if not self.committed:
+            return None
+        return lambda culprit, result: require_candidate(self.workspace, self.revision, culprit, result)
+
+
+def checkout_here(settings):
+    """The `Here` of the current directory's checkout, for the line of ``settings``.
+
+    Its build steps and checks see ``CONTINUITY_REVISION`` (HEAD),
+    ``CONTINUITY_BRANCH`` (the line's master) and ``CONTINUITY_BASE`` (master
+    as last fetched from the remote, or HEAD when it was never fetched).
+    """
+    ws = open_workspace(".", settings.git_timeout)
+    head, changed = checkout_state(ws.git)
+    if not head or ws.git.commit(head) is None:
+        raise UsageError("this checkout has no commit yet; commit your work first")
+    master = settings.branches.master
+    base = ws.git.commit("refs/remotes/{}/{}".format(settings.remote, master)) or head
+    return Here(ws, head, tuple(changed), command_env(head, base, master))
 
 
 def require_clean(ws):
@@ -113,8 +159,8 @@ def require_candidate(ws, sha, culprit, result=None):
 
 
 @contextmanager
-def exclusive(ws):
-    """Only one continuity run per checkout at a time; it starts from a clean checkout."""
+def exclusive(ws, clean=True):
+    """Only one continuity run per checkout at a time; it starts from a clean checkout (unless not ``clean``)."""
     os.makedirs(ws.state_dir, exist_ok=True)
     with open(os.path.join(ws.state_dir, "run.lock"), "a+") as handle:
         try:
@@ -130,7 +176,8 @@ def exclusive(ws):
         handle.write("pid {}".format(os.getpid()))
         handle.flush()
         try:
-            require_clean(ws)
+            if clean:
+                require_clean(ws)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
