@@ -37,9 +37,10 @@ from ._proc import run_shell
 from .boundary import LINE_HELP, boundary
 from .errors import CommandFailed, ContinuityError
 from .report import Reporter
+from .stage import Stage
 from .workspace import checkout_here, exclusive
 
-__all__ = ["Decision", "plan", "plan_lines", "run_stage", "run_step", "matches", "build_here"]
+__all__ = ["Decision", "plan", "plan_lines", "run_stage", "run_steps", "run_step", "matches", "build_here", "STAGE"]
 
 
 @dataclass(frozen=True)
@@ -115,21 +116,29 @@ def run_stage(rep, ws, decisions, sha, env, verify=None, committed=True):
     false: the work tree has uncommitted changes (see `run_step`).
     """
     if not decisions:
-        rep.skipped("build", "no build steps configured")
+        rep.skipped("build", _NO_STEPS)
         return
-    record = functools.partial(rep.command, kind="build")
     with rep.stage("build") as info:
-        ran = []
-        for decision in decisions:
-            step = decision.step
-            rep.say("build step '{}' {}: {}".format(step.name, "runs" if decision.run else "skipped", decision.reason))
-            if decision.run:
-                rep.say("build: $ " + step.command)
-                result = run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record, committed=committed)
-                if verify is not None:
-                    verify("build step '{}' ({})".format(step.name, step.command), result)
-                ran.append(step.name)
-        info["detail"] = "ran {}; skipped {}".format(", ".join(ran) or "nothing", len(decisions) - len(ran))
+        info["detail"] = run_steps(rep, ws, decisions, sha, env, verify, committed)
+
+
+def run_steps(rep, ws, decisions, sha, env, verify=None, committed=True):
+    """The steps of the build stage (see `run_stage`); returns the stage's detail."""
+    record = functools.partial(rep.command, kind="build")
+    ran = []
+    for decision in decisions:
+        step = decision.step
+        rep.say("build step '{}' {}: {}".format(step.name, "runs" if decision.run else "skipped", decision.reason))
+        if decision.run:
+            rep.say("build: $ " + step.command)
+            result = run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record, committed=committed)
+            if verify is not None:
+                verify("build step '{}' ({})".format(step.name, step.command), result)
+            ran.append(step.name)
+    return "ran {}; skipped {}".format(", ".join(ran) or "nothing", len(decisions) - len(ran))
+
+
+_NO_STEPS = "no build steps configured"
 
 
 def run_step(step, cwd, candidate, stamp_dir, env=None, out=None, record=None, committed=True):
@@ -180,6 +189,25 @@ def _write_stamp(stamp_dir, step, data):
     except OSError as exc:
         raise ContinuityError("cannot write the stamp of build step '{}' ({}): {}; check the permissions "
                               "of {}".format(step.name, path, exc.strerror or exc, stamp_dir)) from None
+
+
+# -- the pipeline's build stage ----------------------------------------------------------
+
+
+def _decisions(attempt):
+    if attempt.decisions is None:
+        attempt.decisions = plan(attempt.git, attempt.settings.build, attempt.sha, attempt.ws.build_stamps)
+    return attempt.decisions
+
+
+#: The build steps whose inputs changed, on the candidate.
+STAGE = Stage(
+    "build",
+    run=lambda attempt: run_steps(attempt.rep, attempt.ws, _decisions(attempt), attempt.sha, attempt.env,
+                                  verify=attempt.verifier()),
+    plan=lambda attempt: plan_lines(_decisions(attempt)),
+    skip=lambda attempt: "" if _decisions(attempt) else _NO_STEPS,
+)
 
 
 # -- fab continuity.build -------------------------------------------------------------

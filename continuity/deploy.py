@@ -28,11 +28,14 @@ from .errors import ContinuityError, DeployError, UsageError
 from .hosts import deploy_hosts, describe_failure
 from .ledger import Ledger, annotate, take_annotations
 from .lock import remote_lock
-from .remote import check_ground
+from .record import RunState
+from .remote import HEADS, check_ground, remote_heads, swap
+from .stage import Attempt, Stage
 from .workspace import open_workspace
 
 __all__ = ["DeployPolicy", "preflight", "find_deploy_task", "register_deploy", "deploy_revision", "call_deploy",
-           "annotate", "describe_failure", "redeploy_command", "history_command", "marked_bad", "deploy_decision"]
+           "annotate", "describe_failure", "redeploy_command", "history_command", "marked_bad", "deploy_decision",
+           "STAGE"]
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,77 @@ def _skip_reason(git, state, environment, revision, newer_wins):
     if git.commit(state.deployed) and git.is_ancestor(revision, state.deployed):
         return "skipped: {} already runs {}, which is newer".format(environment, state.deployed[:12])
     return None
+
+
+# -- the pipeline's deploy stage ---------------------------------------------------------
+
+
+def _deploy_all(attempt: Attempt) -> str:
+    """Deploy the candidate to each ``auto_deploy`` environment, in order."""
+    settings, rep, sha = attempt.settings, attempt.rep, attempt.sha
+    deployed = attempt.record.deployed
+    for environment in settings.auto_deploy:
+        rep.say("deploy: {} to {}".format(sha[:12], environment))
+        if environment == settings.production_environment:
+            _advance_production(attempt.git, settings, sha, rep.say)
+        try:
+            result = deploy_revision(attempt.c, attempt.deploy_task, attempt.git, settings,
+                                     settings.environment(environment), sha, say=rep.say,
+                                     policy=DeployPolicy.pipeline())
+        except DeployError as exc:
+            # The next pipeline run has nothing to do: say how to deploy again.
+            raise DeployError("{}; once fixed, `{}` deploys {}".format(
+                exc, redeploy_command(settings, environment), sha[:12])) from exc
+        deployed[environment] = result
+        rep.say("deploy: {}: {}".format(environment, result))
+    attempt.record.state = RunState.DEPLOYED
+    return ", ".join("{} {}".format(env, r.split(":")[0]) for env, r in deployed.items())
+
+
+def _advance_production(git, settings, candidate, say):
+    """With production in auto_deploy, the production branch follows what is deployed there."""
+    production = settings.branches.production
+    current = remote_heads(git, settings.remote, [production]).get(production)
+    if current == candidate:
+        return
+    refusal = _production_refusal(git, settings, candidate, current)
+    if refusal:
+        raise refusal
+    if swap(git, settings.remote, production, candidate, current or "") is None:
+        raise DeployError("{} moved on {} meanwhile; production was not deployed".format(production, settings.remote))
+    say("deploy: {} {} -> {} (production is in auto_deploy)".format(production, (current or "")[:12], candidate[:12]))
+
+
+def _production_refusal(git, settings, candidate, current=None):
+    """The `DeployError` when the production branch has commits ``candidate`` lacks, else None."""
+    production = settings.branches.production
+    current = current or remote_heads(git, settings.remote, [production]).get(production)
+    if not current or current == candidate:
+        return None
+    git.fetch_objects(settings.remote, HEADS + production)
+    if git.is_ancestor(current, candidate):
+        return None
+    return DeployError(
+        "{} has commits {} lacks (a hotfix not merged back?); production was not deployed. Merge {} into "
+        "{} and run the pipeline again.".format(production, settings.branches.master, production,
+                                                settings.branches.development))
+
+
+def _plan(attempt: Attempt) -> list:
+    """A line per environment; the production refusal the run would meet is kept for after the plan."""
+    settings, sha = attempt.settings, attempt.sha
+    lines = []
+    for environment in settings.auto_deploy:
+        if environment == settings.production_environment:
+            attempt.refusal = _production_refusal(attempt.git, settings, sha)
+        lines.append("deploy {} to {}{}".format(sha[:12], environment,
+                                                 ": refused (see below)" if attempt.refusal else ""))
+    return lines
+
+
+#: The user's deploy task for each ``auto_deploy`` environment, once master advanced.
+STAGE = Stage("deploy", _deploy_all, _plan, after_push=True,
+              skip=lambda attempt: "" if attempt.settings.auto_deploy else "continuity.auto_deploy is empty")
 
 
 def call_deploy(c, task, target, revision, say=print, line="main"):

@@ -13,7 +13,6 @@ candidate in memory, lists the commits it brings in, and changes nothing.
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 
 from invoke import task
 
@@ -23,21 +22,14 @@ from .errors import GitError, MergeConflict
 from .record import build_url
 from .remote import check_ground, fetch_branches
 from .report import Reporter
+from .stage import Attempt, Candidate, Stage
 from .workspace import open_workspace
 
-__all__ = ["Candidate", "prepare", "merge_message", "show_merge"]
+__all__ = ["Candidate", "prepare", "merge_message", "show_merge", "STAGE"]
 
 _SHOWN = 10  # commits listed
 
 _MERGE_TREE_VERSION = (2, 38)  # first git with `merge-tree --write-tree`
-
-
-@dataclass(frozen=True)
-class Candidate:
-    sha: str
-    base: str  # master's revision the candidate was made from
-    development: str  # the pinned development revision
-    fast_forward: bool
 
 
 def prepare(git, base, development, message, names=("development", "master"), advice=None):
@@ -106,6 +98,29 @@ def _conflict(files, how):
         + advice.format(incoming, receiving),
         files,
     )
+
+
+# -- the pipeline's merge stage ----------------------------------------------------------
+
+
+def _run(attempt: Attempt) -> str:
+    settings, b = attempt.settings, attempt.settings.branches
+    candidate = prepare(attempt.git, attempt.base, attempt.development, merge_message(settings),
+                        (b.development, b.master))
+    attempt.candidate = candidate
+    attempt.record.revisions["candidate"] = candidate.sha
+    return "{} {}".format("fast-forward to" if candidate.fast_forward else "merge commit", candidate.sha[:12])
+
+
+def _plan(attempt: Attempt) -> list:
+    b, candidate = attempt.settings.branches, attempt.candidate
+    kind = "fast-forward" if candidate.fast_forward else "merge commit"
+    return ["merge {} {} into {} {} ({}) -> {}".format(
+        b.development, candidate.development[:12], b.master, candidate.base[:12], kind, candidate.sha[:12])]
+
+
+#: The candidate, made in memory: it changes nothing, so it runs in dry runs too.
+STAGE = Stage("merge", _run, _plan, dry=True)
 
 
 # -- fab continuity.merge -------------------------------------------------------------

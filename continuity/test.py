@@ -10,6 +10,8 @@ pipeline's check stage does: same commands, environment, time limits,
 output and JUnit report; it moves nothing and takes no lock on the remote.
 """
 
+from collections.abc import Sequence
+
 from invoke import task
 
 from . import config as _config
@@ -19,9 +21,10 @@ from .errors import CommandFailed, ContinuityError
 from .publish import finish
 from .record import start_record
 from .report import Reporter
+from .stage import Attempt, Checks, Stage
 from .workspace import checkout_here, exclusive
 
-__all__ = ["run_checks", "check_stage_detail", "check_here"]
+__all__ = ["run_checks", "check_stage", "check_stage_detail", "check_here"]
 
 
 def run_checks(checks, cwd, env=None, out=None, say=print, record=None, verify=None):
@@ -56,6 +59,25 @@ def _named(check):
 def check_stage_detail(count):
     """The check stage's line: how many checks passed."""
     return "{} check(s) passed".format(count) if count else "no checks configured (continuity.checks)"
+
+
+# -- the pipeline's check stage ----------------------------------------------------------
+
+
+def check_stage(more: Sequence[Checks] = ()) -> Stage:
+    """The check stage: the configured checks, then ``more`` (`stage.Checks` a plugin adds)."""
+
+    def run(attempt: Attempt) -> str:
+        settings = attempt.settings
+        run_checks(settings.checks, attempt.ws.root, env=attempt.env, say=attempt.rep.say,
+                   record=attempt.rep.command, verify=attempt.verifier())
+        return check_stage_detail(len(settings.checks) + sum(part.run(attempt) for part in more))
+
+    def plan(attempt: Attempt) -> list:
+        lines = ["check $ " + check.command for check in attempt.settings.checks]
+        return lines + [line for part in more for line in part.plan(attempt)]
+
+    return Stage("check", run, plan)
 
 
 # -- fab continuity.test --------------------------------------------------------------

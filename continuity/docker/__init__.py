@@ -23,12 +23,20 @@ and promote run), `tasks` (``fab continuity.docker.*``) and `rollouts`
 from .images import build_context, image_digest, promote_image, tested_image
 from .rollouts import Rollout, rollout
 from .settings import COLLECTION_DEFAULTS, DockerCheck, DockerSettings, parse_settings
-from .stages import after_promote, before_promote, pipeline_build, pipeline_checks, pipeline_plan, pipeline_publish
+from .stages import (
+    after_promote,
+    before_promote,
+    pipeline_build,
+    pipeline_checks,
+    pipeline_plan,
+    pipeline_publish,
+    plugin,
+)
 from .tasks import build, check, ns, push
 
 __all__ = [
     "COLLECTION_DEFAULTS", "DockerSettings", "DockerCheck", "parse_settings",
-    "pipeline_build", "pipeline_checks", "pipeline_publish", "pipeline_plan", "before_promote", "after_promote",
+    "plugin", "pipeline_build", "pipeline_checks", "pipeline_publish", "pipeline_plan", "before_promote", "after_promote",
     "image_digest", "promote_image", "tested_image", "rollout", "Rollout", "build_context",
     "build", "check", "push", "ns",
 ]

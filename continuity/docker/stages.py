@@ -10,6 +10,7 @@ does nothing.
 
 import posixpath
 
+from ..stage import Attempt, Checks, Plugin, Stage
 from .images import (
     engine_for,
     ensure_image,
@@ -23,7 +24,7 @@ from .images import (
     short_digest,
 )
 
-__all__ = ["pipeline_build", "pipeline_checks", "pipeline_publish", "pipeline_plan", "before_promote",
+__all__ = ["plugin", "pipeline_build", "pipeline_checks", "pipeline_publish", "pipeline_plan", "before_promote",
            "after_promote"]
 
 
@@ -69,6 +70,40 @@ def pipeline_plan(settings, candidate):
     published = (["publish {}:{} once master advanced".format(docker_settings.image, candidate.sha[:12])]
                if docker_settings.push else [])
     return {"image": image, "check": checks, "publish": published}
+
+
+# -- what the pipeline composes ----------------------------------------------------------
+
+
+def plugin(settings):
+    """Docker's stages and checks for the pipeline; none when ``continuity.docker`` is unset."""
+    if settings.docker is None:
+        return Plugin()
+    return Plugin(stages=(IMAGE, PUBLISH), checks=(CHECKS,))
+
+
+def _plan(part):
+    return lambda attempt: pipeline_plan(attempt.settings, attempt.candidate)[part]
+
+
+def _run_image(attempt: Attempt) -> str:
+    return pipeline_build(attempt.settings, attempt.ws, attempt.candidate, attempt.rep)
+
+
+def _run_publish(attempt: Attempt) -> str:
+    return pipeline_publish(attempt.settings, attempt.ws, attempt.candidate, attempt.rep)
+
+
+#: Build or reuse the candidate's image, right after the build steps.
+IMAGE = Stage("image", _run_image, _plan("image"), after="build")
+#: The Docker checks, in containers of that image, within the check stage.
+CHECKS = Checks(_plan("check"), lambda attempt: pipeline_checks(attempt.settings, attempt.ws, attempt.candidate,
+                                                                attempt.rep))
+#: Push the tested image once master advanced.
+PUBLISH = Stage("publish", _run_publish, _plan("publish"), after="push", after_push=True)
+
+
+# -- promote ------------------------------------------------------------------------------
 
 
 def before_promote(settings, revision):
