@@ -6,7 +6,7 @@ the line's missing branches; ``locks`` lists the locks held on the remote and
 deploys anything.
 """
 
-from typing import Optional
+from typing import Optional, TextIO
 
 from invoke import Context, task
 
@@ -26,7 +26,7 @@ __all__ = ["status", "init", "locks", "unlock", "show_status", "init_branches"]
 _SHOWN = 10  # commits listed per comparison
 
 
-def show_status(settings, out=None):
+def show_status(settings: Settings, out: Optional[TextIO] = None) -> None:
     """Print each branch's revision and what each one lacks; missing ones fail."""
     rep = Reporter(out)
     ws = open_workspace(".", settings.git_timeout)
@@ -52,7 +52,8 @@ def show_status(settings, out=None):
         raise damaged
 
 
-def _compare(rep, git, ahead, ahead_sha, behind, behind_sha, also=False):
+def _compare(rep: Reporter, git: Git, ahead: str, ahead_sha: str, behind: str, behind_sha: str,
+             also: bool = False) -> None:
     rev_range = "{}..{}".format(behind_sha, ahead_sha)
     count = git.count(rev_range)
     if not count:
@@ -66,7 +67,7 @@ def _compare(rep, git, ahead, ahead_sha, behind, behind_sha, also=False):
         rep.say("    ... and {} more".format(count - _SHOWN))
 
 
-def _deployed(rep, git, settings, master_sha):
+def _deployed(rep: Reporter, git: Git, settings: Settings, master_sha: Optional[str]) -> Optional[LedgerDamaged]:
     """Per environment: what runs there, how far behind master, the last event.
 
     Returns the `LedgerDamaged` of the first environment whose records
@@ -95,14 +96,14 @@ def _deployed(rep, git, settings, master_sha):
     return damaged
 
 
-def _against_master(git, deployed, master_sha, master):
+def _against_master(git: Git, deployed: str, master_sha: str, master: str) -> str:
     """", N commit(s) behind master", and what it runs that master lacks (a hotfix), if anything."""
     text = ", {} commit(s) behind {}".format(git.count("{}..{}".format(deployed, master_sha)), master)
     extra = git.count("{}..{}".format(master_sha, deployed))
     return text + (", and runs {} commit(s) that {} lacks".format(extra, master) if extra else "")
 
 
-def init_branches(settings, dry_run=False, out=None):
+def init_branches(settings: Settings, dry_run: bool = False, out: Optional[TextIO] = None) -> list[str]:
     """Create the line's missing branches on the remote at master's revision."""
     rep = Reporter(out)
     ws = open_workspace(".", settings.git_timeout)

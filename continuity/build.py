@@ -28,29 +28,35 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Callable, Optional, TextIO, cast
 
-from invoke import task
+from invoke import Context, task
 
 from . import config as _config
-from ._proc import run_shell
+from ._proc import Result, run_shell
 from .boundary import LINE_HELP, boundary
+from .config import BuildStep
 from .errors import CommandFailed, ContinuityError
+from .git import Git
 from .report import Reporter
-from .stage import Stage
-from .workspace import checkout_here, exclusive
+from .stage import Attempt, Stage
+from .workspace import Workspace, checkout_here, exclusive
+
+Verify = Callable[[str, Result], None]  # see `workspace.require_candidate`
 
 __all__ = ["Decision", "plan", "plan_lines", "run_stage", "run_steps", "run_step", "matches", "build_here", "STAGE"]
 
 
 @dataclass(frozen=True)
 class Decision:
-    step: object  # config.BuildStep
+    step: BuildStep
     run: bool
     reason: str
 
 
-def matches(path, pattern):
+def matches(path: str, pattern: str) -> bool:
     """True when ``path`` (relative, with '/') is covered by ``pattern``.
 
     ``*`` matches across '/', so ``src/*`` covers everything below ``src``;
@@ -62,7 +68,8 @@ def matches(path, pattern):
     return fnmatch.fnmatchcase(path, pattern) or path.startswith(directory + "/")
 
 
-def plan(git, steps, candidate, stamp_dir, uncommitted=()):
+def plan(git: Git, steps: Sequence[BuildStep], candidate: str, stamp_dir: str,
+         uncommitted: Sequence[str] = ()) -> list[Decision]:
     """A `Decision` per step: run it or skip it, and why.
 
     ``uncommitted`` lists tracked files whose content differs from
@@ -71,13 +78,14 @@ def plan(git, steps, candidate, stamp_dir, uncommitted=()):
     return [_decide(git, step, candidate, _read_stamp(stamp_dir, step.name), uncommitted) for step in steps]
 
 
-def plan_lines(decisions):
+def plan_lines(decisions: Sequence[Decision]) -> list[str]:
     """What a dry run says about each step."""
     return ["build step '{}' would {}: {}".format(d.step.name, "run" if d.run else "be skipped", d.reason)
             for d in decisions]
 
 
-def _decide(git, step, candidate, stamp, uncommitted=()):
+def _decide(git: Git, step: BuildStep, candidate: str, stamp: Optional[dict[str, Any]],
+            uncommitted: Sequence[str] = ()) -> Decision:
     edited = _covered(uncommitted, step)
     if edited:
         return Decision(step, True, "uncommitted changes: " + edited)
@@ -100,14 +108,15 @@ def _decide(git, step, candidate, stamp, uncommitted=()):
     return Decision(step, False, "no changes under " + ", ".join(step.paths))
 
 
-def _covered(paths, step):
+def _covered(paths: Iterable[str], step: BuildStep) -> str:
     """The ``paths`` the step's patterns cover, as "a, b, c and 2 more" ("" for none)."""
     covered = [p for p in paths if any(matches(p, pattern) for pattern in step.paths)]
     more = " and {} more".format(len(covered) - 3) if len(covered) > 3 else ""
     return ", ".join(covered[:3]) + more if covered else ""
 
 
-def run_stage(rep, ws, decisions, sha, env, verify=None, committed=True):
+def run_stage(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: str, env: Mapping[str, str],
+              verify: Optional[Verify] = None, committed: bool = True) -> None:
     """The *build* stage on the checked-out commit ``sha``: say why each step runs or not, run those that do.
 
     ``rep`` is a `report.Reporter`; each step that ran is recorded there,
@@ -122,7 +131,8 @@ def run_stage(rep, ws, decisions, sha, env, verify=None, committed=True):
         info["detail"] = run_steps(rep, ws, decisions, sha, env, verify, committed)
 
 
-def run_steps(rep, ws, decisions, sha, env, verify=None, committed=True):
+def run_steps(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: str, env: Mapping[str, str],
+              verify: Optional[Verify] = None, committed: bool = True) -> str:
     """The steps of the build stage (see `run_stage`); returns the stage's detail."""
     record = functools.partial(rep.command, kind="build")
     ran = []
@@ -141,7 +151,9 @@ def run_steps(rep, ws, decisions, sha, env, verify=None, committed=True):
 _NO_STEPS = "no build steps configured"
 
 
-def run_step(step, cwd, candidate, stamp_dir, env=None, out=None, record=None, committed=True):
+def run_step(step: BuildStep, cwd: str, candidate: str, stamp_dir: str, env: Optional[Mapping[str, str]] = None,
+             out: Optional[TextIO] = None, record: Optional[Callable[[str, str, Result], None]] = None,
+             committed: bool = True) -> Result:
     """Run one step; write its stamp on success, raise `CommandFailed` otherwise.
 
     ``record(name, command, result)`` is told about the run, failed or not.
@@ -149,7 +161,7 @@ def run_step(step, cwd, candidate, stamp_dir, env=None, out=None, record=None, c
     stamp says so: no later candidate skips the step on this build.
     """
     _write_stamp(stamp_dir, step, {"unfinished": candidate})
-    result = run_shell(step.command, cwd, timeout=step.timeout, env=env, out=out)
+    result = run_shell(step.command, cwd, timeout=cast(Optional[float], step.timeout), env=env, out=out)
     if record is not None:
         record(step.name, step.command, result)
     if not result.ok:
@@ -164,12 +176,12 @@ def run_step(step, cwd, candidate, stamp_dir, env=None, out=None, record=None, c
     return result
 
 
-def _definition(step):
+def _definition(step: BuildStep) -> str:
     text = json.dumps([step.command, list(step.paths)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_stamp(stamp_dir, name):
+def _read_stamp(stamp_dir: str, name: str) -> Optional[dict[str, Any]]:
     try:
         with open(os.path.join(stamp_dir, name), encoding="utf-8") as f:
             data = json.load(f)
@@ -178,7 +190,7 @@ def _read_stamp(stamp_dir, name):
     return data if isinstance(data, dict) else None
 
 
-def _write_stamp(stamp_dir, step, data):
+def _write_stamp(stamp_dir: str, step: BuildStep, data: dict[str, str]) -> None:
     """Replace the step's stamp in one step (a rename): it is the old one or the new one, never half."""
     path = os.path.join(stamp_dir, step.name)
     try:
@@ -194,7 +206,7 @@ def _write_stamp(stamp_dir, step, data):
 # -- the pipeline's build stage ----------------------------------------------------------
 
 
-def _decisions(attempt):
+def _decisions(attempt: Attempt) -> list[Decision]:
     if attempt.decisions is None:
         attempt.decisions = plan(attempt.git, attempt.settings.build, attempt.sha, attempt.ws.build_stamps)
     return attempt.decisions
@@ -221,7 +233,7 @@ STAGE = Stage(
     },
 )
 @boundary
-def build_here(c, dry_run=False, line=None):
+def build_here(c: Context, dry_run: bool = False, line: Optional[str] = None) -> None:
     """Run the build steps whose inputs changed, on this checkout, as the pipeline would."""
     settings = _config.settings(c, line=line)
     rep = Reporter()

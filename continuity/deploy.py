@@ -20,18 +20,23 @@ two racing runs cannot put an older revision over a newer one.
 import inspect
 import os
 import shlex
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
+from .config import Environment, Settings
 from .errors import ContinuityError, DeployError, UsageError
+from .git import Git
 from .hosts import deploy_hosts, describe_failure
-from .ledger import Ledger, annotate, take_annotations
+from .ledger import Ledger, State, annotate, take_annotations
 from .lock import remote_lock
 from .record import RunState
 from .remote import HEADS, check_ground, remote_heads, swap
 from .stage import Attempt, Stage
-from .workspace import open_workspace
+from .workspace import Workspace, open_workspace
+
+Say = Callable[[str], None]
 
 __all__ = ["DeployPolicy", "preflight", "find_deploy_task", "register_deploy", "deploy_revision", "call_deploy",
            "annotate", "describe_failure", "redeploy_command", "history_command", "marked_bad", "deploy_decision",
@@ -56,31 +61,32 @@ class DeployPolicy:
     replaces: Optional[str] = None
 
     @classmethod
-    def pipeline(cls):
+    def pipeline(cls) -> "DeployPolicy":
         """The pipeline's auto deploys: never an older revision over a newer one."""
         return cls("pipeline")
 
     @classmethod
-    def manual(cls, revision=None, force=False):
+    def manual(cls, revision: Optional[str] = None, force: bool = False) -> "DeployPolicy":
         """``fab continuity.deploy``: master's tip as the pipeline would; a named ``revision`` even
         if it is older; ``force`` even if it is marked bad."""
         return cls("deploy", newer_wins=revision is None, allow_bad=force)
 
     @classmethod
-    def promote(cls):
+    def promote(cls) -> "DeployPolicy":
         return cls("promote")
 
     @classmethod
-    def hotfix(cls):
+    def hotfix(cls) -> "DeployPolicy":
         return cls("hotfix")
 
     @classmethod
-    def rollback(cls, replacing):
+    def rollback(cls, replacing: str) -> "DeployPolicy":
         """Back to an older revision, in place of ``replacing``, which is marked bad."""
         return cls("rollback", newer_wins=False, replaces=replacing)
 
 
-def preflight(settings, need_deploy, names=None):
+def preflight(settings: Settings, need_deploy: bool,
+              names: Optional[Sequence[str]] = None) -> tuple[Workspace, Any]:
     """Check the ground before changing anything; return (workspace, deploy task or None).
 
     The checkout, the user's deploy task (when ``need_deploy``), then the
@@ -92,10 +98,10 @@ def preflight(settings, need_deploy, names=None):
     check_ground(ws, settings, names)
     return ws, deploy_task
 
-_registered = {}
+_registered: dict[str, Any] = {}
 
 
-def register_deploy(task, name="deploy"):
+def register_deploy(task: Any, name: str = "deploy") -> Any:
     """Use ``task`` as the deploy task when not running under ``fab``.
 
     ``fab`` lets continuity find the task in the fabfile's root collection;
@@ -105,7 +111,7 @@ def register_deploy(task, name="deploy"):
     return task
 
 
-def find_deploy_task(name):
+def find_deploy_task(name: str) -> Any:
     """The user's deploy task, or `UsageError` saying how to provide one."""
     task = _from_program(name) or _registered.get(name)
     if task is None:
@@ -121,7 +127,7 @@ def find_deploy_task(name):
     return task
 
 
-def _from_program(name):
+def _from_program(name: str) -> Any:
     try:
         from fabric.main import program
     except ImportError:  # pragma: no cover - fabric is a dependency
@@ -135,7 +141,8 @@ def _from_program(name):
         return None
 
 
-def deploy_revision(c, task, git, settings, target, revision, say=print, policy=None):
+def deploy_revision(c: Any, task: Any, git: Git, settings: Settings, target: Environment, revision: str,
+                    say: Say = print, policy: Optional[DeployPolicy] = None) -> str:
     """Deploy ``revision`` to ``target`` (a `config.Environment`) and record it.
 
     Under the environment's lock, as ``policy`` (a `DeployPolicy`, default
@@ -187,7 +194,8 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, policy=
         return "deployed"
 
 
-def deploy_decision(git, settings, state, environment, revision, policy=None):
+def deploy_decision(git: Git, settings: Settings, state: State, environment: str, revision: str,
+                    policy: Optional[DeployPolicy] = None) -> Optional[str]:
     """What `deploy_revision` does with ``revision`` given the ledger ``state`` and ``policy``.
 
     Returns why it skips ("skipped: ..."), or None when it deploys; raises
@@ -203,7 +211,7 @@ def deploy_decision(git, settings, state, environment, revision, policy=None):
     return None
 
 
-def marked_bad(settings, environment, revision):
+def marked_bad(settings: Settings, environment: str, revision: str) -> UsageError:
     """The `UsageError` for deploying a revision a rollback marked bad, with what to do instead."""
     text = "{} is marked bad for {} (see `{}`); ".format(revision[:12], environment,
                                                         history_command(settings, environment))
@@ -215,17 +223,17 @@ def marked_bad(settings, environment, revision):
         force, settings.line_option))
 
 
-def history_command(settings, environment):
+def history_command(settings: Settings, environment: str) -> str:
     return "fab continuity.history {}{}".format(environment, settings.line_option)
 
 
-def redeploy_command(settings, environment):
+def redeploy_command(settings: Settings, environment: str) -> str:
     """The command that deploys ``environment`` again: promote for production, else deploy."""
     task = "promote" if environment == settings.production_environment else "deploy " + environment
     return "fab continuity.{}{}".format(task, settings.line_option)
 
 
-def _skip_reason(git, state, environment, revision, newer_wins):
+def _skip_reason(git: Git, state: State, environment: str, revision: str, newer_wins: bool) -> Optional[str]:
     if not newer_wins or not state.deployed:
         return None
     if state.deployed == revision:
@@ -260,7 +268,7 @@ def _deploy_all(attempt: Attempt) -> str:
     return ", ".join("{} {}".format(env, r.split(":")[0]) for env, r in deployed.items())
 
 
-def _advance_production(git, settings, candidate, say):
+def _advance_production(git: Git, settings: Settings, candidate: str, say: Say) -> None:
     """With production in auto_deploy, the production branch follows what is deployed there."""
     production = settings.branches.production
     current = remote_heads(git, settings.remote, [production]).get(production)
@@ -274,7 +282,8 @@ def _advance_production(git, settings, candidate, say):
     say("deploy: {} {} -> {} (production is in auto_deploy)".format(production, (current or "")[:12], candidate[:12]))
 
 
-def _production_refusal(git, settings, candidate, current=None):
+def _production_refusal(git: Git, settings: Settings, candidate: str,
+                        current: Optional[str] = None) -> Optional[DeployError]:
     """The `DeployError` when the production branch has commits ``candidate`` lacks, else None."""
     production = settings.branches.production
     current = current or remote_heads(git, settings.remote, [production]).get(production)
@@ -289,7 +298,7 @@ def _production_refusal(git, settings, candidate, current=None):
                                                 settings.branches.development))
 
 
-def _plan(attempt: Attempt) -> list:
+def _plan(attempt: Attempt) -> list[str]:
     """A line per environment; the production refusal the run would meet is kept for after the plan."""
     settings, sha = attempt.settings, attempt.sha
     lines = []
@@ -306,7 +315,7 @@ STAGE = Stage("deploy", _deploy_all, _plan, after_push=True,
               skip=lambda attempt: "" if attempt.settings.auto_deploy else "continuity.auto_deploy is empty")
 
 
-def call_deploy(c, task, target, revision, say=print, line="main"):
+def call_deploy(c: Any, task: Any, target: Environment, revision: str, say: Say = print, line: str = "main") -> Any:
     """Run the user's task for ``target`` (a `config.Environment`).
 
     With hosts configured, the task runs once per host with a Fabric
@@ -331,7 +340,7 @@ def call_deploy(c, task, target, revision, say=print, line="main"):
             raise DeployError("deploy to {} failed: {}".format(environment, describe_failure(exc))) from exc
 
 
-def _accepts(task, name):
+def _accepts(task: Any, name: str) -> bool:
     body = getattr(task, "body", task)
     try:
         params = inspect.signature(body).parameters
@@ -341,7 +350,7 @@ def _accepts(task, name):
 
 
 @contextmanager
-def _environ(**values):
+def _environ(**values: str) -> Iterator[None]:
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

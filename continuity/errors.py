@@ -10,6 +10,9 @@ ledger: the user-info of any URL in it (a remote's token, credentials in
 ``BUILD_URL``) is removed when the error is made, so no copy carries it.
 """
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 from ._text import redact
 
 __all__ = [
@@ -30,12 +33,12 @@ class ContinuityError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         message = redact(message)
         super().__init__(message)
         self.message = message
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
 
 
@@ -52,7 +55,7 @@ class ConfigError(UsageError):
 class GitError(ContinuityError):
     """A git command failed."""
 
-    def __init__(self, message, args=(), stderr=""):
+    def __init__(self, message: str, args: Sequence[str] = (), stderr: str = "") -> None:
         super().__init__(message)
         self.git_args = tuple(args)
         self.stderr = stderr
@@ -61,7 +64,7 @@ class GitError(ContinuityError):
 class MergeConflict(ContinuityError):
     """Development does not merge cleanly into master."""
 
-    def __init__(self, message, files=()):
+    def __init__(self, message: str, files: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.files = tuple(files)
 
@@ -69,7 +72,7 @@ class MergeConflict(ContinuityError):
 class CommandFailed(ContinuityError):
     """A build step or a check exited non-zero or timed out."""
 
-    def __init__(self, message, result=None):
+    def __init__(self, message: str, result: Any = None) -> None:
         super().__init__(message)
         self.result = result
 

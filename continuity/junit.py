@@ -16,9 +16,19 @@ import os
 import re
 import socket
 import tempfile
+from collections.abc import Iterable, Iterator
 from types import ModuleType
+from typing import Any, Protocol, TypeVar, Union
 
 from ._text import redact
+from .record import RunRecord
+
+
+class _HasName(Protocol):
+    name: str
+
+
+_Named = TypeVar("_Named", bound=_HasName)
 
 __all__ = ["write_report", "build_report"]
 
@@ -27,7 +37,7 @@ _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
-def write_report(path, record):
+def write_report(path: Union[str, "os.PathLike[str]"], record: RunRecord) -> str:
     """Write the report of ``record`` (a `report.RunRecord`) to ``path``; OSError if we cannot."""
     ET = _et()
     path = os.path.abspath(os.path.expanduser(os.fspath(path)))
@@ -48,14 +58,14 @@ def write_report(path, record):
     return path
 
 
-def _remove(path):
+def _remove(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
         pass
 
 
-def build_report(record):
+def build_report(record: RunRecord) -> Any:
     """The ``<testsuite>`` element of ``record``."""
     ET = _et()
     cases = _stage_cases(record) + _command_cases(record) + _run_case(record)
@@ -73,7 +83,7 @@ def build_report(record):
     return suite
 
 
-def _properties(record):
+def _properties(record: RunRecord) -> Any:
     ET = _et()
     properties = ET.Element("properties")
     values = [("line", record.line), ("state", record.state), ("summary", record.summary),
@@ -85,7 +95,7 @@ def _properties(record):
     return properties
 
 
-def _stage_cases(record):
+def _stage_cases(record: RunRecord) -> list[Any]:
     ET = _et()
     cases = []
     for name, stage in _numbered(record.stages):
@@ -100,7 +110,7 @@ def _stage_cases(record):
     return cases
 
 
-def _command_cases(record):
+def _command_cases(record: RunRecord) -> list[Any]:
     ET = _et()
     cases = []
     for name, check in _numbered(record.checks):
@@ -126,7 +136,7 @@ def _et() -> ModuleType:
     return xml.etree.ElementTree
 
 
-def _run_case(record):
+def _run_case(record: RunRecord) -> list[Any]:
     """A failure no stage holds (such as 'master kept moving')."""
     if record.ok or any(stage.status == "FAILED" for stage in record.stages):
         return []
@@ -135,20 +145,20 @@ def _run_case(record):
     return [case]
 
 
-def _numbered(items):
+def _numbered(items: Iterable[_Named]) -> Iterator[tuple[str, _Named]]:
     """(name, item); a name seen before (a stage of a retried attempt) gets " #2", " #3"..."""
-    seen = {}
+    seen: dict[str, int] = {}
     for item in items:
         seen[item.name] = seen.get(item.name, 0) + 1
         yield (item.name if seen[item.name] == 1 else "{} #{}".format(item.name, seen[item.name])), item
 
 
-def _case(classname, name, seconds):
+def _case(classname: str, name: str, seconds: float) -> Any:
     ET = _et()
     return ET.Element("testcase", classname=classname, name=_clean(name), time=_seconds(seconds))
 
 
-def _fail(case, text):
+def _fail(case: Any, text: str) -> None:
     """A ``<failure>``: the whole text inside, its first and last lines as the message."""
     ET = _et()
     lines = [line.strip() for line in _clean(text).splitlines() if line.strip()] or ["failed"]
@@ -157,9 +167,9 @@ def _fail(case, text):
     failure.text = _clean(text)
 
 
-def _clean(text):
+def _clean(text: Any) -> str:
     return _NOT_XML.sub("", _ANSI.sub("", redact(str(text or ""))))  # a check may print a remote's URL
 
 
-def _seconds(value):
+def _seconds(value: float) -> str:
     return "{:.3f}".format(max(0.0, value or 0.0))

@@ -13,12 +13,16 @@ candidate in memory, lists the commits it brings in, and changes nothing.
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
+from typing import Optional
 
-from invoke import task
+from invoke import Context, task
 
 from . import config as _config
 from .boundary import LINE_HELP, boundary
+from .config import Settings
 from .errors import GitError, MergeConflict
+from .git import Git
 from .record import build_url
 from .remote import check_ground, fetch_branches
 from .report import Reporter
@@ -28,11 +32,13 @@ from .workspace import open_workspace
 __all__ = ["Candidate", "prepare", "merge_message", "show_merge", "STAGE"]
 
 _SHOWN = 10  # commits listed
+_How = tuple[tuple[str, str], Optional[str]]  # (incoming, receiving) branch names, and the advice on a conflict
 
 _MERGE_TREE_VERSION = (2, 38)  # first git with `merge-tree --write-tree`
 
 
-def prepare(git, base, development, message, names=("development", "master"), advice=None):
+def prepare(git: Git, base: str, development: str, message: str, names: tuple[str, str] = ("development", "master"),
+            advice: Optional[str] = None) -> Candidate:
     """Return the `Candidate` for merging ``development`` into ``base``.
 
     ``names`` are the (incoming, receiving) branch names, for messages;
@@ -48,7 +54,7 @@ def prepare(git, base, development, message, names=("development", "master"), ad
     return Candidate(sha, base, development, False)
 
 
-def merge_message(settings):
+def merge_message(settings: Settings) -> str:
     """The message of the pipeline's merge commit: what was merged, by whom, in which build."""
     message = "Merge {} into {}\n\nTested and merged by continuity.".format(
         settings.branches.development, settings.branches.master
@@ -58,7 +64,7 @@ def merge_message(settings):
     return message
 
 
-def _merge_in_memory(git, base, development, message, env, names):
+def _merge_in_memory(git: Git, base: str, development: str, message: str, env: dict[str, str], names: _How) -> str:
     proc = git.call("merge-tree", "--write-tree", "--name-only", "--no-messages", base, development)
     lines = proc.stdout.splitlines()
     if proc.returncode == 1:
@@ -69,7 +75,8 @@ def _merge_in_memory(git, base, development, message, env, names):
     return git.run("commit-tree", tree, "-p", base, "-p", development, "-m", message, env=env)
 
 
-def _merge_in_worktree(git, base, development, message, env, names):
+def _merge_in_worktree(git: Git, base: str, development: str, message: str, env: dict[str, str],
+                       names: _How) -> str:
     """For git older than 2.38: merge in a throwaway worktree, then drop it."""
     path = tempfile.mkdtemp(prefix="continuity-merge-")
     os.rmdir(path)
@@ -88,7 +95,7 @@ def _merge_in_worktree(git, base, development, message, env, names):
         git.call("worktree", "prune")
 
 
-def _conflict(files, how):
+def _conflict(files: Iterable[str], how: _How) -> MergeConflict:
     (incoming, receiving), advice = how
     files = sorted({f.strip() for f in files if f.strip()})
     listed = ", ".join(files) if files else "(git named no files)"
@@ -112,8 +119,9 @@ def _run(attempt: Attempt) -> str:
     return "{} {}".format("fast-forward to" if candidate.fast_forward else "merge commit", candidate.sha[:12])
 
 
-def _plan(attempt: Attempt) -> list:
+def _plan(attempt: Attempt) -> list[str]:
     b, candidate = attempt.settings.branches, attempt.candidate
+    assert candidate is not None, "the merge stage runs first"
     kind = "fast-forward" if candidate.fast_forward else "merge commit"
     return ["merge {} {} into {} {} ({}) -> {}".format(
         b.development, candidate.development[:12], b.master, candidate.base[:12], kind, candidate.sha[:12])]
@@ -128,7 +136,7 @@ STAGE = Stage("merge", _run, _plan, dry=True)
 
 @task(name="merge", help={"line": LINE_HELP})
 @boundary
-def show_merge(c, line=None):
+def show_merge(c: Context, line: Optional[str] = None) -> None:
     """Show what the pipeline would merge (development into master, in memory); change nothing."""
     settings = _config.settings(c, line=line)
     b = settings.branches
@@ -150,7 +158,7 @@ def show_merge(c, line=None):
         settings.line_option))
 
 
-def _list_commits(rep, git, base, development, incoming, receiving):
+def _list_commits(rep: Reporter, git: Git, base: str, development: str, incoming: str, receiving: str) -> None:
     rev_range = "{}..{}".format(base, development)
     count = git.count(rev_range)
     rep.say("{} has {} commit(s) that {} lacks:".format(incoming, count, receiving))

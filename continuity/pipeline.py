@@ -21,9 +21,11 @@ pinned development revision) up to ``max_attempts`` times, testing the new
 candidate from scratch.
 """
 
+from collections.abc import Sequence
 from contextlib import ExitStack
+from typing import Any, Optional
 
-from invoke import task
+from invoke import Context, task
 
 from . import build as _build
 from . import config as _config
@@ -34,20 +36,21 @@ from . import push as _push
 from . import test as _test
 from ._text import redact
 from .boundary import LINE_HELP, boundary
+from .config import Settings
 from .errors import ContinuityError, GitError
 from .ledger import Ledger
 from .lock import remote_lock
 from .publish import finish
-from .record import RunState, start_record
+from .record import RunRecord, RunState, start_record
 from .remote import fetch_branches
 from .report import Reporter
-from .stage import Attempt, compose, perform, plan_lines
-from .workspace import exclusive, restored_head
+from .stage import Attempt, Stage, compose, perform, plan_lines
+from .workspace import Workspace, exclusive, restored_head
 
 __all__ = ["pipeline", "run_pipeline", "stages", "print_plan"]
 
 
-def stages(settings):
+def stages(settings: Settings) -> list[Stage]:
     """The pipeline's stages for ``settings``, in the order they run."""
     plugins = [_docker.plugin(settings)]
     checks = [part for plugin in plugins for part in plugin.checks]
@@ -63,13 +66,14 @@ def stages(settings):
     }
 )
 @boundary
-def pipeline(c, dry_run=False, junit=None, line=None):
+def pipeline(c: Context, dry_run: bool = False, junit: Optional[str] = None, line: Optional[str] = None) -> None:
     """Build, check, merge development into master, push, deploy to auto_deploy."""
     settings = _config.settings(c, line=line)
     run_pipeline(c, settings, dry_run=dry_run, junit=junit)
 
 
-def run_pipeline(c, settings, dry_run=False, reporter=None, junit=None):
+def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Optional[Reporter] = None,
+                 junit: Optional[str] = None) -> RunRecord:
     """The pipeline as a function; returns its `record.RunRecord` or raises.
 
     The record's ``state`` says how it ended (nothing-to-do, planned, pushed,
@@ -102,7 +106,7 @@ def run_pipeline(c, settings, dry_run=False, reporter=None, junit=None):
     return record
 
 
-def _with_commits(ws, record):
+def _with_commits(ws: Optional[Workspace], record: RunRecord) -> RunRecord:
     """The commits the run brings in (base..development), for the notifications."""
     if ws is not None and record.base and record.development:
         try:
@@ -112,11 +116,12 @@ def _with_commits(ws, record):
     return record
 
 
-def _preflight(settings):
+def _preflight(settings: Settings) -> tuple[Workspace, Any]:
     return _deploy.preflight(settings, need_deploy=bool(settings.auto_deploy))
 
 
-def _run(c, settings, ws, deploy_task, rep, record, dry_run, held):
+def _run(c: Any, settings: Settings, ws: Workspace, deploy_task: Any, rep: Reporter, record: RunRecord, dry_run: bool,
+         held: ExitStack) -> None:
     """Fetch; when there is work, take the line's pipeline lock (``held``) and fetch again; then the stages.
 
     A run with nothing to do never touches the lock, so a job that polls
@@ -171,7 +176,7 @@ def _run(c, settings, ws, deploy_task, rep, record, dry_run, held):
             perform(stage, attempt)
 
 
-def _try(attempt, pipeline_stages, dry_run):
+def _try(attempt: Attempt, pipeline_stages: Sequence[Stage], dry_run: bool) -> bool:
     """One attempt, up to the push; False after a dry run's plan (the run ends there)."""
     for stage in pipeline_stages:
         if stage.dry:
@@ -187,7 +192,7 @@ def _try(attempt, pipeline_stages, dry_run):
     return True
 
 
-def print_plan(attempt, pipeline_stages):
+def print_plan(attempt: Attempt, pipeline_stages: Sequence[Stage]) -> None:
     """The stages a run would go through, in the order they run; refusals as the run would refuse."""
     for line in plan_lines(pipeline_stages, attempt):
         attempt.rep.say("plan: " + line)
@@ -196,7 +201,7 @@ def print_plan(attempt, pipeline_stages):
         raise attempt.refusal
 
 
-def _success_summary(record, settings):
+def _success_summary(record: RunRecord, settings: Settings) -> str:
     master = settings.branches.master
     if record.state == "nothing-to-do":
         return "nothing to do; {} is at {}".format(master, record.base[:12])
@@ -208,7 +213,7 @@ def _success_summary(record, settings):
     return text
 
 
-def _failure_summary(exc, record, settings):
+def _failure_summary(exc: BaseException, record: RunRecord, settings: Settings) -> str:
     first = str(exc).splitlines()[0]
     if record.state in ("pushed", "deployed"):
         return "{} advanced to {}, then: {}".format(settings.branches.master, record.candidate[:12], first)

@@ -46,7 +46,7 @@ def _bring_development(attempt: Attempt) -> None:
                          attempt.rep.say)
 
 
-def _plan(attempt: Attempt) -> list:
+def _plan(attempt: Attempt) -> list[str]:
     settings, candidate = attempt.settings, attempt.candidate
     assert candidate is not None
     lines = ["push {} to {} {} (only if it is still {})".format(

@@ -117,8 +117,11 @@ class RunRecord:
 class _LineSettings(Protocol):
     """What `start_record` reads of `config.Settings`."""
 
-    line: str
-    remote: str
+    @property
+    def line(self) -> str: ...
+
+    @property
+    def remote(self) -> str: ...
 
     @property
     def branches(self) -> Any: ...

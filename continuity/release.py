@@ -12,15 +12,19 @@ and leaves an entry in the ledger (see `continuity.ledger`).
   replaces as bad; a revision marked bad is not deployed again unless forced.
 """
 
-from invoke import task
+from typing import Optional
+
+from invoke import Context, task
 
 from . import config as _config
 from . import docker as _docker
 from ._text import safe
 from .boundary import LINE_HELP, boundary, confirm
+from .config import Environment, Settings
 from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
 from .errors import ContinuityError, UsageError
-from .ledger import Ledger
+from .git import Git
+from .ledger import Ledger, State
 from .publish import reported
 from .record import RunState, start_record
 from .remote import fetch_branches, reach
@@ -29,10 +33,12 @@ from .workspace import exclusive, restored_head
 
 __all__ = ["deploy", "promote", "rollback", "history"]
 
+Heads = dict[str, str]  # branch name -> sha, as fetched
+
 _SHOWN = 10
 
 
-def _resolve(git, settings, name, heads):
+def _resolve(git: Git, settings: Settings, name: str, heads: Heads) -> Optional[str]:
     """A commit for ``name``: a branch just fetched, a branch on the remote (Jenkins has no local
     ones), then any revision git knows."""
     if name in heads:
@@ -40,7 +46,7 @@ def _resolve(git, settings, name, heads):
     return git.commit("refs/remotes/{}/{}".format(settings.remote, name)) or git.commit(name)
 
 
-def _revision(git, name, settings, heads):
+def _revision(git: Git, name: Optional[str], settings: Settings, heads: Heads) -> str:
     """``name`` resolved to a commit that is on master (default: master's tip)."""
     master = settings.branches.master
     master_sha = heads[master]
@@ -54,7 +60,7 @@ def _revision(git, name, settings, heads):
     return sha
 
 
-def _environment(settings, name):
+def _environment(settings: Settings, name: str) -> Environment:
     name = _config.environment_name(name)
     if name not in settings.known_environments():
         raise UsageError(
@@ -78,7 +84,8 @@ def _environment(settings, name):
     },
 )
 @boundary
-def deploy(c, environment, revision=None, force=False, dry_run=False, line=None):
+def deploy(c: Context, environment: str, revision: Optional[str] = None, force: bool = False, dry_run: bool = False,
+           line: Optional[str] = None) -> None:
     """Deploy master (or a revision on it) to an environment, through your deploy task."""
     settings = _config.settings(c, line=line)
     target = _environment(settings, environment)
@@ -106,7 +113,8 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
             rep.say("result: {}: {}".format(target.name, result))
 
 
-def _dry_run_decision(rep, git, settings, state, environment, revision, policy):
+def _dry_run_decision(rep: Reporter, git: Git, settings: Settings, state: State, environment: str, revision: str,
+                      policy: DeployPolicy) -> None:
     """Refuse, or say it would skip, exactly as the deploy would (the ledger may change before it runs)."""
     skip = deploy_decision(git, settings, state, environment, revision, policy)
     if skip:
@@ -125,7 +133,8 @@ def _dry_run_decision(rep, git, settings, state, environment, revision, policy):
     }
 )
 @boundary
-def promote(c, revision=None, yes=False, dry_run=False, line=None):
+def promote(c: Context, revision: Optional[str] = None, yes: bool = False, dry_run: bool = False,
+            line: Optional[str] = None) -> None:
     """Move production to master's revision (fast-forward only), push, deploy production."""
     settings = _config.settings(c, line=line)
     b = settings.branches
@@ -166,7 +175,8 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
             rep.say("result: " + record.summary)
 
 
-def _require_fast_forward(git, settings, production, target, master, development):
+def _require_fast_forward(git: Git, settings: Settings, production: str, target: str, master: str,
+                          development: str) -> None:
     b = settings.branches
     if git.is_ancestor(production, target):
         return
@@ -190,7 +200,8 @@ def _require_fast_forward(git, settings, production, target, master, development
     )
 
 
-def _print_promotion(rep, git, settings, production, target, environment):
+def _print_promotion(rep: Reporter, git: Git, settings: Settings, production: str, target: str,
+                     environment: str) -> None:
     b = settings.branches
     if production == target:
         rep.say("plan: {} is already at {}; deploy it to {}".format(b.production, target[:12], environment))
@@ -205,7 +216,7 @@ def _print_promotion(rep, git, settings, production, target, environment):
         rep.say("    ... and {} more".format(count - len(commits)))
 
 
-def _move_production(git, settings, production, target):
+def _move_production(git: Git, settings: Settings, production: str, target: str) -> None:
     if production == target:
         return
     ref = "refs/heads/" + settings.branches.production
@@ -228,7 +239,8 @@ def _move_production(git, settings, production, target):
     }
 )
 @boundary
-def rollback(c, environment, revision=None, dry_run=False, line=None):
+def rollback(c: Context, environment: str, revision: Optional[str] = None, dry_run: bool = False,
+             line: Optional[str] = None) -> None:
     """Redeploy the previous good revision of an environment and mark the replaced one bad."""
     settings = _config.settings(c, line=line)
     target = _environment(settings, environment)
@@ -260,7 +272,8 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
             rep.say("result: " + record.summary)
 
 
-def _rollback_target(git, settings, state, revision, environment, heads):
+def _rollback_target(git: Git, settings: Settings, state: State, revision: Optional[str], environment: str,
+                     heads: Heads) -> str:
     if revision:
         sha = _resolve(git, settings, revision, heads)
         if sha is None:
@@ -290,16 +303,16 @@ def _rollback_target(git, settings, state, revision, environment, heads):
     }
 )
 @boundary
-def history(c, environment, limit=None, line=None):
+def history(c: Context, environment: str, limit: Optional[str] = None, line: Optional[str] = None) -> None:
     """List the deploys of an environment from the ledger on the remote, newest first."""
     settings = _config.settings(c, line=line)
     name = _config.environment_name(environment)
     git = reach(settings)
     try:
-        limit = int(limit) if limit is not None else 20
+        count = int(limit) if limit is not None else 20
     except ValueError:
         raise UsageError("--limit takes a whole number, got {!r}".format(limit)) from None
-    state = Ledger.of(git, settings).state(name, limit=max(limit, 1))
+    state = Ledger.of(git, settings).state(name, limit=max(count, 1))
     if not state.entries:
         print("no deploys of {} are recorded on {}".format(name, settings.remote))
         return

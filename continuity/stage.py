@@ -50,8 +50,8 @@ class Attempt:
     deploy_task: Any = None
     lock: Optional[HeldLock] = None
     candidate: Optional[Candidate] = None  # once the merge stage made it
-    decisions: Optional[list] = None  # the build steps' `build.Decision`, once planned
-    env: dict = field(default_factory=dict)  # what build steps and checks see, once checked out
+    decisions: Optional[list[Any]] = None  # the build steps' `build.Decision`, once planned
+    env: dict[str, str] = field(default_factory=dict)  # what build steps and checks see, once checked out
     pushed: bool = False  # master advanced to the candidate
     refusal: Optional[ContinuityError] = None  # what a dry run refuses, raised after the plan
 
@@ -60,11 +60,16 @@ class Attempt:
         return self.ws.git
 
     @property
-    def sha(self) -> str:
-        """The candidate's revision."""
+    def merged(self) -> Candidate:
+        """The candidate, for the stages after the merge stage, which makes it."""
         if self.candidate is None:
             raise RuntimeError("no candidate yet: the merge stage makes it")
-        return self.candidate.sha
+        return self.candidate
+
+    @property
+    def sha(self) -> str:
+        """The candidate's revision."""
+        return self.merged.sha
 
     def check_out(self) -> None:
         """Check the candidate out, and set the environment its build steps and checks see."""
@@ -133,7 +138,7 @@ class Plugin:
     checks: Sequence[Checks] = ()
 
 
-def compose(core: Sequence[Stage], plugins: Sequence[Plugin]) -> list:
+def compose(core: Sequence[Stage], plugins: Sequence[Plugin]) -> list[Stage]:
     """``core`` with each plugin's stages inserted right after the stage they name."""
     stages = list(core)
     for plugin in plugins:
@@ -160,6 +165,6 @@ def perform(stage: Stage, attempt: Attempt) -> StageStatus:
     return done.status
 
 
-def plan_lines(stages: Sequence[Stage], attempt: Attempt) -> list:
+def plan_lines(stages: Sequence[Stage], attempt: Attempt) -> list[str]:
     """What a dry run says about ``stages``, in the order they would run."""
     return [line for stage in stages for line in stage.plan(attempt)]

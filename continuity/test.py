@@ -10,13 +10,15 @@ pipeline's check stage does: same commands, environment, time limits,
 output and JUnit report; it moves nothing and takes no lock on the remote.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Callable, Optional, TextIO, cast
 
-from invoke import task
+from invoke import Context, task
 
 from . import config as _config
-from ._proc import run_shell
+from ._proc import Result, run_shell
 from .boundary import LINE_HELP, boundary
+from .config import Command
 from .errors import CommandFailed, ContinuityError
 from .publish import finish
 from .record import start_record
@@ -27,7 +29,10 @@ from .workspace import checkout_here, exclusive
 __all__ = ["run_checks", "check_stage", "check_stage_detail", "check_here"]
 
 
-def run_checks(checks, cwd, env=None, out=None, say=print, record=None, verify=None):
+def run_checks(checks: Sequence[Command], cwd: str, env: Optional[Mapping[str, str]] = None,
+               out: Optional[TextIO] = None, say: Callable[[str], None] = print,
+               record: Optional[Callable[[str, str, Result], None]] = None,
+               verify: Optional[Callable[[str, Result], None]] = None) -> list[Result]:
     """Run ``checks`` in order; return their results or raise `CommandFailed`.
 
     ``record(name, command, result)`` is told about each check that ran;
@@ -36,7 +41,7 @@ def run_checks(checks, cwd, env=None, out=None, say=print, record=None, verify=N
     results = []
     for check in checks:
         say("check: $ " + check.command)
-        result = run_shell(check.command, cwd, timeout=check.timeout, env=env, out=out)
+        result = run_shell(check.command, cwd, timeout=cast(Optional[float], check.timeout), env=env, out=out)
         results.append(result)
         if record is not None:
             record(check.name, check.command, result)
@@ -50,13 +55,13 @@ def run_checks(checks, cwd, env=None, out=None, say=print, record=None, verify=N
     return results
 
 
-def _named(check):
+def _named(check: Command) -> str:
     """"check 'NAME' (COMMAND)", or "check 'COMMAND'" when it has no name of its own."""
     command = "" if check.name == check.command else " ({})".format(check.command)
     return "check '{}'{}".format(check.name, command)
 
 
-def check_stage_detail(count):
+def check_stage_detail(count: int) -> str:
     """The check stage's line: how many checks passed."""
     return "{} check(s) passed".format(count) if count else "no checks configured (continuity.checks)"
 
@@ -73,7 +78,7 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
                    record=attempt.rep.command, verify=attempt.verifier())
         return check_stage_detail(len(settings.checks) + sum(part.run(attempt) for part in more))
 
-    def plan(attempt: Attempt) -> list:
+    def plan(attempt: Attempt) -> list[str]:
         lines = ["check $ " + check.command for check in attempt.settings.checks]
         return lines + [line for part in more for line in part.plan(attempt)]
 
@@ -92,7 +97,7 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
     },
 )
 @boundary
-def check_here(c, junit=None, dry_run=False, line=None):
+def check_here(c: Context, junit: Optional[str] = None, dry_run: bool = False, line: Optional[str] = None) -> None:
     """Run the configured checks on this checkout, exactly as the pipeline's check stage does."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None

@@ -8,9 +8,12 @@ where it found it when it is done, whatever happened.
 
 import fcntl
 import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
+from .config import Settings
 from .errors import CommandFailed, GitError, UsageError
 from .git import Git
 
@@ -19,17 +22,19 @@ __all__ = ["open_workspace", "Workspace", "require_candidate", "checkout_state",
 
 
 class Workspace:
-    def __init__(self, git, git_dir):
+    """A checkout: its `Git`, its root, and where continuity keeps its state in it (``.git/continuity``)."""
+
+    def __init__(self, git: Git, git_dir: str) -> None:
         self.git = git
         self.root = git.path
         self.state_dir = os.path.join(git_dir, "continuity")
 
     @property
-    def build_stamps(self):
+    def build_stamps(self) -> str:
         return os.path.join(self.state_dir, "builds")
 
 
-def open_workspace(path=".", timeout=300):
+def open_workspace(path: str = ".", timeout: float = 300) -> Workspace:
     """The `Workspace` containing ``path``; `UsageError` outside a checkout."""
     probe = Git(path, timeout)
     try:
@@ -45,7 +50,7 @@ def open_workspace(path=".", timeout=300):
     return Workspace(Git(root, timeout), git_dir)
 
 
-def command_env(revision, base, branch):
+def command_env(revision: str, base: str, branch: str) -> dict[str, str]:
     """The environment of build steps and checks: ours, plus what they are building and checking.
 
     ``CONTINUITY_REVISION`` is the commit checked out, ``CONTINUITY_BASE``
@@ -60,21 +65,21 @@ class Here:
 
     workspace: Workspace
     revision: str  # HEAD
-    uncommitted: tuple  # tracked files whose content differs from HEAD
-    env: dict  # the environment of its build steps and checks (`command_env`)
+    uncommitted: tuple[str, ...]  # tracked files whose content differs from HEAD
+    env: Mapping[str, str]  # the environment of its build steps and checks (`command_env`)
 
     @property
-    def committed(self):
+    def committed(self) -> bool:
         return not self.uncommitted
 
     @property
-    def note(self):
+    def note(self) -> str:
         """What a summary adds about uncommitted changes ("" when there are none)."""
         if self.committed:
             return ""
         return " with uncommitted changes to {} tracked file(s)".format(len(self.uncommitted))
 
-    def verifier(self):
+    def verifier(self) -> Optional[Callable[[str, Any], None]]:
         """``verify(culprit, result)`` after a step or check, as in the pipeline; None with uncommitted
         changes, which a step or check may legitimately be part of."""
         if not self.committed:
@@ -82,7 +87,7 @@ class Here:
         return lambda culprit, result: require_candidate(self.workspace, self.revision, culprit, result)
 
 
-def checkout_here(settings):
+def checkout_here(settings: Settings) -> Here:
     """The `Here` of the current directory's checkout, for the line of ``settings``.
 
     Its build steps and checks see ``CONTINUITY_REVISION`` (HEAD),
@@ -98,7 +103,7 @@ def checkout_here(settings):
     return Here(ws, head, tuple(changed), command_env(head, base, master))
 
 
-def require_clean(ws):
+def require_clean(ws: Workspace) -> None:
     dirty = ws.git.dirty_files()
     if dirty:
         shown = ", ".join(dirty[:5]) + (" and {} more".format(len(dirty) - 5) if len(dirty) > 5 else "")
@@ -108,7 +113,7 @@ def require_clean(ws):
         )
 
 
-def checkout_state(git):
+def checkout_state(git: Git) -> tuple[Optional[str], list[str]]:
     """(HEAD's commit, [tracked paths that differ from it in the index or the work tree]).
 
     One ``git status``: cheap enough to run after every build step and check.
@@ -134,7 +139,7 @@ def checkout_state(git):
 _FIELDS_BEFORE_PATH = {"1 ": 8, "2 ": 9, "u ": 10}
 
 
-def require_candidate(ws, sha, culprit, result=None):
+def require_candidate(ws: Workspace, sha: str, culprit: str, result: Any = None) -> None:
     """The checkout is still exactly ``sha``, else `CommandFailed` naming ``culprit``.
 
     A build step or check that checks out another revision, commits, or edits
@@ -159,7 +164,7 @@ def require_candidate(ws, sha, culprit, result=None):
 
 
 @contextmanager
-def exclusive(ws, clean=True):
+def exclusive(ws: Workspace, clean: bool = True) -> Iterator[None]:
     """Only one continuity run per checkout at a time; it starts from a clean checkout (unless not ``clean``)."""
     os.makedirs(ws.state_dir, exist_ok=True)
     with open(os.path.join(ws.state_dir, "run.lock"), "a+") as handle:
@@ -184,7 +189,7 @@ def exclusive(ws, clean=True):
 
 
 @contextmanager
-def restored_head(ws, say=print):
+def restored_head(ws: Workspace, say: Callable[[str], None] = print) -> Iterator[None]:
     """Put HEAD back (branch or detached commit) when the block ends."""
     branch, sha = ws.git.head()
     try:
@@ -196,10 +201,12 @@ def restored_head(ws, say=print):
             _return_to(ws.git, branch, sha, say)
 
 
-def _return_to(git, branch, sha, say):
+def _return_to(git: Git, branch: Optional[str], sha: Optional[str], say: Callable[[str], None]) -> None:
     # Detach first, then point HEAD at the branch: no branch name is ever
     # parsed as an option by `git checkout`.
     target = (git.commit(branch) if branch else None) or sha
+    if target is None:  # there was no commit to return to
+        return
     try:
         git.checkout(target, force=True)
         if branch:

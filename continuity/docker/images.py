@@ -8,21 +8,31 @@ is imported only when one of them talks to the engine (`_engine`):
 
 import os
 import time
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import config as _config
+from ..config import Settings
 from ..errors import CommandFailed, ContinuityError, RegistryError, UsageError
-from .context import KEY_LABEL, key_tag, scan
+from ..workspace import Workspace
+from .context import KEY_LABEL, BuildContext, key_tag, scan
+from .settings import DockerSettings, docker_of
+
+if TYPE_CHECKING:  # the SDK stays unimported until an engine is needed
+    from .engine import Engine
+
+Say = Callable[[str], None]
+Record = Callable[..., None]  # `report.Reporter.command`
 
 __all__ = ["image_digest", "promote_image", "tested_image", "build_context", "engine_for", "require", "scan_context",
            "lookup", "ensure_image", "image_detail", "image_of", "run_checks", "publish", "short_digest"]
 
 
-def image_digest(settings, revision):
+def image_digest(settings: Settings, revision: str) -> str:
     """The digest the registry has for ``IMAGE:REVISION``; `ContinuityError` when it has none.
 
     Cheap: call it before moving anything that depends on the tested image.
     """
-    engine = engine_for(require(settings.docker))
+    engine = engine_for(require(docker_of(settings)))
     digest = engine.remote_digest(revision)
     if digest is None:
         raise ContinuityError(
@@ -32,7 +42,7 @@ def image_digest(settings, revision):
     return digest
 
 
-def promote_image(settings, ws, revision, say=print):
+def promote_image(settings: Settings, ws: Optional[Workspace], revision: str, say: Say = print) -> str:
     """Give the image tested for ``revision`` the production tag in the registry; return its digest.
 
     Never rebuilds: the registry's digest for ``IMAGE:REVISION`` is pulled
@@ -41,8 +51,9 @@ def promote_image(settings, ws, revision, say=print):
     """
     revision = (ws.git.commit(revision) if ws is not None else None) or revision
     digest = image_digest(settings, revision)
-    engine = engine_for(settings.docker)
-    production = settings.docker.production_tag
+    docker = require(docker_of(settings))
+    engine = engine_for(docker)
+    production = docker.production_tag
     if engine.remote_digest(production) == digest:
         say("image: {} is already {}".format(engine.ref(production), short_digest(digest)))
         return digest
@@ -56,34 +67,34 @@ def promote_image(settings, ws, revision, say=print):
     return digest
 
 
-def tested_image(c, revision):
+def tested_image(c: Any, revision: str) -> str:
     """``IMAGE@DIGEST`` of the image the pipeline tested and pushed for ``revision``.
 
     For your ``deploy`` task: ``rollout(c, tested_image(c, revision), "web")``.
     """
     settings = _config.settings(c)
-    return "{}@{}".format(require(settings.docker).image, image_digest(settings, revision))
+    return "{}@{}".format(require(docker_of(settings)).image, image_digest(settings, revision))
 
 
-def build_context(settings, root="."):
+def build_context(settings: Settings, root: str = ".") -> BuildContext:
     """The `BuildContext` of the checkout at ``root``: the files the build sends and their content key."""
-    return scan_context(require(settings.docker), root, lambda text: None)
+    return scan_context(require(docker_of(settings)), root, lambda text: None)
 
 
-def engine_for(docker_settings):
+def engine_for(docker_settings: DockerSettings) -> "Engine":
     """The `engine.Engine` for ``docker_settings``: the one place the SDK gets imported, lazily."""
     from .engine import Engine  # imports the Docker SDK and requests
 
     return Engine(docker_settings)
 
 
-def require(docker_settings):
+def require(docker_settings: Optional[DockerSettings]) -> DockerSettings:
     if docker_settings is None:
         raise UsageError("Docker is not configured: set continuity.docker.image in fabric.yaml (see the Docker guide)")
     return docker_settings
 
 
-def scan_context(docker_settings, root, say):
+def scan_context(docker_settings: DockerSettings, root: str, say: Say) -> BuildContext:
     """The `context.BuildContext` of the checkout at ``root``, with its content key; says how long it took."""
     start = time.monotonic()
     context_dir = os.path.normpath(os.path.join(root, docker_settings.context))
@@ -96,7 +107,7 @@ def scan_context(docker_settings, root, say):
     return context
 
 
-def lookup(engine, docker_settings, tag):
+def lookup(engine: "Engine", docker_settings: DockerSettings, tag: str) -> tuple[Optional[str], Any]:
     """("local", image), ("registry", digest) or (None, None) for the image tagged ``tag``.
 
     With ``push`` on, the registry is asked even when the image is here: wrong
@@ -111,7 +122,8 @@ def lookup(engine, docker_settings, tag):
     return None, None
 
 
-def ensure_image(engine, docker_settings, context, say, record):
+def ensure_image(engine: "Engine", docker_settings: DockerSettings, context: BuildContext, say: Say,
+                 record: Record) -> tuple[str, str]:
     """The image for ``context``: found locally, pulled from the registry or built. Returns (ID, how)."""
     tag = key_tag(context.key)
     where, found = lookup(engine, docker_settings, tag)
@@ -133,21 +145,22 @@ def ensure_image(engine, docker_settings, context, say, record):
     return image_id, "built"
 
 
-def image_detail(engine, context, image_id, how):
+def image_detail(engine: "Engine", context: BuildContext, image_id: str, how: str) -> str:
     what = "{} {} (key {})".format(engine.repository, image_id[len("sha256:"):][:12], context.key[:12])
     if how == "built":
         return "built " + what
     return "reused {}, {}".format(what, "found here" if how == "local" else "pulled from the registry")
 
 
-def image_of(engine, revision):
+def image_of(engine: "Engine", revision: str) -> Any:
     image = engine.local_image(engine.ref(revision))
     if image is None:
         raise ContinuityError("no image {} here; the pipeline's image stage builds it".format(engine.ref(revision)))
     return image
 
 
-def run_checks(engine, docker_settings, image_id, revision, say, record):
+def run_checks(engine: "Engine", docker_settings: DockerSettings, image_id: str, revision: Optional[str], say: Say,
+               record: Record) -> None:
     for check in docker_settings.checks:
         say("docker check: $ {}".format(check.display))
         environment = dict(check.environment, **({"CONTINUITY_REVISION": revision} if revision else {}))
@@ -158,7 +171,7 @@ def run_checks(engine, docker_settings, image_id, revision, say, record):
                 check.name, result.describe(), image_id[len("sha256:"):][:12], result.tail_text()), result)
 
 
-def publish(engine, image, revision, say):
+def publish(engine: "Engine", image: Any, revision: Optional[str], say: Say) -> str:
     """Push ``image`` under ``revision`` (when given) and its key tag; return the one digest."""
     tags = [revision] if revision else []
     key = (image.labels or {}).get(KEY_LABEL)
@@ -174,5 +187,5 @@ def publish(engine, image, revision, say):
     return digests.pop()
 
 
-def short_digest(digest):
+def short_digest(digest: str) -> str:
     return digest[:19] if digest.startswith("sha256:") else digest[:12]

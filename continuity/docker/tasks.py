@@ -5,27 +5,30 @@ They do what the pipeline's Docker stages do, on the checkout as it is
 only when tracked files are clean).
 """
 
-from invoke import Collection, task
+from typing import Any, Callable, Optional
+
+from invoke import Collection, Context, task
 
 from .. import config as _config
 from ..boundary import boundary
 from ..errors import UsageError
 from ..report import Reporter
-from ..workspace import open_workspace
-from .context import key_tag
+from ..workspace import Workspace, open_workspace
+from .context import BuildContext, key_tag
 from .images import engine_for, ensure_image, image_detail, lookup, publish, require, run_checks, scan_context
+from .settings import DockerSettings
 
 __all__ = ["build", "check", "push", "ns"]
 
 
-def _task_setup(c):
+def _task_setup(c: Context) -> tuple[DockerSettings, Workspace, Reporter, Any, BuildContext]:
     docker_settings = require(_config.settings(c).docker)
     ws = open_workspace(".")
     rep = Reporter()
     return docker_settings, ws, rep, engine_for(docker_settings), scan_context(docker_settings, ws.root, rep.say)
 
 
-def _clean_revision(ws, say):
+def _clean_revision(ws: Workspace, say: Callable[[str], None]) -> Optional[str]:
     """HEAD's revision, or None when tracked files changed (the image would not be that revision)."""
     if ws.git.dirty_files():
         say("image: not tagged with the revision: tracked files have uncommitted changes")
@@ -33,15 +36,15 @@ def _clean_revision(ws, say):
     return ws.git.commit("HEAD")
 
 
-def _say_plan(engine, docker_settings, context, say):
+def _say_plan(engine: Any, docker_settings: DockerSettings, context: BuildContext, say: Callable[[str], None]) -> None:
     where, _ = lookup(engine, docker_settings, key_tag(context.key))
-    action = {"local": "reuse the image here", "registry": "pull the image from the registry"}.get(where, "build it")
+    action = {"local": "reuse the image here", "registry": "pull the image from the registry"}.get(where or "", "build it")
     say("plan: {} for key {}: {}".format(engine.ref(key_tag(context.key)), context.key[:12], action))
 
 
 @task(help={"dry_run": "Compute the content key and say whether the image would be built or reused; build nothing."})
 @boundary
-def build(c, dry_run=False):
+def build(c: Context, dry_run: bool = False) -> None:
     """Build this checkout's Docker image, unless one with its content key exists."""
     docker_settings, ws, rep, engine, context = _task_setup(c)
     if dry_run:
@@ -56,7 +59,7 @@ def build(c, dry_run=False):
 
 @task(help={"dry_run": "Say which image and checks would run; run nothing."})
 @boundary
-def check(c, dry_run=False):
+def check(c: Context, dry_run: bool = False) -> None:
     """Run continuity.docker.checks in containers of this checkout's image (built if needed)."""
     docker_settings, ws, rep, engine, context = _task_setup(c)
     if dry_run:
@@ -71,7 +74,7 @@ def check(c, dry_run=False):
 
 @task(help={"dry_run": "Say which tags would be pushed where; push nothing."})
 @boundary
-def push(c, dry_run=False):
+def push(c: Context, dry_run: bool = False) -> None:
     """Push this checkout's image to the registry, tagged with its revision and content key."""
     docker_settings, ws, rep, engine, context = _task_setup(c)
     image = engine.local_image(engine.ref(key_tag(context.key)))
