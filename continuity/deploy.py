@@ -258,10 +258,12 @@ def _deploy_all(attempt: Attempt) -> str:
             result = deploy_revision(attempt.c, attempt.deploy_task, attempt.git, settings,
                                      settings.environment(environment), sha, say=rep.say,
                                      policy=DeployPolicy.pipeline())
-        except DeployError as exc:
-            # The next pipeline run has nothing to do: say how to deploy again.
-            raise DeployError("{}; once fixed, `{}` deploys {}".format(
-                exc, redeploy_command(settings, environment), sha[:12])) from exc
+        except ContinuityError as exc:
+            # Master has moved, so the next pipeline run has nothing to do: whatever
+            # stopped the deploy (the task, a lock, the ledger), say how to deploy again.
+            exc.message = "{}; once fixed, `{}` deploys {}".format(
+                exc.message, redeploy_command(settings, environment), sha[:12])
+            raise
         deployed[environment] = result
         rep.say("deploy: {}: {}".format(environment, result))
     attempt.record.state = RunState.DEPLOYED

@@ -42,7 +42,7 @@ from typing import Callable, Optional
 from ._text import one_line
 from .boundary import left_behind
 from .config import Settings
-from .errors import ContinuityError, LockError
+from .errors import ContinuityError, LockError, UsageError
 from .git import Git, PendingPush
 
 Say = Callable[[str], None]
@@ -292,6 +292,8 @@ def _acquire(lock: "HeldLock", poll: float) -> None:
         holder, info = _holder(lock.git, settings.remote, lock.ref)
         if not holder:
             continue  # released meanwhile: try again at once
+        if _FOREIGN in info:
+            raise _foreign_error(lock.ref, settings, info)
         unchanged = watch.unchanged_for(holder, polled)
         gone = _gone(info, unchanged)
         if gone:
@@ -372,9 +374,26 @@ def _holder(git: Git, remote: str, ref: str) -> tuple[Optional[str], Info]:
         proc = git.call("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--refmap=", remote, ref)
         if proc.returncode:
             return sha, {}
+    kind = git.run("cat-file", "-t", sha, check=False)
+    if kind != "commit":
+        return sha, {_FOREIGN: "a {}".format(kind or "missing object")}
     body = git.run("log", "-1", "--format=%B", sha, check=False)
+    if not body.startswith("continuity lock\n"):
+        return sha, {_FOREIGN: "a commit that is not a continuity lock token"}
     info = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
     return sha, info
+
+
+#: Set in a holder's info when the ref holds something no continuity run wrote:
+#: nobody will ever release or renew it, so waiting for it is pointless.
+_FOREIGN = "not-a-lock"
+
+
+def _foreign_error(ref: str, settings: Settings, info: Info) -> UsageError:
+    return UsageError(
+        "{} on {} is not a continuity lock ({}): something other than continuity wrote it, and no run will "
+        "release it; continuity left it as it is. Remove it with `fab continuity.unlock {}`, then run again".format(
+            ref, settings.remote, info[_FOREIGN], _short_name(ref, settings)))
 
 
 _HERE: Info = {}
@@ -451,6 +470,8 @@ def _duration(seconds: float) -> str:
 def who(info: Info) -> str:
     if not info:
         return "another run"
+    if _FOREIGN in info:
+        return "nobody (not a continuity lock)"
     who = "pid {} on {} since {}".format(info.get("pid", "?"), info.get("host", "?"), info.get("started", "?"))
     return one_line(who + (" ({})".format(info["build"]) if info.get("build") else ""))
 
@@ -462,6 +483,8 @@ def assessment(info: Info, settings: Settings) -> tuple[str, str]:
     watch the token change: it trusts the holder's recorded renewal time,
     hence "probably".
     """
+    if _FOREIGN in info:
+        return "not a continuity lock ({}): no run will release it".format(info[_FOREIGN]), "remove it"
     if _dead_here(info):
         return ("its run is gone (no process {} on this machine): the next run that needs the lock takes it over "
                 "at once".format(info["pid"]), "to break it now")

@@ -5,7 +5,6 @@ import signal
 import time
 
 import pytest
-
 from conftest import Project, assert_user_error, git, wait_ref
 
 ENVIRONMENTS = """\
