@@ -47,7 +47,10 @@ from .report import Reporter
 from .stage import Attempt, Stage, compose, perform, plan_lines
 from .workspace import Workspace, exclusive, restored_head
 
-__all__ = ["pipeline", "run_pipeline", "stages", "print_plan"]
+__all__ = ["pipeline", "run_pipeline", "stages", "print_plan", "Outcome"]
+
+#: What `run_pipeline` returned before the one `RunRecord`: the same object, by its old name.
+Outcome = RunRecord
 
 
 def stages(settings: Settings) -> list[Stage]:
