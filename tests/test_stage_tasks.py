@@ -189,6 +189,18 @@ def test_test_runs_the_checks_here_with_the_pipelines_environment_and_writes_jun
     assert state(project, ws) == before
 
 
+def test_a_failing_check_fails_test_with_the_pipelines_message_and_exit_code(make_project):
+    project = make_project(config=Project.config(checks=["true", "echo boom; exit 3"]))
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+
+    tested = project.fab(ws, "continuity.test")
+    piped = project.fab(ws, "continuity.pipeline")
+
+    assert_user_error(tested, "check 'echo boom; exit 3' exited with code 3; last output:\nboom", code=1)
+    assert (tested.returncode, tested.stderr) == (piped.returncode, piped.stderr)
+
+
 def test_a_check_that_hangs_is_stopped_at_its_time_limit_as_in_the_pipeline(make_project, tmp_path):
     project = make_project(config=Project.config(checks=[], extra="checks:\n  - name: hang\n    command: echo started; sleep 60\n    timeout: 1\n"))
     ws = project.workspace()
