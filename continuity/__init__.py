@@ -13,19 +13,25 @@ Compose it in your fabfile::
     ns = Collection(deploy, continuity)
 
 then run ``fab continuity.pipeline`` (in Jenkins, from the workspace root).
+The layers of the package, and where to change what: docs/design.rst.
 """
 
 from invoke import Collection
 
+from . import build as _build
 from . import docker as _docker
 from . import hotfix as _hotfix
+from . import merge as _merge
 from . import notify as _notify  # noqa: F401  (registers the continuity.notify settings)
 from . import release as _release
+from . import test as _test
+from .admin import init, locks, status, unlock
 from .config import Settings, _collection_defaults, settings
 from .deploy import annotate, register_deploy
+from .docker import Rollout, rollout, tested_image
 from .errors import ContinuityError
-from .lock import locks, unlock
-from .pipeline import init, pipeline, run_pipeline, status
+from .pipeline import pipeline, run_pipeline
+from .record import RunRecord, RunState
 from .release import history, promote, rollback
 
 __version__ = "0.1.0"
@@ -46,11 +52,18 @@ __all__ = [
     "settings",
     "Settings",
     "ContinuityError",
+    "RunRecord",
+    "RunState",
+    "rollout",
+    "Rollout",
+    "tested_image",
 ]
 
-# The ``deploy`` task is registered under that name but not bound here:
-# ``continuity.deploy`` stays the module (register_deploy, annotate, ...).
-ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock)
+# The ``deploy``, ``merge``, ``build`` and ``test`` tasks are registered under
+# those names but not bound here: ``continuity.deploy`` and the others stay the
+# modules (register_deploy, annotate, ...).
+ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock,
+                _merge.show_merge, _build.build_here, _test.check_here)
 ns.add_collection(_hotfix.ns)
 ns.add_collection(_docker.ns)
 ns.configure(_collection_defaults())

@@ -9,6 +9,7 @@ more than a fixed number of bytes, whatever the command prints.
 """
 
 import codecs
+import io
 import math
 import os
 import signal
@@ -16,7 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Optional, TextIO, Union
 
 __all__ = ["Result", "Tail", "run_shell"]
 
@@ -29,17 +32,17 @@ _GRACE = 5.0  # seconds between SIGTERM and SIGKILL, unless CONTINUITY_KILL_GRAC
 @dataclass
 class Result:
     command: str
-    exit_code: object  # int, or None when it was killed for a timeout
+    exit_code: Optional[int]  # None when it was killed for a timeout
     duration: float
     tail: str  # the end of its output, bounded by `Tail`
     timed_out: bool = False
-    timeout: object = None  # the limit it was given, reported instead of the (later) kill time
+    timeout: Optional[float] = None  # the limit it was given, reported instead of the (later) kill time
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
 
-    def tail_text(self):
+    def tail_text(self) -> str:
         """What ends a failure message: "last output:" and the tail, or "it printed nothing".
 
         Every message about a failed command ends this way, so none ends
@@ -48,7 +51,7 @@ class Result:
         tail = self.tail.rstrip()
         return "last output:\n" + tail if tail else "it printed nothing"
 
-    def describe(self):
+    def describe(self) -> str:
         """One line: what failed and how."""
         if self.timed_out:
             limit = self.timeout if self.timeout is not None else self.duration
@@ -56,7 +59,8 @@ class Result:
         return "exited with code {}".format(self.exit_code)
 
 
-def run_shell(command, cwd, timeout=None, env=None, out=None):
+def run_shell(command: str, cwd: str, timeout: Optional[float] = None, env: Optional[Mapping[str, str]] = None,
+              out: Optional[TextIO] = None) -> Result:
     """Run ``command`` through ``/bin/sh -c``; never raises for its failure."""
     out = out or sys.stdout
     start = time.monotonic()
@@ -97,12 +101,12 @@ class Tail:
     and notifications comes from here.
     """
 
-    def __init__(self, lines=TAIL_LINES, size=TAIL_BYTES):
+    def __init__(self, lines: int = TAIL_LINES, size: int = TAIL_BYTES) -> None:
         self.lines, self.size = lines, size
         self.total = 0  # bytes seen
         self._kept = bytearray()
 
-    def feed(self, data):
+    def feed(self, data: Union[bytes, str]) -> None:
         if isinstance(data, str):
             data = data.encode("utf-8", errors="replace")
         self.total += len(data)
@@ -110,7 +114,7 @@ class Tail:
         if len(self._kept) > 2 * self.size:  # trim now and then, not on every chunk
             del self._kept[: -self.size]
 
-    def text(self):
+    def text(self) -> str:
         """The tail as text; says so when a line was cut to stay within ``size``."""
         kept = bytes(self._kept[-self.size:])
         start = _start_of_last_lines(kept, self.lines)
@@ -120,7 +124,7 @@ class Tail:
         return text
 
 
-def _start_of_last_lines(data, count):
+def _start_of_last_lines(data: bytes, count: int) -> int:
     """Where the last ``count`` lines of ``data`` begin (a final newline ends a line)."""
     end = len(data) - 1 if data.endswith(b"\n") else len(data)
     for _ in range(count):
@@ -130,7 +134,7 @@ def _start_of_last_lines(data, count):
     return end + 1
 
 
-def _pump(stream, out, tail):
+def _pump(stream: io.BufferedReader, out: TextIO, tail: Tail) -> None:
     """Copy the output to ``out`` as it comes, in chunks: a line may have no end."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for chunk in iter(lambda: stream.read1(_CHUNK), b""):
@@ -141,7 +145,7 @@ def _pump(stream, out, tail):
     stream.close()
 
 
-def _stop_leftovers(proc):
+def _stop_leftovers(proc: "subprocess.Popen[bytes]") -> None:
     """The command exited; stop what it left running in its group (``cmd &``).
 
     Otherwise a forgotten background process keeps our output pipe open and
@@ -169,7 +173,7 @@ def _grace() -> float:
     return grace if math.isfinite(grace) and 0 <= grace <= 3600 else _GRACE
 
 
-def _kill_group(proc):
+def _kill_group(proc: "subprocess.Popen[bytes]") -> None:
     """SIGTERM the whole group, then SIGKILL what is left after a grace."""
     grace = _grace()
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):

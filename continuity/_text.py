@@ -13,6 +13,7 @@ for all of them:
 
 import re
 import unicodedata
+from typing import Optional, overload
 
 __all__ = ["redact", "one_line", "safe"]
 
@@ -22,18 +23,34 @@ __all__ = ["redact", "one_line", "safe"]
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@")
 
 
-def redact(text):
+@overload
+def redact(text: str) -> str: ...
+
+
+@overload
+def redact(text: None) -> None: ...
+
+
+def redact(text: Optional[str]) -> Optional[str]:
     """``text`` with the user-info of every URL in it replaced by ``***``."""
     if not text:
         return text
     return _USERINFO.sub(r"\1***@", str(text))
 
 
-def _is_control(char):
+def _is_control(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") and char not in "\t\n"
 
 
-def safe(text):
+@overload
+def safe(text: str) -> str: ...
+
+
+@overload
+def safe(text: None) -> None: ...
+
+
+def safe(text: Optional[str]) -> Optional[str]:
     """``text`` (redacted) with control characters other than tab and newline made spaces."""
     text = redact(text)
     if not text:
@@ -41,6 +58,6 @@ def safe(text):
     return "".join(" " if _is_control(char) else char for char in text)
 
 
-def one_line(text):
+def one_line(text: Optional[str]) -> str:
     """``text`` redacted, on one line: every control character and newline becomes a space."""
-    return " ".join(safe(text).split()) if text else ""
+    return " ".join((safe(text) or "").split())

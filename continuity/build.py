@@ -16,6 +16,11 @@ runs when:
   run built what it pushed).
 
 Otherwise it is skipped, and the report says why either way.
+
+``fab continuity.build`` runs the same decisions on the checkout as it is,
+with its uncommitted changes to tracked files counted as changed files. A
+step that built uncommitted changes is stamped as such, never as the
+revision, so a later candidate never skips it on that build.
 """
 
 import fnmatch
@@ -23,22 +28,35 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Callable, Optional, TextIO, cast
 
-from ._proc import run_shell
+from invoke import Context, task
+
+from . import config as _config
+from ._proc import Result, run_shell
+from .boundary import LINE_HELP, boundary
+from .config import BuildStep
 from .errors import CommandFailed, ContinuityError
+from .git import Git
+from .report import Reporter
+from .stage import Attempt, Stage
+from .workspace import Workspace, checkout_here, exclusive
 
-__all__ = ["Decision", "plan", "plan_lines", "run_stage", "run_step", "matches"]
+Verify = Callable[[str, Result], None]  # see `workspace.require_candidate`
+
+__all__ = ["Decision", "plan", "plan_lines", "run_stage", "run_steps", "run_step", "matches", "build_here", "STAGE"]
 
 
 @dataclass(frozen=True)
 class Decision:
-    step: object  # config.BuildStep
+    step: BuildStep
     run: bool
     reason: str
 
 
-def matches(path, pattern):
+def matches(path: str, pattern: str) -> bool:
     """True when ``path`` (relative, with '/') is covered by ``pattern``.
 
     ``*`` matches across '/', so ``src/*`` covers everything below ``src``;
@@ -50,22 +68,33 @@ def matches(path, pattern):
     return fnmatch.fnmatchcase(path, pattern) or path.startswith(directory + "/")
 
 
-def plan(git, steps, candidate, stamp_dir):
-    """A `Decision` per step: run it or skip it, and why."""
-    return [_decide(git, step, candidate, _read_stamp(stamp_dir, step.name)) for step in steps]
+def plan(git: Git, steps: Sequence[BuildStep], candidate: str, stamp_dir: str,
+         uncommitted: Sequence[str] = ()) -> list[Decision]:
+    """A `Decision` per step: run it or skip it, and why.
+
+    ``uncommitted`` lists tracked files whose content differs from
+    ``candidate`` (a build of the checkout as it is): a step they match runs.
+    """
+    return [_decide(git, step, candidate, _read_stamp(stamp_dir, step.name), uncommitted) for step in steps]
 
 
-def plan_lines(decisions):
+def plan_lines(decisions: Sequence[Decision]) -> list[str]:
     """What a dry run says about each step."""
     return ["build step '{}' would {}: {}".format(d.step.name, "run" if d.run else "be skipped", d.reason)
             for d in decisions]
 
 
-def _decide(git, step, candidate, stamp):
+def _decide(git: Git, step: BuildStep, candidate: str, stamp: Optional[dict[str, Any]],
+            uncommitted: Sequence[str] = ()) -> Decision:
+    edited = _covered(uncommitted, step)
+    if edited:
+        return Decision(step, True, "uncommitted changes: " + edited)
     if stamp is None:
         return Decision(step, True, "no earlier build in this workspace")
     if "unfinished" in stamp:
         return Decision(step, True, "its last run did not finish (it failed, timed out or was stopped)")
+    if "uncommitted" in stamp:
+        return Decision(step, True, "its last run built uncommitted changes")
     if stamp.get("definition") != _definition(step):
         return Decision(step, True, "its command or paths changed")
     built = git.commit(stamp.get("revision") or "")
@@ -73,45 +102,66 @@ def _decide(git, step, candidate, stamp):
         return Decision(step, True, "the last build's revision is unknown here")
     if built == candidate:
         return Decision(step, False, "already built at this revision")
-    changed = [p for p in git.changed_files(built, candidate) if any(matches(p, pat) for pat in step.paths)]
+    changed = _covered(git.changed_files(built, candidate), step)
     if changed:
-        more = " and {} more".format(len(changed) - 3) if len(changed) > 3 else ""
-        return Decision(step, True, "changed: " + ", ".join(changed[:3]) + more)
+        return Decision(step, True, "changed: " + changed)
     return Decision(step, False, "no changes under " + ", ".join(step.paths))
 
 
-def run_stage(rep, ws, decisions, sha, env, verify=None):
+def _covered(paths: Iterable[str], step: BuildStep) -> str:
+    """The ``paths`` the step's patterns cover, as "a, b, c and 2 more" ("" for none)."""
+    covered = [p for p in paths if any(matches(p, pattern) for pattern in step.paths)]
+    more = " and {} more".format(len(covered) - 3) if len(covered) > 3 else ""
+    return ", ".join(covered[:3]) + more if covered else ""
+
+
+def run_stage(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: str, env: Mapping[str, str],
+              verify: Optional[Verify] = None, committed: bool = True) -> None:
     """The *build* stage on the checked-out commit ``sha``: say why each step runs or not, run those that do.
 
     ``rep`` is a `report.Reporter`; each step that ran is recorded there,
     failed or not. ``verify(culprit, result)`` is called after each step that
-    ran, to make sure it left the checkout as it found it.
+    ran, to make sure it left the checkout as it found it. ``committed``
+    false: the work tree has uncommitted changes (see `run_step`).
     """
     if not decisions:
-        rep.skipped("build", "no build steps configured")
+        rep.skipped("build", _NO_STEPS)
         return
-    record = functools.partial(rep.command, kind="build")
     with rep.stage("build") as info:
-        ran = []
-        for decision in decisions:
-            step = decision.step
-            rep.say("build step '{}' {}: {}".format(step.name, "runs" if decision.run else "skipped", decision.reason))
-            if decision.run:
-                rep.say("build: $ " + step.command)
-                result = run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record)
-                if verify is not None:
-                    verify("build step '{}' ({})".format(step.name, step.command), result)
-                ran.append(step.name)
-        info["detail"] = "ran {}; skipped {}".format(", ".join(ran) or "nothing", len(decisions) - len(ran))
+        info["detail"] = run_steps(rep, ws, decisions, sha, env, verify, committed)
 
 
-def run_step(step, cwd, candidate, stamp_dir, env=None, out=None, record=None):
+def run_steps(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: str, env: Mapping[str, str],
+              verify: Optional[Verify] = None, committed: bool = True) -> str:
+    """The steps of the build stage (see `run_stage`); returns the stage's detail."""
+    record = functools.partial(rep.command, kind="build")
+    ran = []
+    for decision in decisions:
+        step = decision.step
+        rep.say("build step '{}' {}: {}".format(step.name, "runs" if decision.run else "skipped", decision.reason))
+        if decision.run:
+            rep.say("build: $ " + step.command)
+            result = run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record, committed=committed)
+            if verify is not None:
+                verify("build step '{}' ({})".format(step.name, step.command), result)
+            ran.append(step.name)
+    return "ran {}; skipped {}".format(", ".join(ran) or "nothing", len(decisions) - len(ran))
+
+
+_NO_STEPS = "no build steps configured"
+
+
+def run_step(step: BuildStep, cwd: str, candidate: str, stamp_dir: str, env: Optional[Mapping[str, str]] = None,
+             out: Optional[TextIO] = None, record: Optional[Callable[[str, str, Result], None]] = None,
+             committed: bool = True) -> Result:
     """Run one step; write its stamp on success, raise `CommandFailed` otherwise.
 
     ``record(name, command, result)`` is told about the run, failed or not.
+    With ``committed`` false (the work tree differs from ``candidate``), the
+    stamp says so: no later candidate skips the step on this build.
     """
     _write_stamp(stamp_dir, step, {"unfinished": candidate})
-    result = run_shell(step.command, cwd, timeout=step.timeout, env=env, out=out)
+    result = run_shell(step.command, cwd, timeout=cast(Optional[float], step.timeout), env=env, out=out)
     if record is not None:
         record(step.name, step.command, result)
     if not result.ok:
@@ -119,16 +169,19 @@ def run_step(step, cwd, candidate, stamp_dir, env=None, out=None, record=None):
             "build step '{}' ({}) {}; {}".format(step.name, step.command, result.describe(), result.tail_text()),
             result,
         )
-    _write_stamp(stamp_dir, step, {"revision": candidate, "definition": _definition(step)})
+    if committed:
+        _write_stamp(stamp_dir, step, {"revision": candidate, "definition": _definition(step)})
+    else:
+        _write_stamp(stamp_dir, step, {"uncommitted": candidate})
     return result
 
 
-def _definition(step):
+def _definition(step: BuildStep) -> str:
     text = json.dumps([step.command, list(step.paths)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_stamp(stamp_dir, name):
+def _read_stamp(stamp_dir: str, name: str) -> Optional[dict[str, Any]]:
     try:
         with open(os.path.join(stamp_dir, name), encoding="utf-8") as f:
             data = json.load(f)
@@ -137,7 +190,7 @@ def _read_stamp(stamp_dir, name):
     return data if isinstance(data, dict) else None
 
 
-def _write_stamp(stamp_dir, step, data):
+def _write_stamp(stamp_dir: str, step: BuildStep, data: dict[str, str]) -> None:
     """Replace the step's stamp in one step (a rename): it is the old one or the new one, never half."""
     path = os.path.join(stamp_dir, step.name)
     try:
@@ -148,3 +201,52 @@ def _write_stamp(stamp_dir, step, data):
     except OSError as exc:
         raise ContinuityError("cannot write the stamp of build step '{}' ({}): {}; check the permissions "
                               "of {}".format(step.name, path, exc.strerror or exc, stamp_dir)) from None
+
+
+# -- the pipeline's build stage ----------------------------------------------------------
+
+
+def _decisions(attempt: Attempt) -> list[Decision]:
+    if attempt.decisions is None:
+        attempt.decisions = plan(attempt.git, attempt.settings.build, attempt.sha, attempt.ws.build_stamps)
+    return attempt.decisions
+
+
+#: The build steps whose inputs changed, on the candidate.
+STAGE = Stage(
+    "build",
+    run=lambda attempt: run_steps(attempt.rep, attempt.ws, _decisions(attempt), attempt.sha, attempt.env,
+                                  verify=attempt.verifier()),
+    plan=lambda attempt: plan_lines(_decisions(attempt)),
+    skip=lambda attempt: "" if _decisions(attempt) else _NO_STEPS,
+)
+
+
+# -- fab continuity.build -------------------------------------------------------------
+
+
+@task(
+    name="build",
+    help={
+        "dry_run": "Say which build steps would run and why; run nothing.",
+        "line": LINE_HELP,
+    },
+)
+@boundary
+def build_here(c: Context, dry_run: bool = False, line: Optional[str] = None) -> None:
+    """Run the build steps whose inputs changed, on this checkout, as the pipeline would."""
+    settings = _config.settings(c, line=line)
+    rep = Reporter()
+    here = checkout_here(settings)
+    ws = here.workspace
+    with exclusive(ws, clean=False):
+        decisions = plan(ws.git, settings.build, here.revision, ws.build_stamps, uncommitted=here.uncommitted)
+        if dry_run:
+            for text in plan_lines(decisions) or ["no build steps configured (continuity.build)"]:
+                rep.say("plan: " + text)
+            rep.say("dry run: nothing was built")
+            return
+        run_stage(rep, ws, decisions, here.revision, here.env, verify=here.verifier(), committed=here.committed)
+    ran = sum(1 for decision in decisions if decision.run)
+    rep.say("result: {} build step(s) ran, {} skipped, on {}{}".format(
+        ran, len(decisions) - ran, here.revision[:12], here.note))

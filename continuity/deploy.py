@@ -19,22 +19,89 @@ two racing runs cannot put an older revision over a newer one.
 
 import inspect
 import os
-import re
 import shlex
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
-from ._text import one_line
+from .config import Environment, Settings
 from .errors import ContinuityError, DeployError, UsageError
-from .ledger import Ledger
+from .git import Git
+from .hosts import deploy_hosts, describe_failure
+from .ledger import Ledger, State, annotate, take_annotations
 from .lock import remote_lock
+from .record import RunState
+from .remote import HEADS, check_ground, remote_heads, swap
+from .stage import Attempt, Stage
+from .workspace import Workspace, open_workspace
 
-__all__ = ["find_deploy_task", "register_deploy", "deploy_revision", "call_deploy", "annotate", "describe_failure",
-           "redeploy_command", "history_command", "marked_bad", "deploy_decision"]
+Say = Callable[[str], None]
 
-_registered = {}
+__all__ = ["DeployPolicy", "preflight", "find_deploy_task", "register_deploy", "deploy_revision", "call_deploy",
+           "annotate", "describe_failure", "redeploy_command", "history_command", "marked_bad", "deploy_decision",
+           "STAGE"]
 
 
-def register_deploy(task, name="deploy"):
+@dataclass(frozen=True)
+class DeployPolicy:
+    """How a deploy treats what already runs there; one per kind of task, by name.
+
+    ``task`` is recorded in the ledger entry. With ``newer_wins``, a deploy
+    of the revision that runs there, or of an older one, is skipped. With
+    ``allow_bad``, a revision a rollback marked bad is deployed anyway.
+    ``replaces`` is the revision a rollback planned to replace: the deploy is
+    refused when another one runs there by the time it holds the lock, and
+    the one it replaces is marked bad.
+    """
+
+    task: str
+    newer_wins: bool = True
+    allow_bad: bool = False
+    replaces: Optional[str] = None
+
+    @classmethod
+    def pipeline(cls) -> "DeployPolicy":
+        """The pipeline's auto deploys: never an older revision over a newer one."""
+        return cls("pipeline")
+
+    @classmethod
+    def manual(cls, revision: Optional[str] = None, force: bool = False) -> "DeployPolicy":
+        """``fab continuity.deploy``: master's tip as the pipeline would; a named ``revision`` even
+        if it is older; ``force`` even if it is marked bad."""
+        return cls("deploy", newer_wins=revision is None, allow_bad=force)
+
+    @classmethod
+    def promote(cls) -> "DeployPolicy":
+        return cls("promote")
+
+    @classmethod
+    def hotfix(cls) -> "DeployPolicy":
+        return cls("hotfix")
+
+    @classmethod
+    def rollback(cls, replacing: str) -> "DeployPolicy":
+        """Back to an older revision, in place of ``replacing``, which is marked bad."""
+        return cls("rollback", newer_wins=False, replaces=replacing)
+
+
+def preflight(settings: Settings, need_deploy: bool,
+              names: Optional[Sequence[str]] = None) -> tuple[Workspace, Any]:
+    """Check the ground before changing anything; return (workspace, deploy task or None).
+
+    The checkout, the user's deploy task (when ``need_deploy``), then the
+    remote and its branches (``names``, default the line's three): see
+    `remote.check_ground`.
+    """
+    ws = open_workspace(".", settings.git_timeout)
+    deploy_task = find_deploy_task(settings.deploy_task) if need_deploy else None
+    check_ground(ws, settings, names)
+    return ws, deploy_task
+
+_registered: dict[str, Any] = {}
+
+
+def register_deploy(task: Any, name: str = "deploy") -> Any:
     """Use ``task`` as the deploy task when not running under ``fab``.
 
     ``fab`` lets continuity find the task in the fabfile's root collection;
@@ -44,7 +111,7 @@ def register_deploy(task, name="deploy"):
     return task
 
 
-def find_deploy_task(name):
+def find_deploy_task(name: str) -> Any:
     """The user's deploy task, or `UsageError` saying how to provide one."""
     task = _from_program(name) or _registered.get(name)
     if task is None:
@@ -60,7 +127,7 @@ def find_deploy_task(name):
     return task
 
 
-def _from_program(name):
+def _from_program(name: str) -> Any:
     try:
         from fabric.main import program
     except ImportError:  # pragma: no cover - fabric is a dependency
@@ -74,68 +141,47 @@ def _from_program(name):
         return None
 
 
-def annotate(**fields):
-    """Add fields (e.g. ``image_digest=...``) to the ledger entry of the deploy in progress.
-
-    Call it from your deploy task (the Docker rollout helper does); values
-    are recorded as ``key: value`` lines in the entry.
-    """
-    odd = sorted(key for key in fields if not _FIELD.match(key))
-    if odd:
-        raise UsageError("annotate(): {!r} is not a field name (letters, digits, '_', '.' and '-')".format(odd[0]))
-    reserved = sorted(set(fields) & _RESERVED)
-    if reserved:
-        raise UsageError("annotate(): {} is recorded by continuity itself; use other names".format(", ".join(reserved)))
-    _annotations.update({key: str(value) for key, value in fields.items()})
-
-
-_annotations = {}
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_RESERVED = {"environment", "revision", "result", "time", "by", "task", "line", "previous", "error", "reason"}
-
-
-def deploy_revision(c, task, git, settings, target, revision, say=print, how="pipeline",
-                    newer_wins=True, allow_bad=False, mark_replaced_bad=False, expect_current=None):
+def deploy_revision(c: Any, task: Any, git: Git, settings: Settings, target: Environment, revision: str,
+                    say: Say = print, policy: Optional[DeployPolicy] = None) -> str:
     """Deploy ``revision`` to ``target`` (a `config.Environment`) and record it.
 
-    Under the environment's lock: skip when that revision, or a newer one
-    (``newer_wins``), already runs there; refuse a revision marked bad unless
-    ``allow_bad``; check the revision out; call the user's task; append the
-    result to the ledger (and, with ``mark_replaced_bad``, a bad mark for the
-    revision it replaced) and move ``deployed/ENV`` in one atomic push.
-    With ``expect_current``, refuse when another revision than that one
-    runs there by the time we hold the lock (a rollback planned on it).
-    Returns "deployed" or why it skipped.
+    Under the environment's lock, as ``policy`` (a `DeployPolicy`, default
+    the pipeline's) says: skip or refuse (see `deploy_decision`); check the
+    revision out; call the user's task; append the result to the ledger (and,
+    for a rollback, a bad mark for the revision it replaced) and move
+    ``deployed/ENV`` in one atomic push. Returns "deployed" or why it skipped.
     """
+    policy = policy or DeployPolicy.pipeline()
     environment = target.name
     ledger = Ledger.of(git, settings)
     with remote_lock(git, settings, "deploy-" + environment, say=say) as lock:
         state = ledger.state(environment)
-        if expect_current is not None and state.deployed != expect_current:
+        if policy.replaces is not None and state.deployed != policy.replaces:
             raise ContinuityError(
                 "{} changed while we waited for its lock: it now runs {}, not {}; nothing was deployed. "
                 "Look at `{}` and run the task again.".format(
-                    environment, state.deployed[:12] or "nothing", expect_current[:12],
+                    environment, state.deployed[:12] or "nothing", policy.replaces[:12],
                     history_command(settings, environment)))
-        skip = deploy_decision(git, settings, state, environment, revision, newer_wins, allow_bad)
+        skip = deploy_decision(git, settings, state, environment, revision, policy)
         if skip:
             return skip
         git.checkout(revision)
-        _annotations.clear()
-        record = {"revision": revision, "task": how, "line": settings.line, "previous": state.deployed}
+        take_annotations(clear=True)
+        record = {"revision": revision, "task": policy.task, "line": settings.line, "previous": state.deployed}
         lock.check("deploying to " + environment)  # a run that lost its lock deploys nothing
         try:
             call_deploy(c, task, target, revision, say=say, line=settings.line)
         except DeployError as exc:
             try:
-                ledger.append(environment, [dict(record, result="failed", error=str(exc), **_annotations)], state=state)
+                ledger.append(environment, [dict(record, result="failed", error=str(exc), **take_annotations())],
+                              state=state)
             except ContinuityError as ledger_error:  # the deploy's own failure is what matters
                 say("warning: could not record the failed deploy in the ledger: {}".format(ledger_error))
             raise
-        records = [dict(record, result="deployed", **_annotations)]
-        if mark_replaced_bad and state.deployed and state.deployed != revision:
-            records.append({"revision": state.deployed, "result": "bad", "task": how, "line": settings.line,
-                            "reason": "replaced by {} {}".format(how, revision[:12])})
+        records = [dict(record, result="deployed", **take_annotations())]
+        if policy.replaces and state.deployed and state.deployed != revision:
+            records.append({"revision": state.deployed, "result": "bad", "task": policy.task, "line": settings.line,
+                            "reason": "replaced by {} {}".format(policy.task, revision[:12])})
         try:
             lock.check("recording the deploy")
             ledger.append(environment, records, deployed=revision, state=state)
@@ -148,22 +194,24 @@ def deploy_revision(c, task, git, settings, target, revision, say=print, how="pi
         return "deployed"
 
 
-def deploy_decision(git, settings, state, environment, revision, newer_wins=True, allow_bad=False):
-    """What `deploy_revision` does with ``revision`` given the ledger ``state``.
+def deploy_decision(git: Git, settings: Settings, state: State, environment: str, revision: str,
+                    policy: Optional[DeployPolicy] = None) -> Optional[str]:
+    """What `deploy_revision` does with ``revision`` given the ledger ``state`` and ``policy``.
 
     Returns why it skips ("skipped: ..."), or None when it deploys; raises
     the refusal of a revision marked bad. Dry runs call it too, so that
     they refuse and skip exactly what the deploy would.
     """
-    skip = _skip_reason(git, state, environment, revision, newer_wins)
+    policy = policy or DeployPolicy.pipeline()
+    skip = _skip_reason(git, state, environment, revision, policy.newer_wins)
     if skip:
         return skip
-    if revision in state.bad and not allow_bad:
+    if revision in state.bad and not policy.allow_bad:
         raise marked_bad(settings, environment, revision)
     return None
 
 
-def marked_bad(settings, environment, revision):
+def marked_bad(settings: Settings, environment: str, revision: str) -> UsageError:
     """The `UsageError` for deploying a revision a rollback marked bad, with what to do instead."""
     text = "{} is marked bad for {} (see `{}`); ".format(revision[:12], environment,
                                                         history_command(settings, environment))
@@ -175,17 +223,17 @@ def marked_bad(settings, environment, revision):
         force, settings.line_option))
 
 
-def history_command(settings, environment):
+def history_command(settings: Settings, environment: str) -> str:
     return "fab continuity.history {}{}".format(environment, settings.line_option)
 
 
-def redeploy_command(settings, environment):
+def redeploy_command(settings: Settings, environment: str) -> str:
     """The command that deploys ``environment`` again: promote for production, else deploy."""
     task = "promote" if environment == settings.production_environment else "deploy " + environment
     return "fab continuity.{}{}".format(task, settings.line_option)
 
 
-def _skip_reason(git, state, environment, revision, newer_wins):
+def _skip_reason(git: Git, state: State, environment: str, revision: str, newer_wins: bool) -> Optional[str]:
     if not newer_wins or not state.deployed:
         return None
     if state.deployed == revision:
@@ -195,7 +243,81 @@ def _skip_reason(git, state, environment, revision, newer_wins):
     return None
 
 
-def call_deploy(c, task, target, revision, say=print, line="main"):
+# -- the pipeline's deploy stage ---------------------------------------------------------
+
+
+def _deploy_all(attempt: Attempt) -> str:
+    """Deploy the candidate to each ``auto_deploy`` environment, in order."""
+    settings, rep, sha = attempt.settings, attempt.rep, attempt.sha
+    deployed = attempt.record.deployed
+    for environment in settings.auto_deploy:
+        rep.say("deploy: {} to {}".format(sha[:12], environment))
+        if environment == settings.production_environment:
+            _advance_production(attempt.git, settings, sha, rep.say)
+        try:
+            result = deploy_revision(attempt.c, attempt.deploy_task, attempt.git, settings,
+                                     settings.environment(environment), sha, say=rep.say,
+                                     policy=DeployPolicy.pipeline())
+        except ContinuityError as exc:
+            # Master has moved, so the next pipeline run has nothing to do: whatever
+            # stopped the deploy (the task, a lock, the ledger), say how to deploy again.
+            exc.message = "{}; once fixed, `{}` deploys {}".format(
+                exc.message, redeploy_command(settings, environment), sha[:12])
+            raise
+        deployed[environment] = result
+        rep.say("deploy: {}: {}".format(environment, result))
+    attempt.record.state = RunState.DEPLOYED
+    return ", ".join("{} {}".format(env, r.split(":")[0]) for env, r in deployed.items())
+
+
+def _advance_production(git: Git, settings: Settings, candidate: str, say: Say) -> None:
+    """With production in auto_deploy, the production branch follows what is deployed there."""
+    production = settings.branches.production
+    current = remote_heads(git, settings.remote, [production]).get(production)
+    if current == candidate:
+        return
+    refusal = _production_refusal(git, settings, candidate, current)
+    if refusal:
+        raise refusal
+    if swap(git, settings.remote, production, candidate, current or "") is None:
+        raise DeployError("{} moved on {} meanwhile; production was not deployed".format(production, settings.remote))
+    say("deploy: {} {} -> {} (production is in auto_deploy)".format(production, (current or "")[:12], candidate[:12]))
+
+
+def _production_refusal(git: Git, settings: Settings, candidate: str,
+                        current: Optional[str] = None) -> Optional[DeployError]:
+    """The `DeployError` when the production branch has commits ``candidate`` lacks, else None."""
+    production = settings.branches.production
+    current = current or remote_heads(git, settings.remote, [production]).get(production)
+    if not current or current == candidate:
+        return None
+    git.fetch_objects(settings.remote, HEADS + production)
+    if git.is_ancestor(current, candidate):
+        return None
+    return DeployError(
+        "{} has commits {} lacks (a hotfix not merged back?); production was not deployed. Merge {} into "
+        "{} and run the pipeline again.".format(production, settings.branches.master, production,
+                                                settings.branches.development))
+
+
+def _plan(attempt: Attempt) -> list[str]:
+    """A line per environment; the production refusal the run would meet is kept for after the plan."""
+    settings, sha = attempt.settings, attempt.sha
+    lines = []
+    for environment in settings.auto_deploy:
+        if environment == settings.production_environment:
+            attempt.refusal = _production_refusal(attempt.git, settings, sha)
+        lines.append("deploy {} to {}{}".format(sha[:12], environment,
+                                                 ": refused (see below)" if attempt.refusal else ""))
+    return lines
+
+
+#: The user's deploy task for each ``auto_deploy`` environment, once master advanced.
+STAGE = Stage("deploy", _deploy_all, _plan, after_push=True,
+              skip=lambda attempt: "" if attempt.settings.auto_deploy else "continuity.auto_deploy is empty")
+
+
+def call_deploy(c: Any, task: Any, target: Environment, revision: str, say: Say = print, line: str = "main") -> Any:
     """Run the user's task for ``target`` (a `config.Environment`).
 
     With hosts configured, the task runs once per host with a Fabric
@@ -210,8 +332,6 @@ def call_deploy(c, task, target, revision, say=print, line="main"):
         kwargs["line"] = line
     with _environ(CONTINUITY_REVISION=revision, CONTINUITY_ENVIRONMENT=environment, CONTINUITY_LINE=line):
         if target.hosts:
-            from .hosts import deploy_hosts
-
             return deploy_hosts(c, task, target, kwargs, say=say)
         try:
             task(c, **kwargs)
@@ -222,23 +342,7 @@ def call_deploy(c, task, target, revision, say=print, line="main"):
             raise DeployError("deploy to {} failed: {}".format(environment, describe_failure(exc))) from exc
 
 
-def describe_failure(exc):
-    """One line for an exception raised by the user's deploy code.
-
-    Our own errors (``docker.tested_image()`` called from the task, say) are
-    written for people: their message's first line, as it would be printed
-    for any other task. Anything else is named by its class, with its last line.
-    """
-    result = getattr(exc, "result", None)
-    if result is not None and hasattr(result, "command") and hasattr(result, "exited"):
-        return "command {!r} exited with code {}".format(result.command, result.exited)
-    if isinstance(exc, ContinuityError):
-        return one_line(exc.message.strip().splitlines()[0]) if exc.message.strip() else type(exc).__name__
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return "{}: {}".format(type(exc).__name__, lines[-1].strip() if lines else "no message")
-
-
-def _accepts(task, name):
+def _accepts(task: Any, name: str) -> bool:
     body = getattr(task, "body", task)
     try:
         params = inspect.signature(body).parameters
@@ -248,7 +352,7 @@ def _accepts(task, name):
 
 
 @contextmanager
-def _environ(**values):
+def _environ(**values: str) -> Iterator[None]:
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

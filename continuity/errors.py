@@ -1,7 +1,7 @@
 """The one error hierarchy of continuity.
 
 Every error a user can cause or meet is a `ContinuityError` with a message
-that says what happened and what to change. `continuity._task.boundary` turns
+that says what happened and what to change. `continuity.boundary.boundary` turns
 them into `invoke.Exit`, so ``fab`` prints one line and exits non-zero; any
 other exception is our bug and keeps its traceback.
 
@@ -9,6 +9,9 @@ A message goes to the console, the JUnit report, the notifications and the
 ledger: the user-info of any URL in it (a remote's token, credentials in
 ``BUILD_URL``) is removed when the error is made, so no copy carries it.
 """
+
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ._text import redact
 
@@ -21,6 +24,7 @@ __all__ = [
     "CommandFailed",
     "DeployError",
     "LockError",
+    "RegistryError",
 ]
 
 
@@ -29,12 +33,12 @@ class ContinuityError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         message = redact(message)
         super().__init__(message)
         self.message = message
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
 
 
@@ -51,7 +55,7 @@ class ConfigError(UsageError):
 class GitError(ContinuityError):
     """A git command failed."""
 
-    def __init__(self, message, args=(), stderr=""):
+    def __init__(self, message: str, args: Sequence[str] = (), stderr: str = "") -> None:
         super().__init__(message)
         self.git_args = tuple(args)
         self.stderr = stderr
@@ -60,7 +64,7 @@ class GitError(ContinuityError):
 class MergeConflict(ContinuityError):
     """Development does not merge cleanly into master."""
 
-    def __init__(self, message, files=()):
+    def __init__(self, message: str, files: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.files = tuple(files)
 
@@ -68,7 +72,7 @@ class MergeConflict(ContinuityError):
 class CommandFailed(ContinuityError):
     """A build step or a check exited non-zero or timed out."""
 
-    def __init__(self, message, result=None):
+    def __init__(self, message: str, result: Any = None) -> None:
         super().__init__(message)
         self.result = result
 
@@ -79,3 +83,7 @@ class DeployError(ContinuityError):
 
 class LockError(ContinuityError):
     """A lock on the remote could not be taken in time."""
+
+
+class RegistryError(ContinuityError):
+    """The Docker registry could not be reached or refused a pull or a push."""

@@ -12,6 +12,8 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any, Optional
 
 from .errors import GitError, UsageError
 
@@ -44,12 +46,12 @@ _CONTENTION = (
 class PushResult:
     """What ``git push --porcelain`` said about each ref."""
 
-    def __init__(self, ok, output):
+    def __init__(self, ok: bool, output: str) -> None:
         self.ok = ok  # False: refused because a ref was not what we expected
         self.output = output
 
     @property
-    def up_to_date(self):
+    def up_to_date(self) -> bool:
         """Every ref already had the value we pushed (porcelain flag '=')."""
         flags = [line[0] for line in self.output.splitlines() if "\t" in line and line[:1] in "=*+-!"]
         return bool(flags) and all(flag == "=" for flag in flags)
@@ -58,28 +60,31 @@ class PushResult:
 class Git:
     """A repository (the workspace) and how to talk to it."""
 
-    def __init__(self, path=".", timeout=300):
+    def __init__(self, path: "str | os.PathLike[str]" = ".", timeout: float = 300) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
         self.env = dict(os.environ, **_QUIET_ENV)
-        self._identity = None  # computed once: see identity_env
+        self._identity: Optional[dict[str, str]] = None  # computed once: see identity_env
 
-    def run(self, *args, check=True, input=None, env=None, timeout=None):
+    def run(self, *args: str, check: bool = True, input: Optional[str] = None,
+            env: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None) -> str:
         """Run ``git ARGS`` and return its stripped standard output."""
         proc = self._spawn(args, input, env, timeout)
         if check and proc.returncode != 0:
             raise GitError(_describe(args, proc), args, proc.stderr)
         return proc.stdout.strip()
 
-    def ok(self, *args):
+    def ok(self, *args: str) -> bool:
         """True when ``git ARGS`` exits 0."""
         return self._spawn(args, None, None, None).returncode == 0
 
-    def call(self, *args, env=None, timeout=None):
+    def call(self, *args: str, env: Optional[Mapping[str, str]] = None,
+             timeout: Optional[float] = None) -> "subprocess.CompletedProcess[str]":
         """Run ``git ARGS``; return the CompletedProcess whatever its exit code."""
         return self._spawn(args, None, env, timeout)
 
-    def _spawn(self, args, input, env, timeout, raw=False):
+    def _spawn(self, args: Sequence[str], input: Optional[str], env: Optional[Mapping[str, str]],
+               timeout: Optional[float], raw: bool = False) -> "subprocess.CompletedProcess[Any]":
         try:
             return subprocess.run(
                 ["git", *args],
@@ -103,52 +108,52 @@ class Git:
 
     # -- questions ---------------------------------------------------------
 
-    def toplevel(self):
+    def toplevel(self) -> str:
         return self.run("rev-parse", "--show-toplevel")
 
-    def git_dir(self):
+    def git_dir(self) -> str:
         return self.run("rev-parse", "--absolute-git-dir")
 
-    def version(self):
+    def version(self) -> tuple[int, int]:
         match = re.search(r"(\d+)\.(\d+)", self.run("version"))
         return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
-    def commit(self, rev):
+    def commit(self, rev: str) -> Optional[str]:
         """The full SHA of commit ``rev``, or None when there is none."""
         proc = self._spawn(("rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"), None, None, None)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
-    def is_ancestor(self, ancestor, descendant):
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         proc = self._spawn(("merge-base", "--is-ancestor", ancestor, descendant), None, None, None)
         if proc.returncode > 1:
             raise GitError(_describe(("merge-base", "--is-ancestor", ancestor, descendant), proc))
         return proc.returncode == 0
 
-    def head(self):
+    def head(self) -> tuple[Optional[str], Optional[str]]:
         """(branch name or None, commit SHA) of the work tree's HEAD."""
         sha = self.commit("HEAD")
         branch = self._spawn(("symbolic-ref", "--quiet", "HEAD"), None, None, None)
         name = branch.stdout.strip() if branch.returncode == 0 else None
         return name, sha
 
-    def dirty_files(self):
+    def dirty_files(self) -> list[str]:
         """Tracked files with changes in the work tree or the index."""
         proc = self.call("status", "--porcelain", "--untracked-files=no", "--ignore-submodules")
         if proc.returncode:
             raise GitError(_describe(("status",), proc))
         return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
 
-    def log(self, rev_range, limit=None):
+    def log(self, rev_range: str, limit: Optional[int] = None) -> list[tuple[str, str, str]]:
         """[(sha, subject, author)] of the commits in ``rev_range`` (``A..B``); author is "name <email>"."""
         args = ["--max-count={}".format(limit)] if limit else []
         return [(sha, subject, "{} <{}>".format(name, email))
                 for sha, subject, name, email in self._log_fields(*args, rev_range)]
 
-    def commits(self, rev_range):
+    def commits(self, rev_range: str) -> list[tuple[str, str, str, str]]:
         """[(sha, subject, author name, author email)] in ``rev_range``, newest first."""
         return self._log_fields("--no-merges", rev_range)
 
-    def _log_fields(self, *args):
+    def _log_fields(self, *args: str) -> list[tuple[str, str, str, str]]:
         """[(sha, subject, author name, author email)] from ``git log -z``, as git stored them.
 
         Fields and records are split on NUL only, from the raw bytes: a subject
@@ -163,40 +168,40 @@ class Git:
         if proc.returncode:
             raise GitError(_describe(full, proc), full, proc.stderr)
         fields = proc.stdout.split("\0")
-        return [tuple(fields[i:i + 4]) for i in range(0, len(fields) - 3, 4)]
+        return [(fields[i], fields[i + 1], fields[i + 2], fields[i + 3]) for i in range(0, len(fields) - 3, 4)]
 
-    def count(self, rev_range):
+    def count(self, rev_range: str) -> int:
         return int(self.run("rev-list", "--count", rev_range, "--") or 0)
 
-    def changed_files(self, old, new):
+    def changed_files(self, old: str, new: str) -> list[str]:
         out = self.run("diff", "--name-only", "--no-renames", "-z", old, new, "--")
         return [path for path in out.split("\0") if path]
 
-    def valid_branch(self, name):
+    def valid_branch(self, name: str) -> bool:
         """True when ``name`` is a legal branch name for git."""
         return self.ok("check-ref-format", "refs/heads/" + name)
 
-    def remotes(self):
+    def remotes(self) -> list[str]:
         return self.run("remote").split()
 
-    def remote_url(self, remote):
+    def remote_url(self, remote: str) -> str:
         return self.run("config", "--get", "remote.{}.url".format(remote), check=False)
 
-    def ls_remote(self, remote, *refs):
+    def ls_remote(self, remote: str, *refs: str) -> dict[str, str]:
         """{ref: sha} for the refs on the remote (all heads when none given)."""
         out = self.run("ls-remote", remote, *refs)
         return {ref: sha for sha, ref in (line.split("\t", 1) for line in out.splitlines() if "\t" in line)}
 
     # -- actions -----------------------------------------------------------
 
-    def fetch(self, remote, *refspecs):
+    def fetch(self, remote: str, *refspecs: str) -> None:
         self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *refspecs)
 
-    def fetch_objects(self, remote, *refs):
+    def fetch_objects(self, remote: str, *refs: str) -> None:
         """Fetch what ``refs`` point to without creating or moving any local ref."""
         self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--refmap=", remote, *refs)
 
-    def checkout(self, sha, force=False):
+    def checkout(self, sha: str, force: bool = False) -> None:
         """Check out ``sha`` detached, with its submodules at the commits it names."""
         proc = self.call("checkout", "--quiet", *(["--force"] if force else []), "--detach", sha)
         if proc.returncode:
@@ -209,7 +214,8 @@ class Git:
         if os.path.exists(os.path.join(self.path, ".gitmodules")):
             self.run("submodule", "--quiet", "update", "--init", "--recursive", "--checkout", "--force")
 
-    def push(self, remote, updates, leases=()):
+    def push(self, remote: str, updates: Iterable[tuple[str, str]],
+             leases: Iterable[tuple[str, str]] = ()) -> PushResult:
         """Push ``updates`` [(sha or "", ref)] atomically, each guarded by a lease.
 
         ``leases`` is [(ref, expected sha or "")]: the remote ref must have that
@@ -220,7 +226,8 @@ class Git:
         proc = self._spawn(args, None, None, None)
         return _push_result(remote, args, proc)
 
-    def start_push(self, remote, updates, leases=(), timeout=None):
+    def start_push(self, remote: str, updates: Iterable[tuple[str, str]], leases: Iterable[tuple[str, str]] = (),
+                   timeout: Optional[float] = None) -> "PendingPush":
         """Start the push `push` would make; return a `PendingPush` to wait on.
 
         For pushes whose outcome must be known even when we are interrupted
@@ -229,7 +236,7 @@ class Git:
         """
         return PendingPush(self, remote, _push_args(remote, updates, leases), timeout or self.timeout)
 
-    def identity_env(self):
+    def identity_env(self) -> dict[str, str]:
         """Fill in a committer identity for our commits when git has none.
 
         Jenkins agents often have no ``user.name``/``user.email``; git then
@@ -261,11 +268,13 @@ class PendingPush:
     timeout or by a signal): the remote may then still apply the push.
     """
 
-    def __init__(self, git, remote, args, timeout):
+    def __init__(self, git: Git, remote: str, args: Sequence[str], timeout: float) -> None:
         self.remote, self.args, self.timeout = remote, args, timeout
         self.cut_short = False
         # Files, not pipes: waiting needs no reader, even after an interruption.
-        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        # They live as long as the push, past this method: no `with`.
+        self._out: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self._err: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
                 ["git", *args], cwd=git.path, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
@@ -274,7 +283,7 @@ class PendingPush:
         except FileNotFoundError:
             raise UsageError("git is not installed or not on PATH") from None
 
-    def result(self):
+    def result(self) -> PushResult:
         """Wait for the push; its `PushResult`, or `GitError` as `Git.push` raises."""
         try:
             self._proc.wait(timeout=self.timeout)
@@ -287,7 +296,7 @@ class PendingPush:
         self.cut_short = self._proc.returncode < 0
         return _push_result(self.remote, self.args, self._completed())
 
-    def settle(self, grace):
+    def settle(self, grace: float) -> bool:
         """After an interruption: let git finish, for up to ``grace`` seconds; True when it did."""
         try:
             self._proc.wait(timeout=grace)
@@ -300,12 +309,12 @@ class PendingPush:
         self.cut_short = self.cut_short or self._proc.returncode < 0
         return not self.cut_short
 
-    def _kill(self):
+    def _kill(self) -> None:
         self._proc.kill()
         self._proc.wait()
         self.cut_short = True
 
-    def _completed(self):
+    def _completed(self) -> "subprocess.CompletedProcess[str]":
         output = []
         for stream in (self._out, self._err):
             stream.seek(0)
@@ -313,18 +322,18 @@ class PendingPush:
         self._close()
         return subprocess.CompletedProcess(self.args, self._proc.returncode, *output)
 
-    def _close(self):
+    def _close(self) -> None:
         self._out.close()
         self._err.close()
 
 
-def _push_args(remote, updates, leases):
+def _push_args(remote: str, updates: Iterable[tuple[str, str]], leases: Iterable[tuple[str, str]]) -> tuple[str, ...]:
     args = ["push", "--porcelain", "--atomic", "--no-verify"]
     args += ["--force-with-lease={}:{}".format(ref, sha) for ref, sha in leases]
     return tuple(args + [remote] + ["{}:{}".format(sha, ref) for sha, ref in updates])
 
 
-def _push_result(remote, args, proc):
+def _push_result(remote: str, args: Sequence[str], proc: "subprocess.CompletedProcess[str]") -> PushResult:
     """`PushResult` of a finished push: ok, refused by a lease, or `GitError`."""
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode == 0:
@@ -334,7 +343,7 @@ def _push_result(remote, args, proc):
     raise GitError(_refused(remote, output) or _describe(args, proc), args, proc.stderr)
 
 
-def _refused(remote, output):
+def _refused(remote: str, output: str) -> Optional[str]:
     """What the remote said when it refused a push (a hook, permissions), in one line."""
     refused = [line.split("\t")[-1].strip() for line in output.splitlines() if line.startswith("!")]
     said = [line[len("remote:"):].strip() for line in output.splitlines() if line.startswith("remote:")]
@@ -350,7 +359,7 @@ def _refused(remote, output):
     return text
 
 
-def _describe(args, proc):
+def _describe(args: Sequence[str], proc: "subprocess.CompletedProcess[Any]") -> str:
     lines = [line.strip() for line in (proc.stderr or proc.stdout or "").strip().splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
     detail = (errors or lines or ["exit code {}".format(proc.returncode)])[0]

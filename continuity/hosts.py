@@ -20,10 +20,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Callable, Optional, cast
 
-from .errors import DeployError
+from invoke.exceptions import CommandTimedOut, Failure
 
-__all__ = ["deploy_hosts", "HostResult", "error_line", "DEFAULT_CONNECT_TIMEOUT"]
+from ._text import one_line
+from .config import Environment
+from .errors import ContinuityError, DeployError
+
+Say = Callable[[str], None]
+
+__all__ = ["deploy_hosts", "HostResult", "describe_failure", "error_line", "DEFAULT_CONNECT_TIMEOUT"]
 
 #: Seconds to wait for a host to answer when neither the environment, nor
 #: ``~/.ssh/config``, nor Fabric's ``timeouts.connect`` sets a limit: a CI
@@ -45,14 +52,15 @@ class HostResult:
     error: str = ""  # one line, "" when ok
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return self.status == "ok"
 
-    def describe(self):
+    def describe(self) -> str:
         return "{}: {}".format(self.status, self.error) if self.error else self.status
 
 
-def deploy_hosts(c, task, target, kwargs, say=print):
+def deploy_hosts(c: Any, task: Any, target: Environment, kwargs: dict[str, Any],
+                 say: Say = print) -> list[HostResult]:
     """Run ``task(connection, **kwargs)`` once per host of ``target``.
 
     ``target`` is a `config.Environment`. Returns the list of `HostResult`
@@ -73,14 +81,15 @@ def deploy_hosts(c, task, target, kwargs, say=print):
 class _Run:
     """What the threads of one deploy share."""
 
-    def __init__(self, c, task, target, kwargs, say):
+    def __init__(self, c: Any, task: Any, target: Environment, kwargs: dict[str, Any], say: Say) -> None:
         self.c, self.task, self.target, self.kwargs, self.say = c, task, target, kwargs, say
         self.failed = threading.Event()  # with fail_fast: start no more hosts
         self.cancelled = threading.Event()  # Ctrl-C or SIGTERM: start none, say nothing more
-        self.connections = set()  # open ones, to cut off when cancelled
+        self.connections: set[Any] = set()  # open ones, to cut off when cancelled
 
 
-def _run_all(c, task, target, kwargs, workers, say):
+def _run_all(c: Any, task: Any, target: Environment, kwargs: dict[str, Any], workers: int,
+             say: Say) -> list[HostResult]:
     run = _Run(c, task, target, kwargs, say)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="continuity-deploy")
     futures = [pool.submit(_deploy_one, run, host) for host in target.hosts]
@@ -98,7 +107,7 @@ def _run_all(c, task, target, kwargs, workers, say):
     return results
 
 
-def _deploy_one(run, host):
+def _deploy_one(run: _Run, host: str) -> HostResult:
     if run.failed.is_set() or run.cancelled.is_set():
         return HostResult(host, "not started", error="an earlier host failed and fail_fast is on")
     start = time.monotonic()
@@ -122,7 +131,7 @@ def _deploy_one(run, host):
     return result
 
 
-def _open_and_call(task, connection, kwargs, host):
+def _open_and_call(task: Any, connection: Any, kwargs: dict[str, Any], host: str) -> HostResult:
     """Open the connection (unreachable when that fails), then run the task."""
     try:
         connection.open()
@@ -138,7 +147,7 @@ def _open_and_call(task, connection, kwargs, host):
     return HostResult(host, "ok")
 
 
-def _connect(c, target, host):
+def _connect(c: Any, target: Environment, host: str) -> Any:
     """A `fabric.Connection` to ``host`` with ``target``'s SSH settings.
 
     ``user@host:port`` in the host string wins over the environment's
@@ -154,15 +163,15 @@ def _connect(c, target, host):
     # A clone per host: threads must not share a Config we modify; an
     # Invoke config (no ``fab``) becomes a Fabric one with Fabric's defaults.
     config = c.config.clone(into=None if isinstance(c.config, Config) else Config)
-    options = {}
+    options: dict[str, Any] = {}
     if target.user and shorthand["user"] is None:
         options["user"] = target.user
     if target.port and shorthand["port"] is None:
         options["port"] = target.port
     if target.connect_timeout:
-        options["connect_timeout"] = math.ceil(target.connect_timeout)
+        options["connect_timeout"] = math.ceil(cast(float, target.connect_timeout))
     if target.key_filename:
-        options["connect_kwargs"] = dict(config.connect_kwargs, key_filename=[os.path.expanduser(target.key_filename)])
+        options["connect_kwargs"] = dict(config.connect_kwargs, key_filename=[os.path.expanduser(cast(str, target.key_filename))])
     connection = Connection(host, config=config, **options)
     if connection.connect_timeout is None:
         connection.connect_timeout = DEFAULT_CONNECT_TIMEOUT
@@ -171,11 +180,11 @@ def _connect(c, target, host):
     return connection
 
 
-def _continuity_env():
+def _continuity_env() -> dict[str, str]:
     return {key: os.environ[key] for key in _FORWARDED if os.environ.get(key)}
 
 
-def _close(connection):
+def _close(connection: Any) -> None:
     try:
         connection.close()
     except Exception:  # closing a half-open connection must not hide the result
@@ -185,16 +194,28 @@ def _close(connection):
 # -- one line per outcome ------------------------------------------------------
 
 
-def error_line(exc):
+def describe_failure(exc: BaseException) -> str:
+    """One line for an exception raised by the user's deploy code (locally or on a host).
+
+    Our own errors (``docker.tested_image()`` called from the task, say) are
+    written for people: their message's first line, as it would be printed
+    for any other task. Anything else is named by its class, with its last line.
+    """
+    result = getattr(exc, "result", None)
+    if result is not None and hasattr(result, "command") and hasattr(result, "exited"):
+        return "command {!r} exited with code {}".format(result.command, result.exited)
+    if isinstance(exc, ContinuityError):
+        return one_line(exc.message.strip().splitlines()[0]) if exc.message.strip() else type(exc).__name__
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return "{}: {}".format(type(exc).__name__, lines[-1].strip() if lines else "no message")
+
+
+def error_line(exc: BaseException) -> str:
     """What went wrong in the user's task on one host, in one line.
 
-    As for a local deploy (`deploy.describe_failure`), plus the last line the
+    As for a local deploy (`describe_failure`), plus the last line the
     failed command wrote: with ``hide=True`` it is nowhere else in the log.
     """
-    from invoke.exceptions import CommandTimedOut, Failure
-
-    from .deploy import describe_failure
-
     if isinstance(exc, CommandTimedOut):
         return "command {!r} timed out after {}s".format(_short(exc.result.command), exc.timeout)
     text = describe_failure(exc)
@@ -204,7 +225,7 @@ def error_line(exc):
     return text
 
 
-def _connect_error(exc, connection):
+def _connect_error(exc: BaseException, connection: Any) -> str:
     where = "{}@{}:{}".format(connection.user, connection.host, connection.port)
     if isinstance(exc, (socket.timeout, TimeoutError)):
         reason = "no answer within {}s".format(connection.connect_timeout)
@@ -217,32 +238,33 @@ def _connect_error(exc, connection):
     return "cannot connect to {}: {}".format(where, reason)
 
 
-def _is_auth_error(exc):
+def _is_auth_error(exc: BaseException) -> bool:
     from paramiko.ssh_exception import AuthenticationException
 
     return isinstance(exc, AuthenticationException)
 
 
-def _socket_reason(exc):
+def _socket_reason(exc: BaseException) -> str:
     errors = getattr(exc, "errors", None)  # paramiko's NoValidConnectionsError
     if errors:
         exc = next(iter(errors.values()))
-    if getattr(exc, "strerror", None):
-        return exc.strerror.lower()  # "connection refused"
+    strerror = getattr(exc, "strerror", None)
+    if strerror:
+        return str(strerror).lower()  # "connection refused"
     return _last_line(str(exc)) or type(exc).__name__
 
 
-def _last_line(text):
+def _last_line(text: Optional[str]) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
 
-def _short(command):
+def _short(command: Optional[str]) -> str:
     command = " ".join((command or "").split())
     return command if len(command) <= _COMMAND_CHARS else command[: _COMMAND_CHARS - 3] + "..."
 
 
-def _print_table(results, say):
+def _print_table(results: list[HostResult], say: Say) -> None:
     """host, duration, ok or the error line: one row per host."""
     width = max([len("host")] + [len(result.host) for result in results])
     say("{:<{w}}  {:>8}  {}".format("host", "time", "result", w=width))
@@ -251,7 +273,7 @@ def _print_table(results, say):
         say("{:<{w}}  {:>8}  {}".format(result.host, seconds, result.describe(), w=width))
 
 
-def _failure_summary(environment, results):
+def _failure_summary(environment: str, results: list[HostResult]) -> str:
     """One line for `DeployError`: which hosts failed and why."""
     failed = [r for r in results if not r.ok and r.status != "not started"]
     skipped = [r for r in results if r.status == "not started"]
@@ -262,11 +284,11 @@ def _failure_summary(environment, results):
     return text
 
 
-def _serialized(say):
+def _serialized(say: Say) -> Say:
     """``say`` for several threads: one whole line at a time."""
     lock = threading.Lock()
 
-    def locked(message):
+    def locked(message: str) -> None:
         with lock:
             say(message)
 

@@ -18,32 +18,41 @@ master gets the fix the usual way: the pipeline merges development into it.
 """
 
 import shlex
+from collections.abc import Sequence
+from typing import Optional
 
-from invoke import Collection, task
+from invoke import Collection, Context, task
 
 from . import build as _build
 from . import config as _config
 from . import merge as _merge
 from . import test as _test
-from ._task import boundary
-from .deploy import deploy_decision, deploy_revision
+from .boundary import LINE_HELP, boundary
+from .build import Decision
+from .config import Settings
+from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
 from .errors import ContinuityError, UsageError
+from .git import Git
 from .ledger import Ledger
-from .pipeline import LINE_HELP, _command_env, fetch_branches, preflight, remote_heads, reported
+from .publish import reported
+from .record import RunState, start_record
+from .remote import HEADS, fetch_branches, remote_heads
 from .report import Reporter
-from .workspace import exclusive, require_candidate, restored_head
+from .stage import Candidate
+from .workspace import Workspace, command_env, exclusive, require_candidate, restored_head
 
 __all__ = ["ns", "start", "finish"]
 
-_HEADS = "refs/heads/"
+Heads = dict[str, str]  # branch name -> sha, as fetched
+Plan = dict[str, Optional[Candidate]]  # side (production, development) -> its merge, None when it has the hotfix
 
-def _finish_command(settings, name):
+def _finish_command(settings: Settings, name: str) -> str:
     """The command that runs finish again for hotfix ``name``, as a user types it."""
     argument = ["--name=" + name] if name.startswith("-") else [name]
     return shlex.join(["fab", "continuity.hotfix.finish"] + argument) + settings.line_option
 
 
-def _advice(settings, name):
+def _advice(settings: Settings, name: str) -> str:
     """What to do after a conflict (a template for `merge.prepare`: {0} incoming, {1} receiving).
 
     Never "merge the other side into the hotfix": that would ship
@@ -54,7 +63,7 @@ def _advice(settings, name):
             + "` again: it skips the side that already has the hotfix.")
 
 
-def _branch(settings, git, name):
+def _branch(settings: Settings, git: Git, name: str) -> str:
     branch = settings.hotfix.prefix + name
     if not name or not git.valid_branch(branch):
         raise UsageError("{!r} is not a valid hotfix name: {!r} is not a legal branch name".format(name, branch))
@@ -71,7 +80,7 @@ def _branch(settings, git, name):
     }
 )
 @boundary
-def start(c, name, dry_run=False, line=None):
+def start(c: Context, name: str, dry_run: bool = False, line: Optional[str] = None) -> None:
     """Create hotfix/NAME on the remote from production's revision."""
     settings = _config.settings(c, line=line)
     rep = Reporter()
@@ -86,7 +95,7 @@ def start(c, name, dry_run=False, line=None):
     if dry_run:
         rep.say("dry run: nothing was created")
         return
-    ref = _HEADS + branch
+    ref = HEADS + branch
     if not ws.git.push(settings.remote, [(production, ref)], leases=[(ref, "")]).ok:
         raise ContinuityError("{} was created by someone else meanwhile".format(branch))
     rep.say("created {}; work on it with: {} && {}".format(
@@ -103,7 +112,7 @@ def start(c, name, dry_run=False, line=None):
     }
 )
 @boundary
-def finish(c, name, tag=None, dry_run=False, line=None):
+def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = False, line: Optional[str] = None) -> None:
     """Check hotfix/NAME, merge it into production and development, push, tag, deploy, delete it."""
     settings = _config.settings(c, line=line)
     b = settings.branches
@@ -129,42 +138,44 @@ def finish(c, name, tag=None, dry_run=False, line=None):
         if dry_run:
             rep.say("dry run: nothing was merged, built, checked, pushed, deployed or deleted")
             return
-        run = {"revisions": {"base": heads[b.production], "candidate": heads[branch]},
-               "commits": git.commits("{}..{}".format(heads[b.production], heads[branch]))}
-        with reported(settings, rep, "hotfix", run):
+        record = start_record("hotfix", settings, revisions={"base": heads[b.production], "candidate": heads[branch]},
+                              commits=git.commits("{}..{}".format(heads[b.production], heads[branch])))
+        with reported(settings, rep, record):
             if plan["production"] is not None:
                 _check(rep, ws, settings, plan["production"], decisions)
             production = _push(git, settings, branch, heads, plan, tag, _finish_command(settings, name))
             if settings.hotfix.deploy:
                 environment = settings.environment(settings.production_environment)
-                result = deploy_revision(c, user_task, git, settings, environment, production, say=rep.say, how="hotfix")
-                run["deployed"] = {environment.name: result}
+                result = deploy_revision(c, user_task, git, settings, environment, production, say=rep.say,
+                                         policy=DeployPolicy.hotfix())
+                record.deployed = {environment.name: result}
                 rep.say("deploy: {}: {}".format(environment.name, result))
-            ref = _HEADS + branch
+            ref = HEADS + branch
             if not git.push(settings.remote, [("", ref)], leases=[(ref, heads[branch])]).ok:
                 raise ContinuityError(
                 "{} moved while finishing; its new commits are not merged yet: run "
                 "`{}` again".format(branch, _finish_command(settings, name)))
-            run.update(state="finished", summary="{} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch))
-            rep.say("result: " + run["summary"])
+            record.state = RunState.FINISHED
+            record.summary = "{} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch)
+            rep.say("result: " + record.summary)
 
 
-def _deploy_decision(git, settings, heads, plan):
+def _deploy_decision(git: Git, settings: Settings, heads: Heads, plan: Plan) -> Optional[str]:
     """Refuse what the deploy would refuse (a damaged ledger, a revision marked bad) before production moves."""
     environment = settings.production_environment
     revision = plan["production"].sha if plan["production"] else heads[settings.branches.production]
     state = Ledger.of(git, settings).state(environment)
-    return deploy_decision(git, settings, state, environment, revision)
+    return deploy_decision(git, settings, state, environment, revision, DeployPolicy.hotfix())
 
 
-def _tag(settings, git, name, tag):
+def _tag(settings: Settings, git: Git, name: str, tag: Optional[str]) -> Optional[str]:
     tag = tag if tag is not None else settings.hotfix.tag.replace("{name}", name)
     if tag and not git.ok("check-ref-format", "refs/tags/" + tag):
         raise UsageError("{!r} is not a valid tag name (continuity.hotfix.tag or --tag)".format(tag))
     return tag or None
 
 
-def _plan(git, settings, branch, heads, advice):
+def _plan(git: Git, settings: Settings, branch: str, heads: Heads, advice: str) -> Plan:
     """The merges still to do: {side: Candidate, or None when that side already has it}.
 
     Development receives what production will be, not just the hotfix: when
@@ -186,7 +197,8 @@ def _plan(git, settings, branch, heads, advice):
     return {"production": production, "development": development}
 
 
-def _say_plan(rep, settings, branch, heads, plan, tag, decisions):
+def _say_plan(rep: Reporter, settings: Settings, branch: str, heads: Heads, plan: Plan, tag: Optional[str],
+              decisions: Sequence[Decision]) -> None:
     b = settings.branches
     for side, name in (("production", b.production), ("development", b.development)):
         candidate = plan[side]
@@ -206,10 +218,11 @@ def _say_plan(rep, settings, branch, heads, plan, tag, decisions):
     rep.say("plan: delete {} on {}".format(branch, settings.remote))
 
 
-def _check(rep, ws, settings, candidate, decisions):
+def _check(rep: Reporter, ws: Workspace, settings: Settings, candidate: Candidate,
+           decisions: Sequence[Decision]) -> None:
     """Build and check production's new revision, as the pipeline builds and checks master's."""
     ws.git.checkout(candidate.sha)
-    env = dict(_command_env(candidate, settings), CONTINUITY_BRANCH=settings.branches.production)
+    env = command_env(candidate.sha, candidate.base, settings.branches.production)
     verify = lambda culprit, result: require_candidate(ws, candidate.sha, culprit, result)  # noqa: E731
     _build.run_stage(rep, ws, decisions, candidate.sha, env, verify=verify)
     with rep.stage("check") as info:
@@ -218,15 +231,16 @@ def _check(rep, ws, settings, candidate, decisions):
     require_candidate(ws, candidate.sha, "the build or the checks")
 
 
-def _push(git, settings, branch, heads, plan, tag, again):
+def _push(git: Git, settings: Settings, branch: str, heads: Heads, plan: Plan, tag: Optional[str], again: str) -> str:
     """One atomic push of both sides and the tag; return production's new revision."""
     b = settings.branches
     production = plan["production"].sha if plan["production"] else heads[b.production]
     updates, leases = [], []
     for side, name in (("production", b.production), ("development", b.development)):
-        if plan[side] is not None:
-            updates.append((plan[side].sha, _HEADS + name))
-            leases.append((_HEADS + name, heads[name]))
+        merged = plan[side]
+        if merged is not None:
+            updates.append((merged.sha, HEADS + name))
+            leases.append((HEADS + name, heads[name]))
     if tag:
         existing = git.ls_remote(settings.remote, "refs/tags/" + tag).get("refs/tags/" + tag)
         if existing and existing != production:

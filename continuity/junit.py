@@ -16,9 +16,19 @@ import os
 import re
 import socket
 import tempfile
-import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
+from types import ModuleType
+from typing import Any, Protocol, TypeVar, Union
 
 from ._text import redact
+from .record import RunRecord
+
+
+class _HasName(Protocol):
+    name: str
+
+
+_Named = TypeVar("_Named", bound=_HasName)
 
 __all__ = ["write_report", "build_report"]
 
@@ -27,8 +37,9 @@ _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
-def write_report(path, record):
+def write_report(path: Union[str, "os.PathLike[str]"], record: RunRecord) -> str:
     """Write the report of ``record`` (a `report.RunRecord`) to ``path``; OSError if we cannot."""
+    ET = _et()
     path = os.path.abspath(os.path.expanduser(os.fspath(path)))
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
@@ -47,15 +58,16 @@ def write_report(path, record):
     return path
 
 
-def _remove(path):
+def _remove(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
         pass
 
 
-def build_report(record):
+def build_report(record: RunRecord) -> Any:
     """The ``<testsuite>`` element of ``record``."""
+    ET = _et()
     cases = _stage_cases(record) + _command_cases(record) + _run_case(record)
     suite = ET.Element("testsuite", {
         "name": "continuity." + record.task,
@@ -71,7 +83,8 @@ def build_report(record):
     return suite
 
 
-def _properties(record):
+def _properties(record: RunRecord) -> Any:
+    ET = _et()
     properties = ET.Element("properties")
     values = [("line", record.line), ("state", record.state), ("summary", record.summary),
               ("build_url", record.build_url), ("remote", record.remote)]
@@ -82,7 +95,8 @@ def _properties(record):
     return properties
 
 
-def _stage_cases(record):
+def _stage_cases(record: RunRecord) -> list[Any]:
+    ET = _et()
     cases = []
     for name, stage in _numbered(record.stages):
         case = _case("continuity.stage", name, stage.seconds)
@@ -96,7 +110,8 @@ def _stage_cases(record):
     return cases
 
 
-def _command_cases(record):
+def _command_cases(record: RunRecord) -> list[Any]:
+    ET = _et()
     cases = []
     for name, check in _numbered(record.checks):
         result = check.result
@@ -114,7 +129,14 @@ def _command_cases(record):
 _KINDS = {"build": "build step"}
 
 
-def _run_case(record):
+def _et() -> ModuleType:
+    """ElementTree, imported when a report is written: ``import continuity`` stays light."""
+    import xml.etree.ElementTree
+
+    return xml.etree.ElementTree
+
+
+def _run_case(record: RunRecord) -> list[Any]:
     """A failure no stage holds (such as 'master kept moving')."""
     if record.ok or any(stage.status == "FAILED" for stage in record.stages):
         return []
@@ -123,29 +145,31 @@ def _run_case(record):
     return [case]
 
 
-def _numbered(items):
+def _numbered(items: Iterable[_Named]) -> Iterator[tuple[str, _Named]]:
     """(name, item); a name seen before (a stage of a retried attempt) gets " #2", " #3"..."""
-    seen = {}
+    seen: dict[str, int] = {}
     for item in items:
         seen[item.name] = seen.get(item.name, 0) + 1
         yield (item.name if seen[item.name] == 1 else "{} #{}".format(item.name, seen[item.name])), item
 
 
-def _case(classname, name, seconds):
+def _case(classname: str, name: str, seconds: float) -> Any:
+    ET = _et()
     return ET.Element("testcase", classname=classname, name=_clean(name), time=_seconds(seconds))
 
 
-def _fail(case, text):
+def _fail(case: Any, text: str) -> None:
     """A ``<failure>``: the whole text inside, its first and last lines as the message."""
+    ET = _et()
     lines = [line.strip() for line in _clean(text).splitlines() if line.strip()] or ["failed"]
     message = lines[0] if len(lines) == 1 else "{} {}".format(lines[0], lines[-1])
     failure = ET.SubElement(case, "failure", message=message, type="failure")
     failure.text = _clean(text)
 
 
-def _clean(text):
+def _clean(text: Any) -> str:
     return _NOT_XML.sub("", _ANSI.sub("", redact(str(text or ""))))  # a check may print a remote's URL
 
 
-def _seconds(value):
+def _seconds(value: float) -> str:
     return "{:.3f}".format(max(0.0, value or 0.0))

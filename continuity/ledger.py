@@ -22,15 +22,21 @@ the ledger: ``fab continuity.history ENV``.
 
 import getpass
 import os
+import re
 import shlex
 import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any, Optional
 
 from ._text import one_line
+from .config import Settings
 from .errors import ContinuityError, UsageError
+from .git import Git
+from .record import build_url
 
-__all__ = ["Ledger", "LedgerDamaged", "Entry", "who", "now", "build_url"]
+__all__ = ["Ledger", "LedgerDamaged", "Entry", "who", "now", "build_url", "annotate", "take_annotations"]
 
 _FIELDS = ("environment", "revision", "result", "time", "by", "task", "line", "previous")
 _ATTEMPTS = 5
@@ -47,7 +53,7 @@ class Entry:
     task: str = ""
     line: str = ""
     previous: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,13 +62,13 @@ class State:
 
     deployed: str  # revision recorded as running there, or ""
     head: str  # newest ledger commit, or ""
-    entries: list  # [Entry], newest first
+    entries: list[Entry]  # newest first
 
     @property
-    def bad(self):
+    def bad(self) -> set[str]:
         return {e.revision for e in self.entries if e.result == "bad"}
 
-    def previous_good(self, current):
+    def previous_good(self, current: str) -> Optional[str]:
         """The newest revision deployed successfully before ``current``, not marked bad."""
         bad = self.bad
         for entry in self.entries:
@@ -71,16 +77,11 @@ class State:
         return None
 
 
-def now():
+def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_url():
-    """Jenkins' ``BUILD_URL`` on one line, without the credentials it may carry; "" when unset."""
-    return one_line(os.environ.get("BUILD_URL", ""))
-
-
-def who():
+def who() -> str:
     """Jenkins' BUILD_URL (redacted) when set, else user@host."""
     if build_url():
         return build_url()
@@ -91,29 +92,61 @@ def who():
     return "{}@{}".format(user, socket.gethostname())
 
 
+# -- fields the user's deploy task adds to its entry --------------------------------
+
+_annotations: dict[str, str] = {}
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_RESERVED = {"environment", "revision", "result", "time", "by", "task", "line", "previous", "error", "reason"}
+
+
+def annotate(**fields: Any) -> None:
+    """Add fields (e.g. ``image_digest=...``) to the ledger entry of the deploy in progress.
+
+    Call it from your deploy task (the Docker rollout helper does); values
+    are recorded as ``key: value`` lines in the entry.
+    """
+    odd = sorted(key for key in fields if not _FIELD.match(key))
+    if odd:
+        raise UsageError("annotate(): {!r} is not a field name (letters, digits, '_', '.' and '-')".format(odd[0]))
+    reserved = sorted(set(fields) & _RESERVED)
+    if reserved:
+        raise UsageError("annotate(): {} is recorded by continuity itself; use other names".format(", ".join(reserved)))
+    _annotations.update({key: str(value) for key, value in fields.items()})
+
+
+def take_annotations(clear: bool = False) -> dict[str, str]:
+    """The fields `annotate` collected since the last ``take_annotations(clear=True)``."""
+    fields = dict(_annotations)
+    if clear:
+        _annotations.clear()
+    return fields
+
+
 class LedgerDamaged(UsageError):
     """A ledger or deployed ref on the remote is not a commit: nothing can be recorded on it."""
 
 
 class Ledger:
-    def __init__(self, git, remote, prefix, line_option=""):
+    """The ledger of one line on the remote: its ``deployed/ENV`` and ``ledger/ENV`` refs."""
+
+    def __init__(self, git: Git, remote: str, prefix: str, line_option: str = "") -> None:
         self.git = git
         self.remote = remote
         self.prefix = prefix
         self.line_option = line_option  # " --line NAME" for the commands we suggest
 
     @classmethod
-    def of(cls, git, settings):
+    def of(cls, git: Git, settings: Settings) -> "Ledger":
         """The ledger of the line ``settings`` are for."""
         return cls(git, settings.remote, settings.refs_prefix, settings.line_option)
 
-    def deployed_ref(self, environment):
+    def deployed_ref(self, environment: str) -> str:
         return self.prefix + "deployed/" + environment
 
-    def ledger_ref(self, environment):
+    def ledger_ref(self, environment: str) -> str:
         return self.prefix + "ledger/" + environment
 
-    def environments(self):
+    def environments(self) -> list[str]:
         """Environments with a deploy record or a ledger on the remote."""
         refs = self.git.ls_remote(self.remote, self.prefix + "deployed/*", self.prefix + "ledger/*")
         names = set()
@@ -124,14 +157,14 @@ class Ledger:
                 names.add(name)
         return sorted(names)
 
-    def state(self, environment, limit=None):
+    def state(self, environment: str, limit: Optional[int] = None) -> State:
         """What the remote records for ``environment``; `LedgerDamaged` when a ref is not a commit."""
         refs = self.check([environment])
         head = refs.get(self.ledger_ref(environment), "")
         deployed = refs.get(self.deployed_ref(environment), "")
         return State(deployed, head, self._entries(head, limit) if head else [])
 
-    def check(self, environments):
+    def check(self, environments: Iterable[str]) -> dict[str, str]:
         """{ref: sha} of the environments' refs on the remote, each fetched here and a commit.
 
         Someone may push anything to these refs (a blob, a tag): then no
@@ -146,15 +179,15 @@ class Ledger:
         wanted = [ref for ref, sha in refs.items() if not self.git.commit(sha)]
         if wanted:
             self.git.fetch_objects(self.remote, *wanted)
-        kinds = self.git.run("cat-file", "--batch-check=%(objectname) %(objecttype)",
-                             input="".join(sha + "\n" for sha in refs.values()))
-        kinds = dict(line.split(" ", 1) for line in kinds.splitlines() if " " in line)
+        listed = self.git.run("cat-file", "--batch-check=%(objectname) %(objecttype)",
+                              input="".join(sha + "\n" for sha in refs.values()))
+        kinds = dict(line.split(" ", 1) for line in listed.splitlines() if " " in line)
         for ref in names:
             if ref in refs and kinds.get(refs[ref]) != "commit":
                 raise self._damaged(ref, refs[ref], kinds.get(refs[ref], "missing object"))
         return refs
 
-    def _damaged(self, ref, sha, kind):
+    def _damaged(self, ref: str, sha: str, kind: str) -> LedgerDamaged:
         environment = ref.rsplit("/", 1)[-1]
         peeled = self.git.commit(sha) if kind == "tag" else None
         if peeled:  # a tag of a commit: point the ref at that commit, and nothing is lost
@@ -168,7 +201,7 @@ class Ledger:
             "read or recorded; repair it from this checkout with `{5}`{6}, then run the task again".format(
                 environment, self.remote, ref, kind, sha[:12], shlex.join(repair), loses))
 
-    def _entries(self, head, limit):
+    def _entries(self, head: str, limit: Optional[int]) -> list[Entry]:
         args = ["log", "--format=%H%x00%B%x1e"]
         if limit:
             args.append("--max-count={}".format(limit))
@@ -181,7 +214,8 @@ class Ledger:
                 entries.append(_parse(sha.strip(), body))
         return entries
 
-    def append(self, environment, records, deployed=None, state=None):
+    def append(self, environment: str, records: Sequence[dict[str, Any]], deployed: Optional[str] = None,
+               state: Optional[State] = None) -> str:
         """Add ``records`` (dicts of fields) and, with ``deployed``, move deployed/ENV.
 
         Retries when another writer got there first; the deployed ref only
@@ -212,7 +246,7 @@ class Ledger:
             "could not record the deploy of {} in the ledger on {}: it kept changing".format(environment, self.remote)
         )
 
-    def _commit(self, parent, environment, record):
+    def _commit(self, parent: str, environment: str, record: dict[str, Any]) -> str:
         fields = dict(record, environment=environment)
         fields.setdefault("time", now())
         fields.setdefault("by", who())
@@ -226,8 +260,8 @@ class Ledger:
         return self.git.run(*args, env=self.git.identity_env())
 
 
-def _parse(sha, body):
-    values = {}
+def _parse(sha: str, body: str) -> Entry:
+    values: dict[str, str] = {}
     for line in body.splitlines():
         key, sep, value = line.partition(": ")
         if sep and key and " " not in key:

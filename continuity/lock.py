@@ -34,16 +34,21 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Callable, Optional
 
-from invoke import task
-
-from ._task import boundary, confirm, left_behind
 from ._text import one_line
+from .boundary import left_behind
+from .config import Settings
 from .errors import ContinuityError, LockError, UsageError
+from .git import Git, PendingPush
 
-__all__ = ["remote_lock", "HeldLock", "list_locks", "break_lock", "locks", "unlock"]
+Say = Callable[[str], None]
+Info = dict[str, str]  # what a token says about its holder
+
+__all__ = ["remote_lock", "HeldLock", "list_locks", "break_lock", "who", "describe_age", "assessment"]
 
 #: How long an interrupted lock push may take to finish: the remote may be
 #: applying it, and only once git has finished do we know what to clean up.
@@ -53,7 +58,7 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @contextmanager
-def remote_lock(git, settings, name, say=print, poll=0.5):
+def remote_lock(git: Git, settings: Settings, name: str, say: Say = print, poll: float = 0.5) -> Iterator["HeldLock"]:
     """Hold lock ``name`` on the line's remote for the duration of the block.
 
     Yields the `HeldLock`: call its ``check()`` before an irreversible step.
@@ -72,11 +77,11 @@ def remote_lock(git, settings, name, say=print, poll=0.5):
 class HeldLock:
     """Our side of a lock: its tokens, their renewal and what became of them."""
 
-    def __init__(self, git, settings, name, say=print):
+    def __init__(self, git: Git, settings: Settings, name: str, say: Say = print) -> None:
         self.git, self.settings, self.name, self.say = git, settings, name, say
         self.ref = settings.refs_prefix + "locks/" + name
         self.lease = settings.lock_lease
-        self.lost = None  # why the lock is no longer ours, once we know
+        self.lost: Optional[str] = None  # why the lock is no longer ours, once we know
         self.taken = False  # we had it
         self.maybe_ours = False  # the remote may hold a token of ours (taken, or a push in doubt)
         self.cut_short = False  # a push that takes the lock was stopped before git could tell us
@@ -85,13 +90,13 @@ class HeldLock:
         self._renewals = 0
         self.token = self._new_token()
         self.tokens = {self.token}  # every token we pushed or tried to push
-        self._confirmed = None  # monotonic time the push of ``token`` started
+        self._confirmed = time.monotonic()  # when the push of ``token`` started (set again once it is taken)
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: Optional[threading.Thread] = None
 
     # -- taking it -------------------------------------------------------
 
-    def take(self, holder):
+    def take(self, holder: str) -> bool:
         """Push our token over ``holder`` ("" = a free lock); True when it is ours."""
         started = time.monotonic()
         self.maybe_ours = True
@@ -110,11 +115,11 @@ class HeldLock:
 
     # -- holding it ------------------------------------------------------
 
-    def start_renewing(self):
+    def start_renewing(self) -> None:
         self._thread = threading.Thread(target=self._renew_loop, name="continuity-lock-" + self.name, daemon=True)
         self._thread.start()
 
-    def check(self, before):
+    def check(self, before: str) -> None:
         """Raise `LockError` unless the lock is surely still ours; ``before`` names the next step.
 
         A waiter may take the lock over one lease after our last renewal
@@ -130,7 +135,7 @@ class HeldLock:
                 "take it over; stopped before {}. Check that {} is reachable.".format(
                     self.ref, self.settings.remote, silent, self.lease, before, self.settings.remote))
 
-    def _renew_loop(self):
+    def _renew_loop(self) -> None:
         interval = self.lease / 3
         due = self._confirmed + interval
         while not self._stop.wait(max(0.0, due - time.monotonic())):
@@ -138,7 +143,7 @@ class HeldLock:
             if not self._renew():
                 return
 
-    def _renew(self):
+    def _renew(self) -> bool:
         """Push a fresh token over our last one; False once the lock is lost."""
         self._renewals += 1
         started = time.monotonic()
@@ -161,14 +166,14 @@ class HeldLock:
         self.say("warning: lost lock {}: {}; this run stops before its next push or deploy".format(self.ref, self.lost))
         return False
 
-    def _stop_renewing(self):
+    def _stop_renewing(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()  # never race the release: a renewal push ends within a lease
 
     # -- letting it go ---------------------------------------------------
 
-    def let_go(self):
+    def let_go(self) -> None:
         """Stop renewing and delete our lock; make sure no token of ours stays, and say what does.
 
         A failure here must not hide the run's own error: it is a warning,
@@ -182,7 +187,7 @@ class HeldLock:
             self._let_go()
             raise
 
-    def _let_go(self):
+    def _let_go(self) -> None:
         self._stop_renewing()
         problem = None
         try:
@@ -200,7 +205,7 @@ class HeldLock:
         elif self.taken and problem is None and not self.lost:
             self.say("warning: lock {} was no longer ours when we released it".format(self.ref))
 
-    def _verify(self, problem):
+    def _verify(self, problem: Optional[ContinuityError]) -> bool:
         """Delete any token of ours still on the remote; say so when one stays. True when one does (or may)."""
         try:
             current = self._current()
@@ -222,7 +227,7 @@ class HeldLock:
             self.ref, self.settings.remote, " ({})".format(problem) if problem else ""))
         return True
 
-    def _delete(self, token):
+    def _delete(self, token: str) -> bool:
         """Delete the lock if it holds ``token``; True when it did."""
         pending = self._start_push([("", self.ref)], token)
         try:
@@ -231,7 +236,7 @@ class HeldLock:
             pending.settle(_GRACE)
             raise
 
-    def _leave(self, what):
+    def _leave(self, what: str) -> None:
         hint = one_line("{}; the next run that needs it takes it over once it goes unrenewed for {:g}s, or break it "
                         "now with `fab continuity.unlock {}`".format(what, self.lease, _short_name(self.ref, self.settings)))
         self.say("warning: " + hint)
@@ -239,19 +244,20 @@ class HeldLock:
 
     # -- plumbing --------------------------------------------------------
 
-    def _start_push(self, updates, expected, timeout=None):
+    def _start_push(self, updates: list[tuple[str, str]], expected: str,
+                    timeout: Optional[float] = None) -> PendingPush:
         return self.git.start_push(self.settings.remote, updates, leases=[(self.ref, expected)], timeout=timeout)
 
-    def _current(self):
+    def _current(self) -> Optional[str]:
         return self.git.ls_remote(self.settings.remote, self.ref).get(self.ref)
 
-    def _new_token(self):
+    def _new_token(self) -> str:
         fields = dict(self._fields, renewed=_now(), renewal=str(self._renewals))
         message = "continuity lock\n\n" + "".join("{}: {}\n".format(k, v) for k, v in fields.items())
         return self.git.run("commit-tree", self._tree, "-m", message, env=self.git.identity_env())
 
 
-def _fields(name, lease):
+def _fields(name: str, lease: float) -> Info:
     """What our tokens say about us: who holds the lock, and how to tell it is gone."""
     here = _here()
     return {
@@ -267,14 +273,14 @@ def _fields(name, lease):
     }
 
 
-def _now():
+def _now() -> str:
     return datetime.now(timezone.utc).strftime(_TIME_FORMAT)
 
 
 # -- waiting for it ----------------------------------------------------------------
 
 
-def _acquire(lock, poll):
+def _acquire(lock: "HeldLock", poll: float) -> None:
     settings, say = lock.settings, lock.say
     deadline = time.monotonic() + settings.lock_timeout
     watch = _Watch()
@@ -298,7 +304,7 @@ def _acquire(lock, poll):
         if time.monotonic() >= deadline:
             raise LockError(_timeout_message(lock.ref, settings, info, watch))
         if info.get("run", holder) != announced:
-            say("waiting for lock {} held by {}".format(lock.ref, _who(info)))
+            say("waiting for lock {} held by {}".format(lock.ref, who(info)))
             if _age(info) > settings.lock_stale_after:
                 say("that lock looks stale (held for {}); if its run is dead: fab continuity.unlock {}".format(
                     _duration(_age(info)), _short_name(lock.ref, settings)))
@@ -314,10 +320,12 @@ class _Watch:
     latest one began, so a slow remote only makes the span shorter.
     """
 
-    def __init__(self):
-        self.token, self.since, self.changes = None, None, 0
+    def __init__(self) -> None:
+        self.token: Optional[str] = None
+        self.since = 0.0
+        self.changes = 0
 
-    def unchanged_for(self, token, polled):
+    def unchanged_for(self, token: str, polled: float) -> float:
         """``token`` as read by a poll that began at ``polled``; seconds it has been there for sure."""
         if token != self.token:
             self.changes += self.token is not None
@@ -325,20 +333,20 @@ class _Watch:
         return max(0.0, polled - self.since)
 
 
-def _gone(info, unchanged):
+def _gone(info: Info, unchanged: float) -> Optional[str]:
     """Why the holder is surely gone (the lock may be taken over), or None."""
     if _dead_here(info):
-        return "was held by a run that is gone ({})".format(_who(info))
+        return "was held by a run that is gone ({})".format(who(info))
     lease = _lease(info)
     if lease and unchanged > lease:
         return "was not renewed for {}s (its lease is {:g}s): its run is gone or cut off from the remote ({})".format(
-            math.ceil(unchanged), lease, _who(info))
+            math.ceil(unchanged), lease, who(info))
     return None
 
 
-def _timeout_message(ref, settings, info, watch):
+def _timeout_message(ref: str, settings: Settings, info: Info, watch: _Watch) -> str:
     name = _short_name(ref, settings)
-    message = "could not take lock {} within {:.0f}s: held by {}.".format(ref, settings.lock_timeout, _who(info))
+    message = "could not take lock {} within {:.0f}s: held by {}.".format(ref, settings.lock_timeout, who(info))
     lease = _lease(info)
     if lease and not watch.changes and lease >= settings.lock_timeout:
         return message + (
@@ -350,14 +358,14 @@ def _timeout_message(ref, settings, info, watch):
     return message + " Wait for that run, or raise continuity.lock_timeout."
 
 
-def _short_name(ref, settings):
+def _short_name(ref: str, settings: Settings) -> str:
     return ref[len(settings.refs_prefix + "locks/"):] + settings.line_option
 
 
 # -- who holds it ------------------------------------------------------------------
 
 
-def _holder(git, remote, ref):
+def _holder(git: Git, remote: str, ref: str) -> tuple[Optional[str], Info]:
     """(token sha, info dict) of the current holder, or (None, {})."""
     sha = git.ls_remote(remote, ref).get(ref)
     if not sha:
@@ -381,24 +389,24 @@ def _holder(git, remote, ref):
 _FOREIGN = "not-a-lock"
 
 
-def _foreign_error(ref, settings, info):
+def _foreign_error(ref: str, settings: Settings, info: Info) -> UsageError:
     return UsageError(
         "{} on {} is not a continuity lock ({}): something other than continuity wrote it, and no run will "
         "release it; continuity left it as it is. Remove it with `fab continuity.unlock {}`, then run again".format(
             ref, settings.remote, info[_FOREIGN], _short_name(ref, settings)))
 
 
-_HERE = {}
+_HERE: Info = {}
 
 
-def _here():
+def _here() -> Info:
     """This process's host name, pid namespace and boot: what a holder's token is compared with."""
     if not _HERE:
         _HERE.update(host=one_line(socket.gethostname()), pidns=_pid_namespace(), boot=_read("/proc/sys/kernel/random/boot_id"))
     return _HERE
 
 
-def _pid_namespace():
+def _pid_namespace() -> str:
     try:
         link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
     except OSError:
@@ -406,7 +414,7 @@ def _pid_namespace():
     return link[link.find("[") + 1:-1] if link.startswith("pid:[") else ""
 
 
-def _read(path):
+def _read(path: str) -> str:
     try:
         with open(path) as handle:
             return handle.read().strip()
@@ -414,7 +422,7 @@ def _read(path):
         return ""
 
 
-def _dead_here(info):
+def _dead_here(info: Info) -> bool:
     """The holder ran where its pid means what it means here, and that process is gone."""
     here = _here()
     if not here["pidns"] or not here["boot"] or not info.get("pid", "").isdigit():
@@ -430,7 +438,7 @@ def _dead_here(info):
     return False
 
 
-def _lease(info):
+def _lease(info: Info) -> Optional[float]:
     """The holder's lease in seconds, or None for a token that is never renewed (an older continuity)."""
     try:
         lease = float(info.get("lease", ""))
@@ -439,7 +447,7 @@ def _lease(info):
     return lease if 0 < lease < float("inf") else None
 
 
-def _age(info, field="started"):
+def _age(info: Info, field: str = "started") -> float:
     try:
         stamp = datetime.strptime(info.get(field, ""), _TIME_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
@@ -447,14 +455,19 @@ def _age(info, field="started"):
     return max(0.0, (datetime.now(timezone.utc) - stamp).total_seconds())
 
 
-def _duration(seconds):
+def describe_age(info: Info) -> str:
+    """How long the holder of ``info`` has held its lock: "42s", "5m", "2h03m"."""
+    return _duration(_age(info))
+
+
+def _duration(seconds: float) -> str:
     if seconds < 60:
         return "{:.0f}s".format(seconds)
     minutes = int(seconds // 60)
     return "{}h{:02d}m".format(minutes // 60, minutes % 60) if minutes >= 60 else "{}m".format(minutes)
 
 
-def _who(info):
+def who(info: Info) -> str:
     if not info:
         return "another run"
     if _FOREIGN in info:
@@ -463,7 +476,7 @@ def _who(info):
     return one_line(who + (" ({})".format(info["build"]) if info.get("build") else ""))
 
 
-def _assessment(info, settings):
+def assessment(info: Info, settings: Settings) -> tuple[str, str]:
     """What ``locks`` says about a holder: (is its run gone and what happens to the lock, lead-in to the unlock hint).
 
     The same evidence a waiting run acts on, except that a listing cannot
@@ -490,7 +503,7 @@ def _assessment(info, settings):
 # -- the tasks -----------------------------------------------------------------------
 
 
-def list_locks(git, settings):
+def list_locks(git: Git, settings: Settings) -> list[tuple[str, str, Info]]:
     """[(name, token, info)] of the line's locks on the remote."""
     prefix = settings.refs_prefix + "locks/"
     found = []
@@ -501,53 +514,7 @@ def list_locks(git, settings):
     return found
 
 
-def break_lock(git, settings, name, token):
+def break_lock(git: Git, settings: Settings, name: str, token: str) -> bool:
     """Delete lock ``name`` if it still has ``token``; False when it changed."""
     ref = settings.refs_prefix + "locks/" + name
     return git.push(settings.remote, [("", ref)], leases=[(ref, token)]).ok
-
-
-@task(help={"line": "The development line (see continuity.lines)."})
-@boundary
-def locks(c, line=None):
-    """List the locks held on the remote: who holds each, for how long, and whether its run is gone."""
-    git, settings = _open(c, line)
-    held = list_locks(git, settings)
-    for name, _, info in held:
-        state, lead_in = _assessment(info, settings)
-        hint = "{}: fab continuity.unlock {}{}".format(lead_in, name, settings.line_option)
-        print("{:<24} held by {} ({} old)".format(name, _who(info), _duration(_age(info))))
-        print("{:<24} {}".format("", "; ".join(filter(None, [state, hint]))))
-    if not held:
-        print("no locks are held on {}".format(settings.remote))
-
-
-@task(
-    help={
-        "name": "The lock to break, as `fab continuity.locks` lists it: pipeline, deploy-staging, ...",
-        "yes": "Do not ask for confirmation (for CI).",
-        "line": "The development line (see continuity.lines).",
-    }
-)
-@boundary
-def unlock(c, name, yes=False, line=None):
-    """Break a lock whose run is dead (after saying who held it)."""
-    git, settings = _open(c, line)
-    held = {lock_name: (token, info) for lock_name, token, info in list_locks(git, settings)}
-    if name not in held:
-        raise UsageError("no lock {!r} is held on {} (held: {})".format(name, settings.remote, ", ".join(sorted(held)) or "none"))
-    token, info = held[name]
-    state, _ = _assessment(info, settings)
-    print("lock {} is held by {} ({} old){}".format(name, _who(info), _duration(_age(info)), "; " + state if state else ""))
-    confirm("Break it? Only do this if that run is dead.", yes)
-    if not break_lock(git, settings, name, token):
-        raise LockError("lock {} changed hands meanwhile; nothing was broken".format(name))
-    print("lock {} broken".format(name))
-
-
-def _open(c, line):
-    from .config import settings as read_settings
-    from .pipeline import reach
-
-    settings = read_settings(c, line=line)
-    return reach(settings), settings

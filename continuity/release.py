@@ -12,24 +12,33 @@ and leaves an entry in the ledger (see `continuity.ledger`).
   replaces as bad; a revision marked bad is not deployed again unless forced.
 """
 
-from invoke import task
+from typing import Optional
+
+from invoke import Context, task
 
 from . import config as _config
-from ._task import boundary, confirm
+from . import docker as _docker
 from ._text import safe
-from .deploy import deploy_decision, deploy_revision
+from .boundary import LINE_HELP, boundary, confirm
+from .config import Environment, Settings
+from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
 from .errors import ContinuityError, UsageError
-from .ledger import Ledger
-from .pipeline import LINE_HELP, fetch_branches, preflight, reach, reported
+from .git import Git
+from .ledger import Ledger, State
+from .publish import reported
+from .record import RunState, start_record
+from .remote import fetch_branches, reach
 from .report import Reporter
 from .workspace import exclusive, restored_head
 
 __all__ = ["deploy", "promote", "rollback", "history"]
 
+Heads = dict[str, str]  # branch name -> sha, as fetched
+
 _SHOWN = 10
 
 
-def _resolve(git, settings, name, heads):
+def _resolve(git: Git, settings: Settings, name: str, heads: Heads) -> Optional[str]:
     """A commit for ``name``: a branch just fetched, a branch on the remote (Jenkins has no local
     ones), then any revision git knows."""
     if name in heads:
@@ -37,7 +46,7 @@ def _resolve(git, settings, name, heads):
     return git.commit("refs/remotes/{}/{}".format(settings.remote, name)) or git.commit(name)
 
 
-def _revision(git, name, settings, heads):
+def _revision(git: Git, name: Optional[str], settings: Settings, heads: Heads) -> str:
     """``name`` resolved to a commit that is on master (default: master's tip)."""
     master = settings.branches.master
     master_sha = heads[master]
@@ -51,7 +60,7 @@ def _revision(git, name, settings, heads):
     return sha
 
 
-def _environment(settings, name):
+def _environment(settings: Settings, name: str) -> Environment:
     name = _config.environment_name(name)
     if name not in settings.known_environments():
         raise UsageError(
@@ -75,7 +84,8 @@ def _environment(settings, name):
     },
 )
 @boundary
-def deploy(c, environment, revision=None, force=False, dry_run=False, line=None):
+def deploy(c: Context, environment: str, revision: Optional[str] = None, force: bool = False, dry_run: bool = False,
+           line: Optional[str] = None) -> None:
     """Deploy master (or a revision on it) to an environment, through your deploy task."""
     settings = _config.settings(c, line=line)
     target = _environment(settings, environment)
@@ -91,20 +101,22 @@ def deploy(c, environment, revision=None, force=False, dry_run=False, line=None)
         current = state.deployed
         rep.say("plan: deploy {} to {} (now running: {})".format(sha[:12], target.name, current[:12] or "nothing recorded"))
         if dry_run:
-            _dry_run_decision(rep, ws.git, settings, state, target.name, sha, newer_wins=revision is None,
-                              allow_bad=force)
+            _dry_run_decision(rep, ws.git, settings, state, target.name, sha, DeployPolicy.manual(revision, force))
             rep.say("dry run: nothing was deployed or recorded")
             return
-        with reported(settings, rep, "deploy", {"revisions": {"candidate": sha, "base": current}}) as run:
-            result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say, how="deploy",
-                                     newer_wins=revision is None, allow_bad=force)
-            run.update(deployed={target.name: result}, state="deployed", summary="{}: {}".format(target.name, result))
+        record = start_record("deploy", settings, revisions={"candidate": sha, "base": current})
+        with reported(settings, rep, record):
+            result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say,
+                                     policy=DeployPolicy.manual(revision, force))
+            record.deployed, record.state = {target.name: result}, RunState.DEPLOYED
+            record.summary = "{}: {}".format(target.name, result)
             rep.say("result: {}: {}".format(target.name, result))
 
 
-def _dry_run_decision(rep, git, settings, state, environment, revision, **how):
+def _dry_run_decision(rep: Reporter, git: Git, settings: Settings, state: State, environment: str, revision: str,
+                      policy: DeployPolicy) -> None:
     """Refuse, or say it would skip, exactly as the deploy would (the ledger may change before it runs)."""
-    skip = deploy_decision(git, settings, state, environment, revision, **how)
+    skip = deploy_decision(git, settings, state, environment, revision, policy)
     if skip:
         rep.say("plan: {}: {}".format(environment, skip))
 
@@ -121,7 +133,8 @@ def _dry_run_decision(rep, git, settings, state, environment, revision, **how):
     }
 )
 @boundary
-def promote(c, revision=None, yes=False, dry_run=False, line=None):
+def promote(c: Context, revision: Optional[str] = None, yes: bool = False, dry_run: bool = False,
+            line: Optional[str] = None) -> None:
     """Move production to master's revision (fast-forward only), push, deploy production."""
     settings = _config.settings(c, line=line)
     b = settings.branches
@@ -144,31 +157,26 @@ def promote(c, revision=None, yes=False, dry_run=False, line=None):
             return
         _print_promotion(rep, git, settings, production, target, environment.name)
         if dry_run:
-            _dry_run_decision(rep, git, settings, state, environment.name, target)
-            if settings.docker is not None:
-                from .docker import image_digest
-
-                image_digest(settings, target)  # promote refuses a revision without a tested image
+            _dry_run_decision(rep, git, settings, state, environment.name, target, DeployPolicy.promote())
+            _docker.before_promote(settings, target)  # promote refuses a revision without a tested image
             rep.say("dry run: nothing was moved, pushed or deployed")
             return
         confirm("Promote {} to {}?".format(target[:12], environment.name), yes)
-        run = {"revisions": {"base": production, "candidate": target},
-               "commits": git.commits("{}..{}".format(production, target)) if production != target else []}
-        with reported(settings, rep, "promote", run):
-            if settings.docker is not None:
-                from .docker import image_digest, promote_image
-
-                image_digest(settings, target)  # the tested image exists, before anything moves
+        record = start_record("promote", settings, revisions={"base": production, "candidate": target},
+                              commits=git.commits("{}..{}".format(production, target)) if production != target else [])
+        with reported(settings, rep, record):
+            _docker.before_promote(settings, target)  # the tested image exists, before anything moves
             _move_production(git, settings, production, target)
-            if settings.docker is not None:
-                promote_image(settings, ws, target, rep.say)
-            result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say, how="promote")
-            run.update(deployed={environment.name: result}, state="deployed",
-                       summary="{} at {}; {}: {}".format(b.production, target[:12], environment.name, result))
-            rep.say("result: " + run["summary"])
+            _docker.after_promote(settings, ws, target, rep.say)
+            result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say,
+                                     policy=DeployPolicy.promote())
+            record.deployed, record.state = {environment.name: result}, RunState.DEPLOYED
+            record.summary = "{} at {}; {}: {}".format(b.production, target[:12], environment.name, result)
+            rep.say("result: " + record.summary)
 
 
-def _require_fast_forward(git, settings, production, target, master, development):
+def _require_fast_forward(git: Git, settings: Settings, production: str, target: str, master: str,
+                          development: str) -> None:
     b = settings.branches
     if git.is_ancestor(production, target):
         return
@@ -192,7 +200,8 @@ def _require_fast_forward(git, settings, production, target, master, development
     )
 
 
-def _print_promotion(rep, git, settings, production, target, environment):
+def _print_promotion(rep: Reporter, git: Git, settings: Settings, production: str, target: str,
+                     environment: str) -> None:
     b = settings.branches
     if production == target:
         rep.say("plan: {} is already at {}; deploy it to {}".format(b.production, target[:12], environment))
@@ -207,7 +216,7 @@ def _print_promotion(rep, git, settings, production, target, environment):
         rep.say("    ... and {} more".format(count - len(commits)))
 
 
-def _move_production(git, settings, production, target):
+def _move_production(git: Git, settings: Settings, production: str, target: str) -> None:
     if production == target:
         return
     ref = "refs/heads/" + settings.branches.production
@@ -230,7 +239,8 @@ def _move_production(git, settings, production, target):
     }
 )
 @boundary
-def rollback(c, environment, revision=None, dry_run=False, line=None):
+def rollback(c: Context, environment: str, revision: Optional[str] = None, dry_run: bool = False,
+             line: Optional[str] = None) -> None:
     """Redeploy the previous good revision of an environment and mark the replaced one bad."""
     settings = _config.settings(c, line=line)
     target = _environment(settings, environment)
@@ -250,18 +260,20 @@ def rollback(c, environment, revision=None, dry_run=False, line=None):
         rep.say("plan: redeploy {} to {} in place of {}, and mark {} bad for {}".format(
             back[:12], target.name, state.deployed[:12], state.deployed[:12], target.name))
         if dry_run:
-            _dry_run_decision(rep, git, settings, state, target.name, back, newer_wins=False)
+            _dry_run_decision(rep, git, settings, state, target.name, back, DeployPolicy.rollback(state.deployed))
             rep.say("dry run: nothing was deployed or recorded")
             return
-        with reported(settings, rep, "rollback", {"revisions": {"base": state.deployed, "candidate": back}}) as run:
-            result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say, how="rollback",
-                                     newer_wins=False, mark_replaced_bad=True, expect_current=state.deployed)
-            run.update(deployed={target.name: result}, state="deployed",
-                       summary="{}: {}; {} marked bad".format(target.name, result, state.deployed[:12]))
-            rep.say("result: " + run["summary"])
+        record = start_record("rollback", settings, revisions={"base": state.deployed, "candidate": back})
+        with reported(settings, rep, record):
+            result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say,
+                                     policy=DeployPolicy.rollback(state.deployed))
+            record.deployed, record.state = {target.name: result}, RunState.DEPLOYED
+            record.summary = "{}: {}; {} marked bad".format(target.name, result, state.deployed[:12])
+            rep.say("result: " + record.summary)
 
 
-def _rollback_target(git, settings, state, revision, environment, heads):
+def _rollback_target(git: Git, settings: Settings, state: State, revision: Optional[str], environment: str,
+                     heads: Heads) -> str:
     if revision:
         sha = _resolve(git, settings, revision, heads)
         if sha is None:
@@ -291,16 +303,16 @@ def _rollback_target(git, settings, state, revision, environment, heads):
     }
 )
 @boundary
-def history(c, environment, limit=None, line=None):
+def history(c: Context, environment: str, limit: Optional[str] = None, line: Optional[str] = None) -> None:
     """List the deploys of an environment from the ledger on the remote, newest first."""
     settings = _config.settings(c, line=line)
     name = _config.environment_name(environment)
     git = reach(settings)
     try:
-        limit = int(limit) if limit is not None else 20
+        count = int(limit) if limit is not None else 20
     except ValueError:
         raise UsageError("--limit takes a whole number, got {!r}".format(limit)) from None
-    state = Ledger.of(git, settings).state(name, limit=max(limit, 1))
+    state = Ledger.of(git, settings).state(name, limit=max(count, 1))
     if not state.entries:
         print("no deploys of {} are recorded on {}".format(name, settings.remote))
         return

@@ -8,26 +8,33 @@ where it found it when it is done, whatever happened.
 
 import fcntl
 import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
+from .config import Settings
 from .errors import CommandFailed, GitError, UsageError
 from .git import Git
 
-__all__ = ["open_workspace", "Workspace", "require_candidate", "checkout_state"]
+__all__ = ["open_workspace", "Workspace", "require_candidate", "checkout_state", "command_env", "Here",
+           "checkout_here", "exclusive", "restored_head"]
 
 
 class Workspace:
-    def __init__(self, git, git_dir):
+    """A checkout: its `Git`, its root, and where continuity keeps its state in it (``.git/continuity``)."""
+
+    def __init__(self, git: Git, git_dir: str) -> None:
         self.git = git
         self.root = git.path
         self.state_dir = os.path.join(git_dir, "continuity")
 
     @property
-    def build_stamps(self):
+    def build_stamps(self) -> str:
         return os.path.join(self.state_dir, "builds")
 
 
-def open_workspace(path=".", timeout=300):
+def open_workspace(path: str = ".", timeout: float = 300) -> Workspace:
     """The `Workspace` containing ``path``; `UsageError` outside a checkout."""
     probe = Git(path, timeout)
     try:
@@ -43,7 +50,60 @@ def open_workspace(path=".", timeout=300):
     return Workspace(Git(root, timeout), git_dir)
 
 
-def require_clean(ws):
+def command_env(revision: str, base: str, branch: str) -> dict[str, str]:
+    """The environment of build steps and checks: ours, plus what they are building and checking.
+
+    ``CONTINUITY_REVISION`` is the commit checked out, ``CONTINUITY_BASE``
+    the revision of ``CONTINUITY_BRANCH`` it was made from.
+    """
+    return dict(os.environ, CONTINUITY_REVISION=revision, CONTINUITY_BASE=base, CONTINUITY_BRANCH=branch)
+
+
+@dataclass(frozen=True)
+class Here:
+    """The checkout as it is, for the tasks that build or check it in place (``fab continuity.build``, ``test``)."""
+
+    workspace: Workspace
+    revision: str  # HEAD
+    uncommitted: tuple[str, ...]  # tracked files whose content differs from HEAD
+    env: Mapping[str, str]  # the environment of its build steps and checks (`command_env`)
+
+    @property
+    def committed(self) -> bool:
+        return not self.uncommitted
+
+    @property
+    def note(self) -> str:
+        """What a summary adds about uncommitted changes ("" when there are none)."""
+        if self.committed:
+            return ""
+        return " with uncommitted changes to {} tracked file(s)".format(len(self.uncommitted))
+
+    def verifier(self) -> Optional[Callable[[str, Any], None]]:
+        """``verify(culprit, result)`` after a step or check, as in the pipeline; None with uncommitted
+        changes, which a step or check may legitimately be part of."""
+        if not self.committed:
+            return None
+        return lambda culprit, result: require_candidate(self.workspace, self.revision, culprit, result)
+
+
+def checkout_here(settings: Settings) -> Here:
+    """The `Here` of the current directory's checkout, for the line of ``settings``.
+
+    Its build steps and checks see ``CONTINUITY_REVISION`` (HEAD),
+    ``CONTINUITY_BRANCH`` (the line's master) and ``CONTINUITY_BASE`` (master
+    as last fetched from the remote, or HEAD when it was never fetched).
+    """
+    ws = open_workspace(".", settings.git_timeout)
+    head, changed = checkout_state(ws.git)
+    if not head or ws.git.commit(head) is None:
+        raise UsageError("this checkout has no commit yet; commit your work first")
+    master = settings.branches.master
+    base = ws.git.commit("refs/remotes/{}/{}".format(settings.remote, master)) or head
+    return Here(ws, head, tuple(changed), command_env(head, base, master))
+
+
+def require_clean(ws: Workspace) -> None:
     dirty = ws.git.dirty_files()
     if dirty:
         shown = ", ".join(dirty[:5]) + (" and {} more".format(len(dirty) - 5) if len(dirty) > 5 else "")
@@ -53,7 +113,7 @@ def require_clean(ws):
         )
 
 
-def checkout_state(git):
+def checkout_state(git: Git) -> tuple[Optional[str], list[str]]:
     """(HEAD's commit, [tracked paths that differ from it in the index or the work tree]).
 
     One ``git status``: cheap enough to run after every build step and check.
@@ -79,7 +139,7 @@ def checkout_state(git):
 _FIELDS_BEFORE_PATH = {"1 ": 8, "2 ": 9, "u ": 10}
 
 
-def require_candidate(ws, sha, culprit, result=None):
+def require_candidate(ws: Workspace, sha: str, culprit: str, result: Any = None) -> None:
     """The checkout is still exactly ``sha``, else `CommandFailed` naming ``culprit``.
 
     A build step or check that checks out another revision, commits, or edits
@@ -104,8 +164,8 @@ def require_candidate(ws, sha, culprit, result=None):
 
 
 @contextmanager
-def exclusive(ws):
-    """Only one continuity run per checkout at a time; it starts from a clean checkout."""
+def exclusive(ws: Workspace, clean: bool = True) -> Iterator[None]:
+    """Only one continuity run per checkout at a time; it starts from a clean checkout (unless not ``clean``)."""
     os.makedirs(ws.state_dir, exist_ok=True)
     with open(os.path.join(ws.state_dir, "run.lock"), "a+") as handle:
         try:
@@ -121,14 +181,15 @@ def exclusive(ws):
         handle.write("pid {}".format(os.getpid()))
         handle.flush()
         try:
-            require_clean(ws)
+            if clean:
+                require_clean(ws)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager
-def restored_head(ws, say=print):
+def restored_head(ws: Workspace, say: Callable[[str], None] = print) -> Iterator[None]:
     """Put HEAD back (branch or detached commit) when the block ends."""
     branch, sha = ws.git.head()
     try:
@@ -140,10 +201,12 @@ def restored_head(ws, say=print):
             _return_to(ws.git, branch, sha, say)
 
 
-def _return_to(git, branch, sha, say):
+def _return_to(git: Git, branch: Optional[str], sha: Optional[str], say: Callable[[str], None]) -> None:
     # Detach first, then point HEAD at the branch: no branch name is ever
     # parsed as an option by `git checkout`.
     target = (git.commit(branch) if branch else None) or sha
+    if target is None:  # there was no commit to return to
+        return
     try:
         git.checkout(target, force=True)
         if branch:

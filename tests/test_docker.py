@@ -14,13 +14,13 @@ import time
 import uuid
 
 import pytest
+from conftest import FABFILE, assert_user_error, git, run_fab
 from invoke import Config, Context
 
 import continuity
-from conftest import FABFILE, assert_user_error, git, run_fab
 from continuity import config as _config
 from continuity import docker as cdocker
-from continuity._docker_context import Matcher, parse_ignore, scan, write_tar
+from continuity.docker.context import Matcher, parse_ignore, scan, write_tar
 from continuity.errors import ConfigError, ContinuityError, DeployError, UsageError
 from continuity.merge import Candidate
 from continuity.report import Reporter
@@ -107,7 +107,7 @@ def test_a_dry_run_names_the_docker_stages_without_asking_the_engine():
 
 
 def test_a_password_variable_that_is_not_set_is_named_and_its_value_never_asked_for(monkeypatch):
-    from continuity._docker_engine import Engine
+    from continuity.docker.engine import Engine
 
     monkeypatch.setenv("REG_USER", "ci")
     monkeypatch.delenv("REG_PASSWORD", raising=False)
@@ -546,7 +546,7 @@ def test_a_healthy_rollout_over_ssh_replaces_the_old_container_and_records_the_d
     repository, digests = service_images
     remove_local(docker_engine, repository)  # the host pulls it by digest
     recorded, said = [], []
-    monkeypatch.setattr(continuity.deploy, "annotate", lambda **fields: recorded.append(fields), raising=False)
+    monkeypatch.setattr(continuity.ledger, "annotate", lambda **fields: recorded.append(fields))
     c = sshd.connection()
 
     first = cdocker.rollout(c, repository, service, digest=digests["v1"], health_cmd="test -f /ready",

@@ -3,12 +3,16 @@
 import io
 
 from conftest import Project, assert_user_error, git
+
 from continuity import config as cfg
 from continuity.build import Decision
 from continuity.config import BuildStep
 from continuity.merge import Candidate
-from continuity.pipeline import _print_plan
+from continuity.pipeline import print_plan
+from continuity.pipeline import stages as pipeline_stages
+from continuity.record import start_record
 from continuity.report import Reporter
+from continuity.stage import Attempt
 
 QA = "environments:\n  qa: {}\n"
 
@@ -86,8 +90,10 @@ def test_the_plan_lists_the_stages_in_the_order_they_run():
     candidate = Candidate("a" * 40, "b" * 40, "c" * 40, False)  # a merge commit
     decisions = [Decision(BuildStep("assets", "make assets", ("*",)), True, "changed: x")]
     out = io.StringIO()
+    attempt = Attempt(None, settings, None, Reporter(out), start_record("pipeline", settings), candidate=candidate,
+                      decisions=decisions)
 
-    _print_plan(Reporter(out), None, settings, candidate, decisions)
+    print_plan(attempt, pipeline_stages(settings))
 
     stages = [line.split("plan: ", 1)[1].split()[0] for line in out.getvalue().splitlines()]
     assert stages == ["merge", "build", "image", "check", "docker", "push", "bring", "publish", "deploy",

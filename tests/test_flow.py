@@ -473,7 +473,7 @@ def test_a_rollback_planned_on_one_revision_does_not_replace_another(make_projec
     from invoke import Context
 
     from continuity.config import Environment, parse
-    from continuity.deploy import deploy_revision
+    from continuity.deploy import DeployPolicy, deploy_revision
     from continuity.errors import ContinuityError
     from continuity.git import Git
 
@@ -481,8 +481,7 @@ def test_a_rollback_planned_on_one_revision_does_not_replace_another(make_projec
     monkeypatch.chdir(ws)
     with pytest.raises(ContinuityError, match="changed while we waited"):
         deploy_revision(Context(), lambda c, environment: None, Git(ws), parse({}), Environment("staging"),
-                        first, say=lambda text: None, how="rollback", newer_wins=False,
-                        mark_replaced_bad=True, expect_current="f" * 40)
+                        first, say=lambda text: None, policy=DeployPolicy.rollback("f" * 40))
     assert project.ref("refs/continuity/locks/deploy-staging") is None
 
 

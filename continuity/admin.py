@@ -1,22 +1,37 @@
-"""``fab continuity.status`` and ``fab continuity.init``."""
+"""Looking after a line: ``status``, ``init``, ``locks`` and ``unlock``.
 
-from .errors import UsageError
+``status`` shows where each branch and environment stands; ``init`` creates
+the line's missing branches; ``locks`` lists the locks held on the remote and
+``unlock`` breaks one whose run is dead. None of them builds, checks or
+deploys anything.
+"""
+
+from typing import Optional, TextIO
+
+from invoke import Context, task
+
+from . import config as _config
+from .boundary import LINE_HELP, boundary, confirm
+from .config import Settings
+from .errors import LockError, UsageError
+from .git import Git
 from .ledger import Ledger, LedgerDamaged
-from .pipeline import _check_remote, check_branch_names, missing_branches, push_master_command, remote_heads
+from .lock import assessment, break_lock, describe_age, list_locks, who
+from .remote import check_branch_names, check_remote, missing_branches, push_master_command, reach, remote_heads
 from .report import Reporter
 from .workspace import open_workspace
 
-__all__ = ["show_status", "init_branches"]
+__all__ = ["status", "init", "locks", "unlock", "show_status", "init_branches"]
 
 _SHOWN = 10  # commits listed per comparison
 
 
-def show_status(settings, out=None):
+def show_status(settings: Settings, out: Optional[TextIO] = None) -> None:
     """Print each branch's revision and what each one lacks; missing ones fail."""
     rep = Reporter(out)
     ws = open_workspace(".", settings.git_timeout)
     git, b = ws.git, settings.branches
-    _check_remote(git, settings.remote)
+    check_remote(git, settings.remote)
     names = list(dict.fromkeys([b.development, b.master, b.production]))
     heads = remote_heads(git, settings.remote, names)
     if heads:
@@ -37,7 +52,8 @@ def show_status(settings, out=None):
         raise damaged
 
 
-def _compare(rep, git, ahead, ahead_sha, behind, behind_sha, also=False):
+def _compare(rep: Reporter, git: Git, ahead: str, ahead_sha: str, behind: str, behind_sha: str,
+             also: bool = False) -> None:
     rev_range = "{}..{}".format(behind_sha, ahead_sha)
     count = git.count(rev_range)
     if not count:
@@ -51,7 +67,7 @@ def _compare(rep, git, ahead, ahead_sha, behind, behind_sha, also=False):
         rep.say("    ... and {} more".format(count - _SHOWN))
 
 
-def _deployed(rep, git, settings, master_sha):
+def _deployed(rep: Reporter, git: Git, settings: Settings, master_sha: Optional[str]) -> Optional[LedgerDamaged]:
     """Per environment: what runs there, how far behind master, the last event.
 
     Returns the `LedgerDamaged` of the first environment whose records
@@ -80,19 +96,19 @@ def _deployed(rep, git, settings, master_sha):
     return damaged
 
 
-def _against_master(git, deployed, master_sha, master):
+def _against_master(git: Git, deployed: str, master_sha: str, master: str) -> str:
     """", N commit(s) behind master", and what it runs that master lacks (a hotfix), if anything."""
     text = ", {} commit(s) behind {}".format(git.count("{}..{}".format(deployed, master_sha)), master)
     extra = git.count("{}..{}".format(master_sha, deployed))
     return text + (", and runs {} commit(s) that {} lacks".format(extra, master) if extra else "")
 
 
-def init_branches(settings, dry_run=False, out=None):
+def init_branches(settings: Settings, dry_run: bool = False, out: Optional[TextIO] = None) -> list[str]:
     """Create the line's missing branches on the remote at master's revision."""
     rep = Reporter(out)
     ws = open_workspace(".", settings.git_timeout)
     git, b = ws.git, settings.branches
-    _check_remote(git, settings.remote)
+    check_remote(git, settings.remote)
     check_branch_names(git, settings)
     names = list(dict.fromkeys([b.development, b.master, b.production]))
     heads = remote_heads(git, settings.remote, names)
@@ -119,3 +135,63 @@ def init_branches(settings, dry_run=False, out=None):
             ", ".join(missing), settings.line_option))
     rep.say("created {} on {}".format(", ".join("'{}'".format(m) for m in missing), settings.remote))
     return missing
+
+
+# -- the tasks ---------------------------------------------------------------------
+
+
+@task(help={"line": LINE_HELP})
+@boundary
+def status(c: Context, line: Optional[str] = None) -> None:
+    """Show where each branch and environment stands and what each one lacks."""
+    show_status(_config.settings(c, line=line))
+
+
+@task(help={"dry_run": "Say which branches would be created, create nothing.", "line": LINE_HELP})
+@boundary
+def init(c: Context, dry_run: bool = False, line: Optional[str] = None) -> None:
+    """Create the missing development/production branches on the remote from master."""
+    init_branches(_config.settings(c, line=line), dry_run=dry_run)
+
+
+@task(help={"line": LINE_HELP})
+@boundary
+def locks(c: Context, line: Optional[str] = None) -> None:
+    """List the locks held on the remote: who holds each, for how long, and whether its run is gone."""
+    git, settings = _reach(c, line)
+    held = list_locks(git, settings)
+    for name, _, info in held:
+        state, lead_in = assessment(info, settings)
+        hint = "{}: fab continuity.unlock {}{}".format(lead_in, name, settings.line_option)
+        print("{:<24} held by {} ({} old)".format(name, who(info), describe_age(info)))
+        print("{:<24} {}".format("", "; ".join(filter(None, [state, hint]))))
+    if not held:
+        print("no locks are held on {}".format(settings.remote))
+
+
+@task(
+    help={
+        "name": "The lock to break, as `fab continuity.locks` lists it: pipeline, deploy-staging, ...",
+        "yes": "Do not ask for confirmation (for CI).",
+        "line": LINE_HELP,
+    }
+)
+@boundary
+def unlock(c: Context, name: str, yes: bool = False, line: Optional[str] = None) -> None:
+    """Break a lock whose run is dead (after saying who held it)."""
+    git, settings = _reach(c, line)
+    held = {lock_name: (token, info) for lock_name, token, info in list_locks(git, settings)}
+    if name not in held:
+        raise UsageError("no lock {!r} is held on {} (held: {})".format(name, settings.remote, ", ".join(sorted(held)) or "none"))
+    token, info = held[name]
+    state, _ = assessment(info, settings)
+    print("lock {} is held by {} ({} old){}".format(name, who(info), describe_age(info), "; " + state if state else ""))
+    confirm("Break it? Only do this if that run is dead.", yes)
+    if not break_lock(git, settings, name, token):
+        raise LockError("lock {} changed hands meanwhile; nothing was broken".format(name))
+    print("lock {} broken".format(name))
+
+
+def _reach(c: Context, line: Optional[str]) -> "tuple[Git, Settings]":
+    settings = _config.settings(c, line=line)
+    return reach(settings), settings

@@ -19,13 +19,17 @@ import re
 import secrets
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
 
-from .errors import DeployError, UsageError
+from .. import ledger
+from ..errors import DeployError, UsageError
 
 __all__ = ["rollout", "Rollout", "ROLLOUT_LABEL"]
 
 ROLLOUT_LABEL = "continuity.rollout"
+Say = Callable[[str], None]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _POLL = 0.5
@@ -39,11 +43,13 @@ class Rollout:
     container: str  # the new container's name
     image: str  # what it runs: IMAGE@DIGEST when the digest is known
     digest: str  # "" when the image has no registry digest
-    replaced: tuple  # names of the containers stopped and removed
+    replaced: tuple[str, ...]  # names of the containers stopped and removed
 
 
-def rollout(c, image, name, digest=None, health_cmd=None, timeout=60, run_args=None, command=None,
-            stop_timeout=10, say=None):
+def rollout(c: Any, image: str, name: str, digest: Optional[str] = None,
+            health_cmd: Union[str, Sequence[str], None] = None, timeout: float = 60,
+            run_args: Optional[Sequence[str]] = None, command: Optional[Sequence[str]] = None,
+            stop_timeout: float = 10, say: Optional[Say] = None) -> Rollout:
     """Run ``image`` as service ``name`` on ``c``'s host; replace the old container once healthy.
 
     ``image`` is ``IMAGE@DIGEST``, ``IMAGE:TAG`` or ``IMAGE`` with ``digest``
@@ -78,11 +84,11 @@ def rollout(c, image, name, digest=None, health_cmd=None, timeout=60, run_args=N
     return Rollout(host, new, reference, digest, tuple(old))
 
 
-def _default_say(text):
+def _default_say(text: str) -> None:
     print("continuity | " + text, flush=True)
 
 
-def _reference(image, digest):
+def _reference(image: str, digest: Optional[str]) -> str:
     if not isinstance(image, str) or not image or image.startswith("-") or any(ch.isspace() for ch in image):
         raise UsageError("rollout: {!r} is not an image reference".format(image))
     if digest is not None and not _DIGEST.match(digest):
@@ -100,7 +106,7 @@ def _reference(image, digest):
     return "{}@{}".format(repository, digest)
 
 
-def _docker(c, host, *args, check=True):
+def _docker(c: Any, host: str, *args: str, check: bool = True) -> Any:
     """Run ``docker ARGS`` on the host; `DeployError` with its message when it fails and ``check``."""
     result = c.run(shlex.join(["docker", *args]), hide=True, warn=True, in_stream=False, pty=False)
     if check and result.exited != 0:
@@ -111,7 +117,7 @@ def _docker(c, host, *args, check=True):
     return result
 
 
-def _ensure_image(c, host, reference, say):
+def _ensure_image(c: Any, host: str, reference: str, say: Say) -> None:
     """Pull unless a pinned (``@digest``) image is already on the host; a tag is always pulled."""
     if "@" in reference and _docker(c, host, "image", "inspect", "--format", "{{.Id}}", reference, check=False).ok:
         return
@@ -119,7 +125,7 @@ def _ensure_image(c, host, reference, say):
     _docker(c, host, "pull", "--quiet", reference)
 
 
-def _digest_of(c, host, reference):
+def _digest_of(c: Any, host: str, reference: str) -> str:
     if "@" in reference:
         return reference.split("@", 1)[1]
     result = _docker(c, host, "image", "inspect", "--format", "{{json .RepoDigests}}", reference, check=False)
@@ -131,13 +137,14 @@ def _digest_of(c, host, reference):
     return next((item.split("@", 1)[1] for item in known if item.split("@", 1)[0] == repository), "")
 
 
-def _containers(c, host, name):
+def _containers(c: Any, host: str, name: str) -> list[str]:
     out = _docker(c, host, "ps", "--all", "--filter", "label={}={}".format(ROLLOUT_LABEL, name),
                   "--format", "{{.Names}}").stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def _wait_healthy(c, host, container, health_cmd, timeout):
+def _wait_healthy(c: Any, host: str, container: str, health_cmd: Union[str, Sequence[str], None],
+                  timeout: float) -> tuple[bool, str]:
     """(True, how) once healthy; (False, why) when it exits, turns unhealthy or time runs out."""
     deadline, waiting, seen_running = time.monotonic() + timeout, "it did not start", False
     while True:
@@ -166,12 +173,12 @@ def _wait_healthy(c, host, container, health_cmd, timeout):
         time.sleep(_POLL)
 
 
-def _state(c, host, container):
+def _state(c: Any, host: str, container: str) -> list[str]:
     out = _docker(c, host, "inspect", "--format", _STATE, container).stdout.split()
     return (out + ["", "", ""])[:3]
 
 
-def _fail(c, host, name, new, reference, reason, old):
+def _fail(c: Any, host: str, name: str, new: str, reference: str, reason: str, old: Sequence[str]) -> None:
     logs = _docker(c, host, "logs", "--tail", str(_LOG_LINES), new, check=False)
     output = ((logs.stdout or "") + (logs.stderr or "")).rstrip() or "(no output)"
     _docker(c, host, "rm", "--force", new, check=False)
@@ -182,7 +189,7 @@ def _fail(c, host, name, new, reference, reason, old):
     )
 
 
-def _retire(c, host, old, stop_timeout, say):
+def _retire(c: Any, host: str, old: Sequence[str], stop_timeout: float, say: Say) -> None:
     failed = []
     for container in old:
         stopped = _docker(c, host, "stop", "--time", str(int(stop_timeout)), container, check=False)
@@ -196,10 +203,6 @@ def _retire(c, host, old, stop_timeout, say):
                           "removed; stop them by hand (docker stop)".format(host, ", ".join(failed)))
 
 
-def _annotate(**fields):
-    """Record the image in the deploy ledger, when this version of continuity keeps one."""
-    from . import deploy as _deploy
-
-    annotate = getattr(_deploy, "annotate", None)
-    if annotate is not None:
-        annotate(**{key: value for key, value in fields.items() if value})
+def _annotate(**fields: str) -> None:
+    """Record the image in the ledger entry of the deploy in progress."""
+    ledger.annotate(**{key: value for key, value in fields.items() if value})

@@ -1,25 +1,41 @@
-"""The task boundary: where our errors become one line and an exit code."""
+"""The task boundary: where our errors become one line and an exit code.
+
+Every task is wrapped in `boundary`; it is the only place a
+`ContinuityError` becomes output and an exit code (as Invoke's ``Program``
+does for its own errors). What every task shares at its edge lives here too:
+the confirmation prompt and the ``--line`` help text.
+"""
 
 import functools
+import os
 import signal
+import sys
 import threading
+from types import FrameType
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from invoke import Exit
 
 from ._text import safe
 from .errors import ContinuityError, UsageError
 
-__all__ = ["boundary", "confirm", "Terminated", "left_behind"]
+__all__ = ["boundary", "confirm", "Terminated", "left_behind", "LINE_HELP"]
+
+#: The help of every task's ``--line`` option.
+LINE_HELP = "The development line to work on (a name under continuity.lines); default: the main line."
 
 #: What a cleanup could not undo in the task running now (see `left_behind`).
-_left = []
+_left: list[str] = []
+
+_Task = TypeVar("_Task", bound=Callable[..., Any])
+_Handler = Union[Callable[[int, Optional[FrameType]], Any], int, None]
 
 
 class Terminated(BaseException):
     """SIGTERM arrived (Jenkins aborting the build): unwind and clean up."""
 
 
-def boundary(func):
+def boundary(func: _Task) -> _Task:
     """Run a task body; turn `ContinuityError` into `invoke.Exit`.
 
     Also makes SIGTERM unwind like Ctrl-C does, so locks are released, child
@@ -27,7 +43,7 @@ def boundary(func):
     """
 
     @functools.wraps(func)
-    def wrapper(c, *args, **kwargs):
+    def wrapper(c: Any, *args: Any, **kwargs: Any) -> Any:
         previous = _trap_sigterm()
         del _left[:]
         try:
@@ -42,19 +58,16 @@ def boundary(func):
             raise Exit("continuity: interrupted; " + _stopped(), code=130) from None
         except BrokenPipeError:
             # `fab continuity.status | head`: the reader left; stop quietly.
-            import os
-            import sys
-
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise Exit(code=141) from None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
-def left_behind(what):
+def left_behind(what: str) -> None:
     """Record what a cleanup could not undo (a lock still on the remote, with how to break it).
 
     The boundary then says so instead of "cleaned up": a user must not
@@ -63,21 +76,21 @@ def left_behind(what):
     _left.append(what)
 
 
-def _stopped():
+def _stopped() -> str:
     if not _left:
         return "cleaned up and stopped"
     return "stopped, but not everything was cleaned up: " + "; ".join(_left)
 
 
-def _not_cleaned():
+def _not_cleaned() -> str:
     return "; also, not everything was cleaned up: " + "; ".join(_left) if _left else ""
 
 
-def _trap_sigterm():
+def _trap_sigterm() -> _Handler:
     if threading.current_thread() is not threading.main_thread():
         return None
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
         # Clean up once, undisturbed: a second SIGTERM must not cut the
         # release of a lock on the remote short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -86,7 +99,7 @@ def _trap_sigterm():
     return signal.signal(signal.SIGTERM, handler)
 
 
-def _refuse_remote_context(c):
+def _refuse_remote_context(c: Any) -> None:
     """``fab -H host continuity.X`` would run the task once per host, there."""
     if hasattr(c, "host") and getattr(c, "host", None):
         raise UsageError(
@@ -96,10 +109,8 @@ def _refuse_remote_context(c):
         )
 
 
-def confirm(question, yes=False):
+def confirm(question: str, yes: bool = False) -> None:
     """Ask at a terminal; ``yes`` (``--yes``) answers for CI. Declining is a `UsageError`."""
-    import sys
-
     if yes:
         return
     if not sys.stdin or not sys.stdin.isatty():

@@ -26,11 +26,18 @@ import posixpath
 import re
 import stat
 import tarfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import IO, Optional
 
-from .errors import UsageError
+from ..errors import UsageError
 
-__all__ = ["Pattern", "Matcher", "BuildContext", "parse_ignore", "scan", "write_tar"]
+__all__ = ["Pattern", "Matcher", "BuildContext", "parse_ignore", "scan", "write_tar", "key_tag", "KEY_LABEL",
+           "CHECK_LABEL"]
+
+KEY_LABEL = "continuity.key"  # on images: the content key they were built for
+CHECK_LABEL = "continuity.check"  # on check containers: the check's name
+_KEY_TAG_LENGTH = 32  # hex digits of the key in the tag: 128 bits
 
 KEY_VERSION = b"continuity-docker-key/1\0"
 _CHUNK = 1 << 20
@@ -42,10 +49,10 @@ _WILDCARDS = re.compile(r"[*?\[\\]")
 class Pattern:
     text: str  # cleaned, without the "!"
     exclusion: bool  # a "!" pattern: includes again
-    regex: object
+    regex: "re.Pattern[str]"
 
     @property
-    def literal_prefix(self):
+    def literal_prefix(self) -> str:
         """The part before the first wildcard: what a match must start with."""
         match = _WILDCARDS.search(self.text)
         return self.text[: match.start()] if match else self.text
@@ -63,16 +70,16 @@ class BuildContext:
     root: str  # the context directory, absolute
     dockerfile: str  # the Dockerfile, absolute
     dockerfile_name: str  # its name inside the context sent to the engine
-    entries: tuple  # Entry, sorted by path
+    entries: tuple[Entry, ...]  # sorted by path
     ignored: int  # files and directories .dockerignore left out
     key: str  # sha256 hex of everything the build depends on
 
     @property
-    def files(self):
+    def files(self) -> int:
         return sum(1 for entry in self.entries if entry.kind != "d")
 
 
-def parse_ignore(text, where=".dockerignore"):
+def parse_ignore(text: str, where: str = ".dockerignore") -> tuple[Pattern, ...]:
     """The patterns of a ``.dockerignore`` file, in order."""
     patterns = []
     for number, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
@@ -90,7 +97,7 @@ def parse_ignore(text, where=".dockerignore"):
     return tuple(patterns)
 
 
-def _clean(pattern):
+def _clean(pattern: str) -> str:
     """Go's filepath.Clean, then a leading "/" dropped, as Docker does."""
     clean = posixpath.normpath(pattern)
     if clean.startswith("//"):
@@ -98,7 +105,7 @@ def _clean(pattern):
     return clean[1:] if len(clean) > 1 and clean.startswith("/") else clean
 
 
-def _compile(pattern, where, number):
+def _compile(pattern: str, where: str, number: int) -> "re.Pattern[str]":
     """Docker's translation of a pattern into a regular expression."""
     out, i, n = ["^"], 0, len(pattern)
     while i < n:
@@ -133,24 +140,24 @@ class Matcher:
     any directory above it.
     """
 
-    def __init__(self, patterns):
+    def __init__(self, patterns: Iterable[Pattern]) -> None:
         self.patterns = tuple(patterns)
         self.exclusions = tuple(p for p in self.patterns if p.exclusion)
 
-    def excluded(self, path, mask=0):
+    def excluded(self, path: str, mask: int = 0) -> bool:
         matched = False
         for index, pattern in enumerate(self.patterns):
             if pattern.exclusion == matched and ((mask >> index) & 1 or pattern.regex.match(path)):
                 matched = not pattern.exclusion
         return matched
 
-    def child_mask(self, mask, directory):
+    def child_mask(self, mask: int, directory: str) -> int:
         for index, pattern in enumerate(self.patterns):
             if not (mask >> index) & 1 and pattern.regex.match(directory):
                 mask |= 1 << index
         return mask
 
-    def may_include_below(self, directory):
+    def may_include_below(self, directory: str) -> bool:
         """Could a "!" pattern include something inside excluded ``directory``?"""
         below = directory + "/"
         for pattern in self.exclusions:
@@ -160,7 +167,7 @@ class Matcher:
         return False
 
 
-def scan(context_dir, dockerfile, build_args=()):
+def scan(context_dir: str, dockerfile: str, build_args: Sequence[tuple[str, str]] = ()) -> BuildContext:
     """The `BuildContext` of ``context_dir`` with ``dockerfile`` and ``build_args``."""
     root = os.path.abspath(context_dir)
     dockerfile = os.path.abspath(dockerfile)
@@ -181,7 +188,7 @@ def scan(context_dir, dockerfile, build_args=()):
     return BuildContext(root, dockerfile, relative if inside else _OUTSIDE_DOCKERFILE, entries, ignored, key)
 
 
-def _read_ignore(root):
+def _read_ignore(root: str) -> tuple[Pattern, ...]:
     path = os.path.join(root, ".dockerignore")
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
@@ -190,9 +197,10 @@ def _read_ignore(root):
         return ()
 
 
-def _walk(root, matcher, always):
+def _walk(root: str, matcher: Matcher, always: Iterable[str]) -> tuple[dict[str, str], int]:
     """{relative path: kind} of what the build sends, and how many were left out."""
-    found, ignored = {}, 0
+    found: dict[str, str] = {}
+    ignored = 0
     pending = [("", 0)]
     while pending:
         directory, mask = pending.pop()
@@ -217,7 +225,7 @@ def _walk(root, matcher, always):
     return found, ignored
 
 
-def _kind(entry):
+def _kind(entry: "os.DirEntry[str]") -> Optional[str]:
     if entry.is_symlink():
         return "l"
     if entry.is_dir(follow_symlinks=False):
@@ -227,7 +235,7 @@ def _kind(entry):
     return None  # sockets, pipes, devices: never sent
 
 
-def _entry(root, path, kind):
+def _entry(root: str, path: str, kind: str) -> Entry:
     full = os.path.join(root, path)
     if kind == "d":
         return Entry(path, kind, "")
@@ -237,7 +245,7 @@ def _entry(root, path, kind):
     return Entry(path, "x" if mode & stat.S_IXUSR else "f", digest)
 
 
-def _file_digest(path):
+def _file_digest(path: str) -> tuple[str, int]:
     """(sha256 hex of the content, mode), reading the file in chunks (os.read: no buffering layer)."""
     digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY)
@@ -252,7 +260,7 @@ def _file_digest(path):
     return digest.hexdigest(), mode
 
 
-def _key(entries, dockerfile_digest, build_args):
+def _key(entries: Sequence[Entry], dockerfile_digest: str, build_args: Sequence[tuple[str, str]]) -> str:
     digest = hashlib.sha256(KEY_VERSION)
     digest.update(json.dumps({"dockerfile": dockerfile_digest, "build_args": list(build_args)}).encode() + b"\0")
     for entry in entries:
@@ -260,7 +268,12 @@ def _key(entries, dockerfile_digest, build_args):
     return digest.hexdigest()
 
 
-def write_tar(context, fileobj):
+def key_tag(key: str) -> str:
+    """The tag that marks an image built from content ``key``."""
+    return "key-" + key[:_KEY_TAG_LENGTH]
+
+
+def write_tar(context: BuildContext, fileobj: IO[bytes]) -> IO[bytes]:
     """Write the context the engine gets (an uncompressed tar) to ``fileobj``."""
     with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for entry in context.entries:
@@ -272,7 +285,7 @@ def write_tar(context, fileobj):
     return fileobj
 
 
-def _add(tar, root, entry, name=None):
+def _add(tar: tarfile.TarFile, root: str, entry: Entry, name: Optional[str] = None) -> None:
     """Add one entry with normalized owner and permissions (builds do not depend on umask)."""
     full = os.path.join(root, entry.path)
     info = tarfile.TarInfo(name or entry.path)

@@ -1,7 +1,7 @@
 """The Docker engine and the registry, through the Docker SDK for Python.
 
 The only module that imports the SDK (``import docker`` pulls in requests);
-`continuity.docker` imports this one inside its functions, so
+`continuity.docker.images` imports this one inside one function, so
 ``import continuity`` stays light. Registry credentials come from the
 environment variables the settings name; they are handed to the engine as
 an auth config, never printed, and removed from every message we raise.
@@ -14,37 +14,27 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any, Callable, Optional, TextIO
 
 import docker
 from docker import errors as sdk_errors
 from requests import exceptions as http_errors
 
-from ._docker_context import write_tar
-from ._proc import Result, Tail
-from .errors import CommandFailed, ContinuityError, UsageError
+from .._proc import Result, Tail
+from ..errors import CommandFailed, ContinuityError, RegistryError, UsageError
+from .context import CHECK_LABEL, KEY_LABEL, BuildContext, key_tag, write_tar
+from .settings import DockerCheck, DockerSettings
 
 __all__ = ["Engine", "RegistryError", "KEY_LABEL", "CHECK_LABEL", "key_tag"]
 
-KEY_LABEL = "continuity.key"  # on images: the content key they were built for
-CHECK_LABEL = "continuity.check"  # on check containers: the check's name
-_KEY_TAG_LENGTH = 32  # hex digits of the key in the tag: 128 bits
 _GRACE = 5.0
 _REFUSED = ("unauthorized", "authentication required", "no basic auth")  # how registries say 401
-
-
-class RegistryError(ContinuityError):
-    """The registry could not be reached or refused a pull or a push."""
-
-
-def key_tag(key):
-    """The tag that marks an image built from content ``key``."""
-    return "key-" + key[:_KEY_TAG_LENGTH]
 
 
 class Engine:
     """A connection to the engine, for one repository and its credentials."""
 
-    def __init__(self, settings, out=None):
+    def __init__(self, settings: DockerSettings, out: Optional[TextIO] = None) -> None:
         self.settings = settings
         self.repository = settings.image
         self.out = out or sys.stdout
@@ -54,7 +44,7 @@ class Engine:
 
     # -- images ---------------------------------------------------------------
 
-    def local_image(self, reference):
+    def local_image(self, reference: str) -> Any:
         """The local image ``reference`` (``repo:tag``, ``repo@digest`` or an ID), or None."""
         try:
             return self.client.images.get(reference)
@@ -63,13 +53,13 @@ class Engine:
         except sdk_errors.APIError as exc:
             raise ContinuityError("docker: cannot inspect {}: {}".format(reference, self._explain(exc))) from None
 
-    def ref(self, tag):
+    def ref(self, tag: str) -> str:
         return "{}:{}".format(self.repository, tag)
 
-    def tag(self, image_id, tag):
+    def tag(self, image_id: str, tag: str) -> None:
         self._call("tag " + self.ref(tag), self.client.api.tag, image_id, self.repository, tag, force=True)
 
-    def build(self, context, tag, network=None):
+    def build(self, context: BuildContext, tag: str, network: Optional[str] = None) -> tuple[str, Result]:
         """Build ``context`` (a `BuildContext`) as ``repository:tag``; return (image ID, `Result`).
 
         Streams the build log; a failed build raises `CommandFailed` naming the failing step.
@@ -104,7 +94,7 @@ class Engine:
 
     # -- the registry -----------------------------------------------------------
 
-    def remote_digest(self, tag):
+    def remote_digest(self, tag: str) -> Optional[str]:
         """The digest the registry has for ``repository:tag``, or None when it has none."""
         try:
             data = self.client.api.inspect_distribution(self.ref(tag), auth_config=self.auth)
@@ -114,14 +104,14 @@ class Engine:
             raise self._registry_error("cannot look up {}".format(self.ref(tag)), exc) from None
         return data["Descriptor"]["digest"]
 
-    def pull(self, digest):
+    def pull(self, digest: str) -> Any:
         """Pull ``repository@digest``; return the image."""
         reference = "{}@{}".format(self.repository, digest)
         self._stream("pull " + reference, self.client.api.pull, self.repository, tag=digest,
                      stream=True, decode=True, auth_config=self.auth)
         return self.client.images.get(reference)
 
-    def push(self, tag):
+    def push(self, tag: str) -> str:
         """Push ``repository:tag``; return the digest the registry stored."""
         events = self._stream("push " + self.ref(tag), self.client.api.push, self.repository, tag,
                               stream=True, decode=True, auth_config=self.auth)
@@ -133,7 +123,8 @@ class Engine:
 
     # -- checks in a container --------------------------------------------------
 
-    def run_check(self, image_id, check, environment, network=None):
+    def run_check(self, image_id: str, check: DockerCheck, environment: dict[str, str],
+                  network: Optional[str] = None) -> Result:
         """Run ``check`` (a `DockerCheck`) in a new container; always remove it. Returns a `Result`."""
         if isinstance(check.command, str):
             entrypoint, command = ["/bin/sh", "-c"], [check.command]
@@ -160,7 +151,7 @@ class Engine:
             self._remove(name)
         return Result(check.display, code, time.monotonic() - start, output.text(), timed_out, check.timeout)
 
-    def _remove(self, name):
+    def _remove(self, name: str) -> None:
         try:
             self.client.api.remove_container(name, force=True)
         except sdk_errors.NotFound:
@@ -170,7 +161,7 @@ class Engine:
 
     # -- plumbing ------------------------------------------------------------------
 
-    def _call(self, what, function, *args, **kwargs):
+    def _call(self, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except sdk_errors.APIError as exc:
@@ -179,7 +170,7 @@ class Engine:
             raise ContinuityError("docker: cannot {}: the engine did not answer ({})".format(
                 what, type(exc).__name__)) from None
 
-    def _stream(self, what, function, *args, **kwargs):
+    def _stream(self, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         """Run a pull or push; print its steps without the progress bars; return its events."""
         events = []
         try:
@@ -198,7 +189,7 @@ class Engine:
         self.out.flush()
         return events
 
-    def _registry_error(self, what, problem):
+    def _registry_error(self, what: str, problem: BaseException) -> ContinuityError:
         text = self._explain(problem) if isinstance(problem, sdk_errors.APIError) else self._redact(str(problem))
         status = getattr(getattr(problem, "response", None), "status_code", None)
         host = self.settings.registry_host
@@ -211,16 +202,16 @@ class Engine:
                               "password_env to the names of variables holding them".format(what, host))
         return RegistryError("{}: {}".format(what, text))
 
-    def _explain(self, exc):
+    def _explain(self, exc: BaseException) -> str:
         return self._redact(str(getattr(exc, "explanation", None) or exc))
 
-    def _redact(self, text):
+    def _redact(self, text: str) -> str:
         for secret in self.hidden:
             text = text.replace(secret, "****")
         return text
 
 
-def _connect():
+def _connect() -> Any:
     try:
         client = docker.from_env()
         client.ping()
@@ -231,7 +222,7 @@ def _connect():
     return client
 
 
-def _credentials(settings):
+def _credentials(settings: DockerSettings) -> Optional[dict[str, str]]:
     """The auth config from the variables named in the settings, or None."""
     if not settings.username_env:
         return None
@@ -249,23 +240,23 @@ def _credentials(settings):
 class _Output:
     """Streams a container's or a build's output, keeping a bounded tail (`_proc.Tail`)."""
 
-    def __init__(self, out):
+    def __init__(self, out: TextIO) -> None:
         self.out = out
         self.tail = Tail()
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
-    def feed(self, data):
+    def feed(self, data: str) -> None:
         self.tail.feed(data)
         text = self.decoder.decode(data) if isinstance(data, bytes) else data
         if text:
             self.out.write(text)
             self.out.flush()
 
-    def text(self):
+    def text(self) -> str:
         return self.tail.text()
 
 
-def _follow(container, output):
+def _follow(container: Any, output: "_Output") -> None:
     try:
         for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
             output.feed(chunk)
@@ -273,7 +264,7 @@ def _follow(container, output):
         pass
 
 
-def _join(thread, timeout):
+def _join(thread: threading.Thread, timeout: Optional[float]) -> bool:
     """Wait for ``thread`` (interruptible by Ctrl-C); False when ``timeout`` ran out first."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while thread.is_alive():
@@ -284,7 +275,7 @@ def _join(thread, timeout):
     return True
 
 
-def _quietly(function):
+def _quietly(function: Callable[[], Any]) -> None:
     try:
         function()
     except sdk_errors.APIError:

@@ -9,11 +9,12 @@ parsed here from either YAML values or strings.
 import posixpath
 import re
 from dataclasses import dataclass
+from typing import Any, Optional, Union, cast
 
-from .config import _boolean, _reject_unknown, _seconds, register_section
-from .errors import ConfigError
+from ..config import _boolean, _reject_unknown, _seconds, register_section
+from ..errors import ConfigError
 
-__all__ = ["COLLECTION_DEFAULTS", "DockerSettings", "DockerCheck", "parse_settings"]
+__all__ = ["COLLECTION_DEFAULTS", "DockerSettings", "DockerCheck", "parse_settings", "docker_of"]
 
 _KEYS = (
     "enabled", "image", "context", "dockerfile", "build_args", "network", "checks", "timeout",
@@ -39,12 +40,12 @@ class DockerCheck:
     """A check run in a container of the candidate image."""
 
     name: str
-    command: object  # str: run with ``sh -c``; tuple: the exact argv
-    environment: tuple = ()  # ((NAME, value), ...)
-    timeout: object = None  # seconds, or None
+    command: Union[str, tuple[str, ...]]  # str: run with ``sh -c``; tuple: the exact argv
+    environment: tuple[tuple[str, str], ...] = ()  # ((NAME, value), ...)
+    timeout: Optional[float] = None  # seconds, or None
 
     @property
-    def display(self):
+    def display(self) -> str:
         """The command as the user wrote it, for logs and reports."""
         return self.command if isinstance(self.command, str) else " ".join(self.command)
 
@@ -54,23 +55,28 @@ class DockerSettings:
     image: str  # repository, without tag: 127.0.0.1:5000/app
     context: str = "."  # relative to the checkout root
     dockerfile: str = "Dockerfile"  # relative to the context
-    build_args: tuple = ()  # ((NAME, value), ...), sorted
-    network: object = None  # network mode of RUN steps and check containers
-    checks: tuple = ()  # DockerCheck
-    timeout: object = None  # default time limit of each check, seconds
+    build_args: tuple[tuple[str, str], ...] = ()  # ((NAME, value), ...), sorted
+    network: Optional[str] = None  # network mode of RUN steps and check containers
+    checks: tuple[DockerCheck, ...] = ()
+    timeout: Optional[float] = None  # default time limit of each check, seconds
     push: bool = True  # push the tested image when master advances
     registry: str = ""  # the registry the credentials are for
-    username_env: object = None  # names of environment variables, never values
-    password_env: object = None
+    username_env: Optional[str] = None  # names of environment variables, never values
+    password_env: Optional[str] = None
     production_tag: str = "production"
 
     @property
-    def registry_host(self):
+    def registry_host(self) -> str:
         """Where the image lives: the host part of ``image``, or Docker Hub."""
         return self.registry or registry_of(self.image)
 
 
-def registry_of(repository):
+def docker_of(settings: Any) -> Optional[DockerSettings]:
+    """``settings.docker`` (a `config.Settings`), typed: None when Docker is off."""
+    return cast(Optional[DockerSettings], settings.docker)
+
+
+def registry_of(repository: str) -> str:
     """The registry host of a repository name (``docker.io`` when it has none)."""
     first, sep, _ = repository.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost"):
@@ -78,7 +84,7 @@ def registry_of(repository):
     return "docker.io"
 
 
-def parse_settings(raw):
+def parse_settings(raw: dict[str, Any]) -> Optional[DockerSettings]:
     """`DockerSettings`, or None when Docker is not configured or is disabled."""
     raw = {key: value for key, value in raw.items() if value is not None}
     _reject_unknown(raw, COLLECTION_DEFAULTS, _WHERE)
@@ -103,13 +109,13 @@ def parse_settings(raw):
     )
 
 
-def _text(value, where):
+def _text(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError("{} must be a non-empty string, got {!r}".format(where, value))
     return value.strip()
 
 
-def _image(value):
+def _image(value: Any) -> str:
     where = _WHERE + ".image"
     if value is None:
         raise ConfigError("{}: set the repository to build and push, e.g. registry.example.com:5000/app".format(where))
@@ -124,7 +130,7 @@ def _image(value):
     return value
 
 
-def _relative(value, where, parent_ok=False):
+def _relative(value: Any, where: str, parent_ok: bool = False) -> str:
     """A path relative to the checkout (or context) that stays inside the checkout."""
     value = _text(value, where)
     clean = posixpath.normpath(value)
@@ -134,7 +140,7 @@ def _relative(value, where, parent_ok=False):
     return clean
 
 
-def _optional(value, pattern, where, what):
+def _optional(value: Any, pattern: "re.Pattern[str]", where: str, what: str) -> Optional[str]:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not pattern.match(value):
@@ -142,7 +148,7 @@ def _optional(value, pattern, where, what):
     return value
 
 
-def _tag(value, where):
+def _tag(value: Any, where: str) -> str:
     value = _text(value, where)
     if not _TAG.match(value):
         raise ConfigError(
@@ -151,12 +157,12 @@ def _tag(value, where):
     return value
 
 
-def _lines(value):
+def _lines(value: str) -> list[str]:
     """An environment variable's string: one item per line, blank lines ignored."""
     return [line.strip() for line in value.splitlines() if line.strip()]
 
 
-def _build_args(value):
+def _build_args(value: Any) -> tuple[tuple[str, str], ...]:
     where = _WHERE + ".build_args"
     if isinstance(value, str):  # FABRIC_CONTINUITY_DOCKER_BUILD_ARGS: NAME=value per line
         pairs = [line.partition("=") for line in _lines(value)]
@@ -168,7 +174,7 @@ def _build_args(value):
     return tuple(sorted(_environment_pair(k, v, where) for k, v in value.items()))
 
 
-def _environment_pair(name, value, where):
+def _environment_pair(name: Any, value: Any, where: str) -> tuple[str, str]:
     if not isinstance(name, str) or not _ENV_VAR.match(name):
         raise ConfigError("{}: {!r} is not a variable name (letters, digits and '_')".format(where, name))
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -176,7 +182,7 @@ def _environment_pair(name, value, where):
     return name, str(value)
 
 
-def _checks(value, default_timeout):
+def _checks(value: Any, default_timeout: Optional[float]) -> tuple[DockerCheck, ...]:
     where = _WHERE + ".checks"
     if isinstance(value, str):  # FABRIC_CONTINUITY_DOCKER_CHECKS: one shell command per line
         value = _lines(value)
@@ -190,7 +196,7 @@ def _checks(value, default_timeout):
     return tuple(checks)
 
 
-def _check(item, where, default_timeout):
+def _check(item: Any, where: str, default_timeout: Optional[float]) -> DockerCheck:
     if isinstance(item, (str, list)):
         item = {"command": item}
     if not isinstance(item, dict):
@@ -210,7 +216,7 @@ def _check(item, where, default_timeout):
     )
 
 
-def _command(value, where):
+def _command(value: Any, where: str) -> Union[str, tuple[str, ...]]:
     if isinstance(value, list):
         if not value or not all(isinstance(part, str) and part for part in value):
             raise ConfigError("{} as a list must hold the program and its arguments, all non-empty strings".format(
@@ -219,7 +225,7 @@ def _command(value, where):
     return _text(value, where)
 
 
-def _credentials(raw):
+def _credentials(raw: dict[str, Any]) -> tuple[Optional[str], Optional[str]]:
     names = {}
     for key in ("username_env", "password_env"):
         value = raw.get(key)

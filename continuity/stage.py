@@ -1,0 +1,170 @@
+"""The pipeline's stages as data.
+
+A `Stage` is a name (its line in the console and its JUnit test case), what
+a dry run says it would do (``plan``), and what a run does (``run``). The
+pipeline (`continuity.pipeline`) only composes them: it runs them in order on
+an `Attempt` and derives its dry-run plan from the same list, so the plan
+cannot drift from what runs.
+
+Each stage lives with its area: merge in `continuity.merge`, build in
+`continuity.build`, check in `continuity.test`, push in `continuity.push`,
+deploy in `continuity.deploy`; Docker adds its own through a `Plugin`
+(`continuity.docker.stages`).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+from .config import Settings
+from .errors import ContinuityError
+from .lock import HeldLock
+from .record import RunRecord, StageStatus
+from .report import Reporter
+from .workspace import Workspace, command_env, require_candidate
+
+__all__ = ["Candidate", "Attempt", "Done", "Stage", "Checks", "Plugin", "compose", "perform", "plan_lines"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Development merged into master: the commit the stages build, check, push and deploy."""
+
+    sha: str
+    base: str  # master's revision the candidate was made from
+    development: str  # the pinned development revision
+    fast_forward: bool
+
+
+@dataclass
+class Attempt:
+    """What the stages of one pipeline run share; the candidate is new on each attempt."""
+
+    c: Any  # the task's Context, for the user's deploy task
+    settings: Settings
+    ws: Any  # the Workspace (None only when a plan is printed without a checkout)
+    rep: Reporter
+    record: RunRecord
+    base: str = ""
+    development: str = ""
+    deploy_task: Any = None
+    lock: Optional[HeldLock] = None
+    candidate: Optional[Candidate] = None  # once the merge stage made it
+    decisions: Optional[list[Any]] = None  # the build steps' `build.Decision`, once planned
+    env: dict[str, str] = field(default_factory=dict)  # what build steps and checks see, once checked out
+    pushed: bool = False  # master advanced to the candidate
+    refusal: Optional[ContinuityError] = None  # what a dry run refuses, raised after the plan
+
+    @property
+    def git(self) -> Any:
+        return self.ws.git
+
+    @property
+    def merged(self) -> Candidate:
+        """The candidate, for the stages after the merge stage, which makes it."""
+        if self.candidate is None:
+            raise RuntimeError("no candidate yet: the merge stage makes it")
+        return self.candidate
+
+    @property
+    def sha(self) -> str:
+        """The candidate's revision."""
+        return self.merged.sha
+
+    def check_out(self) -> None:
+        """Check the candidate out, and set the environment its build steps and checks see."""
+        self.git.checkout(self.sha)
+        self.env = command_env(self.sha, self.base, self.settings.branches.master)
+
+    def verifier(self) -> Callable[[str, Any], None]:
+        """``verify(culprit, result)`` for build steps and checks: the checkout is still exactly the candidate."""
+        ws: Workspace = self.ws
+        sha = self.sha
+        return lambda culprit, result: require_candidate(ws, sha, culprit, result)
+
+
+@dataclass(frozen=True)
+class Done:
+    """How a stage ended, when it is not simply "ok": its line's detail and status."""
+
+    detail: str
+    status: StageStatus = StageStatus.OK
+
+
+Outcome = Union[str, Done]  # a detail, for a stage that ended ok
+
+
+def _nothing(attempt: Attempt) -> str:
+    return ""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of the pipeline.
+
+    ``run(attempt)`` does the work and returns its line's detail (or a
+    `Done`); it raises to fail the run. ``plan(attempt)`` returns what a dry
+    run prints for it, one line each. ``skip(attempt)``, when it returns a
+    reason, reports the stage as skipped instead of running it. ``then``
+    runs after the stage's line is printed: what follows from it without
+    being part of it. A ``dry`` stage changes nothing and runs in dry runs
+    too (the merge, which the plan is about). An ``after_push`` stage runs
+    once master advanced, not on every attempt.
+    """
+
+    name: str
+    run: Callable[[Attempt], Outcome]
+    plan: Callable[[Attempt], Sequence[str]]
+    skip: Callable[[Attempt], str] = _nothing
+    then: Optional[Callable[[Attempt], None]] = None
+    dry: bool = False
+    after_push: bool = False
+    after: str = ""  # for a plugin's stage: the stage it comes right after
+
+
+@dataclass(frozen=True)
+class Checks:
+    """More checks for the check stage, run after the configured ones (Docker's, in the image)."""
+
+    plan: Callable[[Attempt], Sequence[str]]
+    run: Callable[[Attempt], int]  # how many ran; raises `CommandFailed` for the first that fails
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """What an area adds to the pipeline: stages (each placed after its ``after``) and checks."""
+
+    stages: Sequence[Stage] = ()
+    checks: Sequence[Checks] = ()
+
+
+def compose(core: Sequence[Stage], plugins: Sequence[Plugin]) -> list[Stage]:
+    """``core`` with each plugin's stages inserted right after the stage they name."""
+    stages = list(core)
+    for plugin in plugins:
+        for stage in plugin.stages:
+            names = [s.name for s in stages]
+            if stage.after not in names:
+                raise ValueError("stage {!r} comes after {!r}, which is not in the pipeline".format(stage.name, stage.after))
+            stages.insert(names.index(stage.after) + 1, stage)
+    return stages
+
+
+def perform(stage: Stage, attempt: Attempt) -> StageStatus:
+    """Run ``stage``: skipped, or timed on its own line; then its ``then``."""
+    reason = stage.skip(attempt)
+    if reason:
+        attempt.rep.skipped(stage.name, reason)
+        return StageStatus.SKIPPED
+    with attempt.rep.stage(stage.name) as info:
+        outcome = stage.run(attempt)
+        done = outcome if isinstance(outcome, Done) else Done(outcome)
+        info["detail"], info["status"] = done.detail, done.status
+    if stage.then is not None:
+        stage.then(attempt)
+    return done.status
+
+
+def plan_lines(stages: Sequence[Stage], attempt: Attempt) -> list[str]:
+    """What a dry run says about ``stages``, in the order they would run."""
+    return [line for stage in stages for line in stage.plan(attempt)]
