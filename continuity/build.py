@@ -30,7 +30,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TextIO, cast
+from typing import Any, Callable, Optional, TextIO
 
 from invoke import Context, task
 
@@ -161,7 +161,7 @@ def run_step(step: BuildStep, cwd: str, candidate: str, stamp_dir: str, env: Opt
     stamp says so: no later candidate skips the step on this build.
     """
     _write_stamp(stamp_dir, step, {"unfinished": candidate})
-    result = run_shell(step.command, cwd, timeout=cast(Optional[float], step.timeout), env=env, out=out)
+    result = run_shell(step.command, cwd, timeout=step.timeout, env=env, out=out)
     if record is not None:
         record(step.name, step.command, result)
     if not result.ok:

@@ -20,7 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, cast
+from typing import Any, Callable, Optional
 
 from invoke.exceptions import CommandTimedOut, Failure
 
@@ -169,9 +169,9 @@ def _connect(c: Any, target: Environment, host: str) -> Any:
     if target.port and shorthand["port"] is None:
         options["port"] = target.port
     if target.connect_timeout:
-        options["connect_timeout"] = math.ceil(cast(float, target.connect_timeout))
+        options["connect_timeout"] = math.ceil(target.connect_timeout)
     if target.key_filename:
-        options["connect_kwargs"] = dict(config.connect_kwargs, key_filename=[os.path.expanduser(cast(str, target.key_filename))])
+        options["connect_kwargs"] = dict(config.connect_kwargs, key_filename=[os.path.expanduser(target.key_filename)])
     connection = Connection(host, config=config, **options)
     if connection.connect_timeout is None:
         connection.connect_timeout = DEFAULT_CONNECT_TIMEOUT

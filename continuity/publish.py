@@ -6,7 +6,7 @@ warning, a notification that fails is reported by `continuity.notify`.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Optional, cast
+from typing import Optional
 
 from . import notify
 from .config import Settings
@@ -19,7 +19,7 @@ __all__ = ["after_run", "write_junit", "finish", "reported"]
 
 def write_junit(settings: Settings, rep: Reporter, record: RunRecord, junit: Optional[str] = None) -> None:
     """Write the JUnit report of ``record`` to ``junit``, else ``continuity.junit``, if either is set."""
-    path = junit or cast(Optional[str], settings.junit)
+    path = junit or settings.junit
     if path:
         try:
             write_report(path, record)

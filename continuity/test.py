@@ -11,7 +11,7 @@ output and JUnit report; it moves nothing and takes no lock on the remote.
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Callable, Optional, TextIO, cast
+from typing import Callable, Optional, TextIO
 
 from invoke import Context, task
 
@@ -41,7 +41,7 @@ def run_checks(checks: Sequence[Command], cwd: str, env: Optional[Mapping[str, s
     results = []
     for check in checks:
         say("check: $ " + check.command)
-        result = run_shell(check.command, cwd, timeout=cast(Optional[float], check.timeout), env=env, out=out)
+        result = run_shell(check.command, cwd, timeout=check.timeout, env=env, out=out)
         results.append(result)
         if record is not None:
             record(check.name, check.command, result)

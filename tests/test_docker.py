@@ -14,10 +14,10 @@ import time
 import uuid
 
 import pytest
-from conftest import FABFILE, assert_user_error, git, run_fab
 from invoke import Config, Context
 
 import continuity
+from conftest import FABFILE, assert_user_error, git, run_fab
 from continuity import config as _config
 from continuity import docker as cdocker
 from continuity.docker.context import Matcher, parse_ignore, scan, write_tar

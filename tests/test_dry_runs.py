@@ -3,7 +3,6 @@
 import io
 
 from conftest import Project, assert_user_error, git
-
 from continuity import config as cfg
 from continuity.build import Decision
 from continuity.config import BuildStep

@@ -4,8 +4,8 @@ import re
 import shlex
 
 import pytest
-from conftest import Project, assert_user_error, git, run_fab
 
+from conftest import Project, assert_user_error, git, run_fab
 from continuity import config as cfg
 from continuity.deploy import marked_bad, redeploy_command
 from continuity.hotfix import _advice, _finish_command

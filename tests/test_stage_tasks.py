@@ -3,9 +3,9 @@
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import Project, assert_user_error, git
 
 import continuity
+from conftest import Project, assert_user_error, git
 
 GENERATE = """\
     build:
