@@ -31,9 +31,10 @@ import continuity
 @task
 def deploy(c, environment, revision=None):
     """Record the deploy in DEPLOY_LOG; wait at a gate, fail or sleep when asked to."""
-    if os.environ.get("DEPLOY_GATE"):
+    if os.environ.get("DEPLOY_GATE"):  # wait until the test opens the gate (at most 2 minutes)
         open(os.environ["DEPLOY_GATE"] + ".in", "w").close()
-        while not os.path.exists(os.environ["DEPLOY_GATE"]):
+        deadline = time.monotonic() + 120
+        while not os.path.exists(os.environ["DEPLOY_GATE"]) and time.monotonic() < deadline:
             time.sleep(0.05)
     if os.environ.get("DEPLOY_SLEEP"):
         time.sleep(float(os.environ["DEPLOY_SLEEP"]))
@@ -269,10 +270,12 @@ def gated_check(tmp_path, name="check"):
     Returns ``(command, started, gate)``: wait for ``started``, do what must
     happen while the check runs, then ``gate.touch()``. A run whose
     environment has no CHECK_GATE passes straight through (``env={"CHECK_GATE":
-    str(gate)}`` gates only the run that gets it).
+    str(gate)}`` gates only the run that gets it). A gate left shut opens by
+    itself after 2 minutes, so a failed test leaves no run waiting forever.
     """
     started, gate = tmp_path / (name + "-started"), tmp_path / (name + "-gate")
-    command = 'touch {}; while [ -n "$CHECK_GATE" ] && [ ! -f "$CHECK_GATE" ]; do sleep 0.05; done'.format(started)
+    command = ('touch {}; i=0; while [ -n "$CHECK_GATE" ] && [ ! -f "$CHECK_GATE" ] && [ $i -lt 2400 ]; '
+               'do sleep 0.05; i=$((i+1)); done').format(started)
     return command, started, gate
 
 
