@@ -123,10 +123,12 @@ def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = Fal
     tag = _tag(settings, git, name, tag)
     with exclusive(ws), restored_head(ws, say=rep.say):
         if branch not in remote_heads(git, settings.remote, [branch]):
-            raise UsageError(
-                "no branch {} on {}: nothing to finish (if it was finished, `fab continuity.history {}{}` "
-                "shows the deploy)".format(branch, settings.remote, settings.production_environment,
-                                           settings.line_option))
+            look = ("`fab continuity.history {}{}` shows its deploy".format(settings.production_environment,
+                                                                            settings.line_option)
+                    if settings.hotfix.deploy else "`fab continuity.status{}` shows where {} stands".format(
+                        settings.line_option, b.production))
+            raise UsageError("no branch {} on {}: nothing to finish (if it was finished, {})".format(
+                branch, settings.remote, look))
         heads = fetch_branches(git, settings, [b.production, b.development, branch], dry_run=dry_run)
         plan = _plan(git, settings, branch, heads, _advice(settings, name))
         candidate = plan["production"]
@@ -157,6 +159,9 @@ def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = Fal
                 "`{}` again".format(branch, _finish_command(settings, name)))
             record.state = RunState.FINISHED
             record.summary = "{} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch)
+            if not settings.hotfix.deploy:  # the branch moved, the environment did not: say so
+                record.summary += "; the {} environment was not deployed (continuity.hotfix.deploy is off)".format(
+                    settings.production_environment)
             rep.say("result: " + record.summary)
 
 

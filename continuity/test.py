@@ -110,16 +110,18 @@ def check_here(c: Context, junit: Optional[str] = None, dry_run: bool = False, l
         rep.say("dry run: nothing was run")
         return
     record = start_record("test", settings, revisions={"candidate": here.revision})
-    try:
-        with exclusive(here.workspace, clean=False), rep.stage("check") as info:
-            run_checks(settings.checks, here.workspace.root, env=here.env, say=rep.say, record=rep.command,
-                       verify=here.verifier())
-            info["detail"] = check_stage_detail(len(settings.checks))
-    except BaseException as exc:
-        stopped = "" if isinstance(exc, ContinuityError) else "stopped"  # Ctrl-C, SIGTERM: as the pipeline says
-        finish(settings, rep, record, exc, stopped, where="check", junit=junit, send=False)
-        rep.summary(record.summary)
-        raise
+    # A checkout another run is using is a refusal (one line, exit 2), not a run to summarize.
+    with exclusive(here.workspace, clean=False):
+        try:
+            with rep.stage("check") as info:
+                run_checks(settings.checks, here.workspace.root, env=here.env, say=rep.say, record=rep.command,
+                           verify=here.verifier())
+                info["detail"] = check_stage_detail(len(settings.checks))
+        except BaseException as exc:
+            stopped = "" if isinstance(exc, ContinuityError) else "stopped"  # Ctrl-C, SIGTERM: as the pipeline says
+            finish(settings, rep, record, exc, stopped, where="check", junit=junit, send=False)
+            rep.summary(record.summary)
+            raise
     summary = "{} on {}{}".format(check_stage_detail(len(settings.checks)), here.revision[:12], here.note)
     finish(settings, rep, record, summary=summary, junit=junit, send=False)
     rep.summary(summary)
