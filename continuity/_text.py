@@ -17,10 +17,10 @@ from typing import Optional, overload
 
 __all__ = ["redact", "one_line", "safe"]
 
-# scheme://userinfo@ — userinfo is everything up to the last '@' before the
-# host part ends (no '/', whitespace, quote or '@'-free run); credentials may
-# hold ':' and percent-escapes.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@")
+# scheme://userinfo@ — userinfo is everything up to the LAST '@' before the
+# authority ends (at '/', '?', '#', whitespace or a quote). A password may hold
+# ':', percent-escapes and even a raw '@' (invalid, but people write it).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s'\"<>]*@")
 
 
 @overload

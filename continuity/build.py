@@ -141,9 +141,7 @@ def run_steps(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: 
         rep.say("build step '{}' {}: {}".format(step.name, "runs" if decision.run else "skipped", decision.reason))
         if decision.run:
             rep.say("build: $ " + step.command)
-            result = run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record, committed=committed)
-            if verify is not None:
-                verify("build step '{}' ({})".format(step.name, step.command), result)
+            run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record, committed=committed, verify=verify)
             ran.append(step.name)
     return "ran {}; skipped {}".format(", ".join(ran) or "nothing", len(decisions) - len(ran))
 
@@ -153,12 +151,15 @@ _NO_STEPS = "no build steps configured"
 
 def run_step(step: BuildStep, cwd: str, candidate: str, stamp_dir: str, env: Optional[Mapping[str, str]] = None,
              out: Optional[TextIO] = None, record: Optional[Callable[[str, str, Result], None]] = None,
-             committed: bool = True) -> Result:
+             committed: bool = True, verify: Optional[Verify] = None) -> Result:
     """Run one step; write its stamp on success, raise `CommandFailed` otherwise.
 
     ``record(name, command, result)`` is told about the run, failed or not.
-    With ``committed`` false (the work tree differs from ``candidate``), the
-    stamp says so: no later candidate skips the step on this build.
+    ``verify(culprit, result)`` raises when the step left the checkout other
+    than it found it; that is a failure too, so it runs before the stamp: a
+    build made from an edited tree is never "built at the candidate". With
+    ``committed`` false (the work tree differs from ``candidate``), the stamp
+    says so: no later candidate skips the step on this build.
     """
     _write_stamp(stamp_dir, step, {"unfinished": candidate})
     result = run_shell(step.command, cwd, timeout=step.timeout, env=env, out=out)
@@ -169,6 +170,8 @@ def run_step(step: BuildStep, cwd: str, candidate: str, stamp_dir: str, env: Opt
             "build step '{}' ({}) {}; {}".format(step.name, step.command, result.describe(), result.tail_text()),
             result,
         )
+    if verify is not None:
+        verify("build step '{}' ({})".format(step.name, step.command), result)
     if committed:
         _write_stamp(stamp_dir, step, {"revision": candidate, "definition": _definition(step)})
     else:
@@ -239,7 +242,7 @@ def build_here(c: Context, dry_run: bool = False, line: Optional[str] = None) ->
     rep = Reporter()
     here = checkout_here(settings)
     ws = here.workspace
-    with exclusive(ws, clean=False):
+    with exclusive(ws, clean=False), here.kept(rep.say):
         decisions = plan(ws.git, settings.build, here.revision, ws.build_stamps, uncommitted=here.uncommitted)
         if dry_run:
             for text in plan_lines(decisions) or ["no build steps configured (continuity.build)"]:

@@ -100,8 +100,9 @@ def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Op
         rep.summary(summary)
         raise
     except BaseException as exc:
-        finish(settings, rep, _with_commits(ws, record), exc, "stopped", junit=junit)
-        rep.summary("stopped")
+        stopped = _stopped_summary(record, settings)
+        finish(settings, rep, _with_commits(ws, record), exc, stopped, junit=junit)
+        rep.summary(stopped)
         raise
     summary = _success_summary(record, settings)
     finish(settings, rep, _with_commits(ws, record), summary=summary, junit=junit)
@@ -213,6 +214,18 @@ def _success_summary(record: RunRecord, settings: Settings) -> str:
     text = "{} advanced {} -> {}".format(master, record.base[:12], record.candidate[:12])
     for environment, result in record.deployed.items():
         text += "; {}: {}".format(environment, result)
+    return text
+
+
+def _stopped_summary(record: RunRecord, settings: Settings) -> str:
+    """"stopped" (Ctrl-C, SIGTERM); once master moved, with how to deploy what the next run will not."""
+    if record.state not in (RunState.PUSHED, RunState.DEPLOYED):
+        return "stopped"
+    left = [env for env in settings.auto_deploy if env not in record.deployed]
+    text = "stopped after {} advanced to {}".format(settings.branches.master, record.candidate[:12])
+    if left:
+        text += "; the next pipeline run has nothing to do: deploy it with {}".format(
+            " and ".join("`{}`".format(_deploy.redeploy_command(settings, env)) for env in left))
     return text
 
 

@@ -111,7 +111,7 @@ def check_here(c: Context, junit: Optional[str] = None, dry_run: bool = False, l
         return
     record = start_record("test", settings, revisions={"candidate": here.revision})
     # A checkout another run is using is a refusal (one line, exit 2), not a run to summarize.
-    with exclusive(here.workspace, clean=False):
+    with exclusive(here.workspace, clean=False), here.kept(rep.say):
         try:
             with rep.stage("check") as info:
                 run_checks(settings.checks, here.workspace.root, env=here.env, say=rep.say, record=rep.command,

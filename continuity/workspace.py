@@ -9,7 +9,7 @@ where it found it when it is done, whatever happened.
 import fcntl
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -28,6 +28,9 @@ class Workspace:
         self.git = git
         self.root = git.path
         self.state_dir = os.path.join(git_dir, "continuity")
+        #: Tracked paths flagged skip-worktree or assume-unchanged when the run began (a sparse
+        #: checkout has some): `require_candidate` refuses any others, `restored_head` unflags them.
+        self.flagged: frozenset[str] = frozenset()
 
     @property
     def build_stamps(self) -> str:
@@ -78,6 +81,13 @@ class Here:
         if self.committed:
             return ""
         return " with uncommitted changes to {} tracked file(s)".format(len(self.uncommitted))
+
+    def kept(self, say: Callable[[str], None] = print) -> AbstractContextManager[None]:
+        """Put the checkout back when the block ends, as the pipeline does, if it was clean at the start.
+
+        With uncommitted changes it is left alone: those are the user's work.
+        """
+        return restored_head(self.workspace, say) if self.committed else nullcontext()
 
     def verifier(self) -> Optional[Callable[[str, Any], None]]:
         """``verify(culprit, result)`` after a step or check, as in the pipeline; None with uncommitted
@@ -135,6 +145,19 @@ def checkout_state(git: Git) -> tuple[Optional[str], list[str]]:
     return head, changed
 
 
+def flagged_paths(git: Git) -> frozenset[str]:
+    """Tracked paths git is told not to look at (skip-worktree, assume-unchanged).
+
+    ``git status`` does not see edits to those: a check that flags a file and
+    then edits it would change the tree the next checks test while the
+    checkout looks clean. ``git ls-files -v`` shows the flags: ``S`` for
+    skip-worktree, a lowercase tag for assume-unchanged.
+    """
+    out = git.run("ls-files", "-v", "-z")
+    return frozenset(record[2:] for record in out.split("\0")
+                     if len(record) > 2 and (record[0] == "S" or record[0].islower()))
+
+
 #: ``git status --porcelain=v2`` records: the number of fields before the path.
 _FIELDS_BEFORE_PATH = {"1 ": 8, "2 ": 9, "u ": 10}
 
@@ -147,20 +170,27 @@ def require_candidate(ws: Workspace, sha: str, culprit: str, result: Any = None)
     the one we push.
     """
     head, changed = checkout_state(ws.git)
-    if head == sha and not changed:
+    hidden = sorted(flagged_paths(ws.git) - ws.flagged)
+    if head == sha and not changed and not hidden:
         return
     what = []
     if head != sha:
         what.append("moved HEAD to {}".format((head or "?")[:12]))
     if changed:
-        more = " and {} more".format(len(changed) - 5) if len(changed) > 5 else ""
-        what.append("changed tracked files: {}{}".format(", ".join(changed[:5]), more))
+        what.append("changed tracked files: " + _some(changed))
+    if hidden:
+        what.append("hid tracked files from git status (skip-worktree or assume-unchanged): " + _some(hidden))
     raise CommandFailed(
-        "{} {} (the candidate is {}); build steps and checks must leave the checkout as they found it: "
-        "write build output to untracked files (.gitignore), and do not check out, commit or edit "
+        "{} {} (the revision checked out is {}); build steps and checks must leave the checkout as they found "
+        "it: write build output to untracked files (.gitignore), and do not check out, commit, edit or flag "
         "tracked files".format(culprit, " and ".join(what), sha[:12]),
         result,
     )
+
+
+def _some(paths: list[str]) -> str:
+    more = " and {} more".format(len(paths) - 5) if len(paths) > 5 else ""
+    return ", ".join(paths[:5]) + more
 
 
 @contextmanager
@@ -192,12 +222,18 @@ def exclusive(ws: Workspace, clean: bool = True) -> Iterator[None]:
 def restored_head(ws: Workspace, say: Callable[[str], None] = print) -> Iterator[None]:
     """Put HEAD back (branch or detached commit) when the block ends."""
     branch, sha = ws.git.head()
+    ws.flagged = flagged_paths(ws.git)
     try:
         yield
     finally:
         # The run started clean, so tracked changes now are the build's or a
-        # check's, never the user's: put the checkout back exactly.
-        if ws.git.head() != (branch, sha) or ws.git.dirty_files():
+        # check's, never the user's: put the checkout back exactly, files a
+        # check hid from git status included.
+        hidden = sorted(flagged_paths(ws.git) - ws.flagged)
+        for flag in ("--no-skip-worktree", "--no-assume-unchanged"):  # one per call: the last one given wins
+            if hidden:
+                ws.git.call("update-index", flag, "--", *hidden)
+        if hidden or ws.git.head() != (branch, sha) or ws.git.dirty_files():
             _return_to(ws.git, branch, sha, say)
 
 

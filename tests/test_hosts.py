@@ -313,5 +313,6 @@ def test_sigterm_during_a_host_deploy_stops_at_once_and_starts_no_more_hosts(mak
     assert proc.returncode == 143, (out, err)
     assert "terminated" in err and "Traceback" not in err
     assert len(list(markers.glob("*.start"))) == 2
-    assert "result: stopped" in out
+    assert "result: stopped after master advanced to" in out
+    assert "the next pipeline run has nothing to do: deploy it with `fab continuity.deploy staging`" in out
     assert project.ref("refs/continuity/locks/deploy-staging") is None
