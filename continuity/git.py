@@ -188,9 +188,15 @@ class Git:
         return self.run("config", "--get", "remote.{}.url".format(remote), check=False)
 
     def ls_remote(self, remote: str, *refs: str) -> dict[str, str]:
-        """{ref: sha} for the refs on the remote (all heads when none given)."""
+        """{ref: sha} for the refs on the remote (all refs when none given).
+
+        Without the peeled ``REF^{}`` lines git adds for an annotated tag:
+        they are not refs, and a caller listing refs would take one for a
+        ref of its own.
+        """
         out = self.run("ls-remote", remote, *refs)
-        return {ref: sha for sha, ref in (line.split("\t", 1) for line in out.splitlines() if "\t" in line)}
+        pairs = (line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+        return {ref: sha for sha, ref in pairs if not ref.endswith("^{}")}
 
     # -- actions -----------------------------------------------------------
 
