@@ -178,8 +178,17 @@ class Git:
         return [path for path in out.split("\0") if path]
 
     def valid_branch(self, name: str) -> bool:
-        """True when ``name`` is a legal branch name for git."""
-        return self.ok("check-ref-format", "refs/heads/" + name)
+        """True when git takes ``name`` as a branch name, as ``git branch NAME`` would.
+
+        ``check-ref-format refs/heads/NAME`` is not enough: it accepts ``-x``
+        (read as an option), ``HEAD`` and ``@`` (read as HEAD in a revision).
+        ``--branch`` refuses the first two on a recent git, and expands
+        ``@{-1}`` and the like, so its answer must be the name itself.
+        """
+        if not name or name.startswith("-") or name in ("HEAD", "@"):
+            return False
+        proc = self._spawn(("check-ref-format", "--branch", name), None, None, None)
+        return proc.returncode == 0 and proc.stdout.strip() == name
 
     def remotes(self) -> list[str]:
         return self.run("remote").split()
