@@ -178,8 +178,17 @@ class Git:
         return [path for path in out.split("\0") if path]
 
     def valid_branch(self, name: str) -> bool:
-        """True when ``name`` is a legal branch name for git."""
-        return self.ok("check-ref-format", "refs/heads/" + name)
+        """True when git takes ``name`` as a branch name, as ``git branch NAME`` would.
+
+        ``check-ref-format refs/heads/NAME`` is not enough: it accepts ``-x``
+        (read as an option), ``HEAD`` and ``@`` (read as HEAD in a revision).
+        ``--branch`` refuses the first two on a recent git, and expands
+        ``@{-1}`` and the like, so its answer must be the name itself.
+        """
+        if not name or name.startswith("-") or name in ("HEAD", "@"):
+            return False
+        proc = self._spawn(("check-ref-format", "--branch", name), None, None, None)
+        return proc.returncode == 0 and proc.stdout.strip() == name
 
     def remotes(self) -> list[str]:
         return self.run("remote").split()
@@ -188,9 +197,15 @@ class Git:
         return self.run("config", "--get", "remote.{}.url".format(remote), check=False)
 
     def ls_remote(self, remote: str, *refs: str) -> dict[str, str]:
-        """{ref: sha} for the refs on the remote (all heads when none given)."""
+        """{ref: sha} for the refs on the remote (all refs when none given).
+
+        Without the peeled ``REF^{}`` lines git adds for an annotated tag:
+        they are not refs, and a caller listing refs would take one for a
+        ref of its own.
+        """
         out = self.run("ls-remote", remote, *refs)
-        return {ref: sha for sha, ref in (line.split("\t", 1) for line in out.splitlines() if "\t" in line)}
+        pairs = (line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+        return {ref: sha for sha, ref in pairs if not ref.endswith("^{}")}
 
     # -- actions -----------------------------------------------------------
 

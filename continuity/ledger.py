@@ -151,10 +151,9 @@ class Ledger:
         refs = self.git.ls_remote(self.remote, self.prefix + "deployed/*", self.prefix + "ledger/*")
         names = set()
         for ref in refs:
-            rest = ref[len(self.prefix):]
-            kind, _, name = rest.partition("/")
-            if kind in ("deployed", "ledger") and "/" not in name and not name.endswith("^{}"):
-                names.add(name)
+            kind, _, name = ref[len(self.prefix):].partition("/")
+            if kind in ("deployed", "ledger"):
+                names.add(name.partition("/")[0])  # deployed/ENV/x blocks ENV: `check` reports it
         return sorted(names)
 
     def state(self, environment: str, limit: Optional[int] = None) -> State:
@@ -167,13 +166,18 @@ class Ledger:
     def check(self, environments: Iterable[str]) -> dict[str, str]:
         """{ref: sha} of the environments' refs on the remote, each fetched here and a commit.
 
-        Someone may push anything to these refs (a blob, a tag): then no
-        deploy can be recorded and the history cannot be read, so every task
-        stops here, before it deploys, with the command that repairs it.
+        Someone may push anything to these refs (a blob, a tag), or a ref
+        under one of them (``deployed/ENV/x``: git cannot keep both, so ours
+        could not be written): then no deploy can be recorded and the history
+        cannot be read, so every task stops here, before it deploys, with the
+        command that repairs it. Both are found by the same ``ls-remote``.
         """
         names = [ref for env in environments for ref in (self.ledger_ref(env), self.deployed_ref(env))]
-        refs = {ref: sha for ref, sha in (self.git.ls_remote(self.remote, *names) if names else {}).items()
-                if ref in names}
+        on_remote = self.git.ls_remote(self.remote, *names, *[ref + "/*" for ref in names]) if names else {}
+        nested = sorted(ref for ref in on_remote if any(ref.startswith(name + "/") for name in names))
+        if nested:
+            raise self._nested(nested)
+        refs = {ref: sha for ref, sha in on_remote.items() if ref in names}
         if not refs:
             return refs
         wanted = [ref for ref, sha in refs.items() if not self.git.commit(sha)]
@@ -200,6 +204,18 @@ class Ledger:
             "the ledger of {0} on {1} is damaged: {2} is a {3} ({4}), not a commit, so no deploy to {0} can be "
             "read or recorded; repair it from this checkout with `{5}`{6}, then run the task again".format(
                 environment, self.remote, ref, kind, sha[:12], shlex.join(repair), loses))
+
+    def _nested(self, nested: Sequence[str]) -> LedgerDamaged:
+        """The error for refs under ``deployed/ENV`` or ``ledger/ENV``, with the push that deletes them all."""
+        kind, environment = nested[0][len(self.prefix):].split("/")[:2]
+        parent = self.prefix + kind + "/" + environment
+        more = " (and {} more)".format(len(nested) - 1) if len(nested) > 1 else ""
+        repair = ["git", "push", self.remote, "--delete", *nested]
+        return LedgerDamaged(
+            "the ledger of {0} on {1} is damaged: {2}{3} is nested under {4}, a ref continuity needs, and git "
+            "cannot keep both, so no deploy to {0} can be read or recorded; repair it from this checkout with "
+            "`{5}` (nothing continuity recorded is lost), then run the task again".format(
+                environment, self.remote, nested[0], more, parent, shlex.join(repair)))
 
     def _entries(self, head: str, limit: Optional[int]) -> list[Entry]:
         args = ["log", "--format=%H%x00%B%x1e"]

@@ -30,6 +30,7 @@ stale, with the command that breaks it: ``fab continuity.unlock NAME``.
 
 import math
 import os
+import shlex
 import socket
 import threading
 import time
@@ -42,7 +43,7 @@ from typing import Callable, Optional
 from ._text import one_line
 from .boundary import left_behind
 from .config import Settings
-from .errors import ContinuityError, LockError, UsageError
+from .errors import ContinuityError, GitError, LockError, UsageError
 from .git import Git, PendingPush
 
 Say = Callable[[str], None]
@@ -286,7 +287,7 @@ def _acquire(lock: "HeldLock", poll: float) -> None:
     watch = _Watch()
     announced = None
     while True:
-        if lock.take(""):
+        if _take_free(lock):
             return
         polled = time.monotonic()
         holder, info = _holder(lock.git, settings.remote, lock.ref)
@@ -310,6 +311,21 @@ def _acquire(lock: "HeldLock", poll: float) -> None:
                     _duration(_age(info)), _short_name(lock.ref, settings)))
             announced = info.get("run", holder)
         time.sleep(poll)
+
+
+def _take_free(lock: "HeldLock") -> bool:
+    """`HeldLock.take` of a free lock; a `UsageError` when a ref nested under ours is in the way."""
+    try:
+        return lock.take("")
+    except GitError as exc:
+        said = str(exc) + exc.stderr
+        if "exists" not in said and "cannot lock ref" not in said:
+            raise
+        nested = sorted(lock.git.ls_remote(lock.settings.remote, lock.ref + "/*"))
+        if not nested:
+            raise
+        lock.maybe_ours = False  # the remote refused the push: it holds no token of ours
+        raise _nested_error(lock.ref, lock.settings, nested) from None
 
 
 class _Watch:
@@ -394,6 +410,14 @@ def _foreign_error(ref: str, settings: Settings, info: Info) -> UsageError:
         "{} on {} is not a continuity lock ({}): something other than continuity wrote it, and no run will "
         "release it; continuity left it as it is. Remove it with `fab continuity.unlock {}`, then run again".format(
             ref, settings.remote, info[_FOREIGN], _short_name(ref, settings)))
+
+
+def _nested_error(ref: str, settings: Settings, nested: list[str]) -> UsageError:
+    return UsageError(
+        "lock {} cannot be taken on {}: {}{} exists under it, and git cannot keep a ref and refs under it; "
+        "no continuity run writes refs there. Remove it with `{}`, then run again".format(
+            ref, settings.remote, nested[0], " (and {} more)".format(len(nested) - 1) if len(nested) > 1 else "",
+            shlex.join(["git", "push", settings.remote, "--delete", *nested])))
 
 
 _HERE: Info = {}

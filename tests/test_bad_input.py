@@ -162,15 +162,20 @@ def test_a_hostile_branch_name_is_data_not_a_command(make_project, tmp_path):
         assert not any(p.name.startswith("pwned") for p in place.rglob("pwned*")), place
 
 
-def test_a_branch_name_that_looks_like_an_option_works(make_project):
-    project = make_project(branches=("master", "development", "--force"))
-    env = {"FABRIC_CONTINUITY_BRANCHES_PRODUCTION": "--force"}
-    dev = project.push_to("development", "feature", feature="x\n")
+def test_a_branch_name_git_branch_refuses_is_refused_before_init_creates_anything(make_project):
+    project = make_project(config=Project.config(extra="branches:\n  development: HEAD\n"), branches=("master",))
+    before = project.refs()
+    ws = project.workspace(sha=project.ref("master"))
 
-    proc = project.fab(project.workspace(), "continuity.pipeline", env=env)
-
-    assert proc.returncode == 0, proc.stderr
-    assert project.ref("master") == dev
+    for env in ({}, {"FABRIC_CONTINUITY_BRANCHES_DEVELOPMENT": "-x"}, {"FABRIC_CONTINUITY_BRANCHES_DEVELOPMENT": "@"}):
+        proc = project.fab(ws, "continuity.init", env=env)
+        name = env.get("FABRIC_CONTINUITY_BRANCHES_DEVELOPMENT", "HEAD")
+        assert_user_error(proc, "continuity.branches.development: {!r} is not a valid git branch name".format(name))
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    env = {"FABRIC_CONTINUITY_BRANCHES_DEVELOPMENT": "development", "FABRIC_CONTINUITY_BRANCHES_PRODUCTION": "--force"}
+    assert_user_error(project.fab(ws, "continuity.pipeline", env=env),
+                      "continuity.branches.production: '--force' is not a valid git branch name")
+    assert project.refs() == before
 
 
 @pytest.mark.parametrize("yaml, message", [

@@ -159,6 +159,37 @@ def test_an_identity_from_the_environment_wins(tmp_path, monkeypatch):
         "CI Bot <ci@example.com> CI Bot <ci@example.com>")
 
 
+# -- git ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["master", "release/1.x", "dev$(x)", "feature-@"])
+def test_a_branch_name_git_branch_takes_is_valid(tmp_path, name):
+    assert Git(tmp_path).valid_branch(name)
+
+
+@pytest.mark.parametrize("name", ["-x", "--force", "HEAD", "@", "@{-1}", "master@{1}", "bad..name", "a.lock", "", "a b"])
+def test_a_name_git_branch_refuses_or_reads_as_a_revision_is_not_a_branch_name(tmp_path, name):
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "--quiet", str(repo))
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "one")
+    git(repo, "checkout", "--quiet", "-b", "other")  # so @{-1} would expand to master
+
+    assert not Git(repo).valid_branch(name)
+
+
+def test_ls_remote_lists_an_annotated_tag_once_without_its_peeled_line(tmp_path):
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "--quiet", str(repo))
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "one")
+    git(repo, "tag", "-a", "-m", "t", "tagx")
+    git(repo, "update-ref", "refs/continuity/locks/pipeline", git(repo, "rev-parse", "tagx"))
+
+    refs = Git(tmp_path).ls_remote(str(repo), "refs/continuity/locks/*", "refs/tags/*")
+
+    assert refs == {"refs/continuity/locks/pipeline": git(repo, "rev-parse", "tagx"),
+                    "refs/tags/tagx": git(repo, "rev-parse", "tagx")}
+
+
 # -- running commands ------------------------------------------------------------
 
 
