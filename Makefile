@@ -36,6 +36,7 @@ docs: $(STAMP)
 
 bench: $(STAMP) bytecode
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/roundtrips.py
 	$(BIN)/python benchmarks/hosts.py
 	$(BIN)/python benchmarks/docker_context.py
 
