@@ -51,13 +51,11 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-_LEAKY_PREFIXES = ("GIT_", "FABRIC_", "INVOKE_", "CONTINUITY_")
-_LEAKY_NAMES = ("BUILD_NUMBER", "BUILD_URL", "BUILD_ID", "JOB_NAME", "JOB_URL", "WORKSPACE", "JENKINS_URL")
+from _common import BenchFailed, bench_env, find_fab, run
 
 GITCONFIG = """\
 [user]
@@ -142,54 +140,6 @@ git fetch --quiet origin master '+refs/continuity/*:refs/floor/continuity/*'
 sha=$(git rev-parse refs/remotes/origin/master~1)
 git push --quiet origin "$sha:refs/floor/deployed/staging"
 """
-
-
-class BenchFailed(Exception):
-    """A command the benchmark relies on failed."""
-
-
-# -- environment and commands --------------------------------------------------
-
-
-def bench_env(tmp):
-    """The caller's environment without git/Fabric/CI settings, git config isolated."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES) and k not in _LEAKY_NAMES}
-    env.update(
-        HOME=os.path.join(tmp, "home"),
-        GIT_CONFIG_GLOBAL=os.path.join(tmp, "gitconfig"),
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_TERMINAL_PROMPT="0",
-    )
-    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", os.defpath)])
-    return env
-
-
-def find_fab():
-    beside = os.path.join(os.path.dirname(sys.executable), "fab")
-    if os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("fab")
-    if not found:
-        raise BenchFailed("no `fab` next to {} or on PATH; run `make bench`".format(sys.executable))
-    print("note: no fab next to {}; using {}".format(sys.executable, found))
-    return found
-
-
-def run(args, cwd, env, input=None):
-    """Run ``args`` to completion; return stdout; raise `BenchFailed` on failure."""
-    proc = subprocess.run(
-        args, cwd=cwd, env=env, input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    if proc.returncode != 0:
-        tail = proc.stdout.decode("utf-8", "replace").strip().splitlines()[-15:]
-        raise BenchFailed("`{}` in {} exited with code {}:\n{}".format(
-            " ".join(args), cwd, proc.returncode, "\n".join(tail)))
-    return proc.stdout.decode("utf-8", "replace").strip()
-
-
-# -- setup ---------------------------------------------------------------------
 
 
 def write(path, text, mode=None):
