@@ -9,8 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 
-__all__ = ["BenchFailed", "bench_env", "find_fab", "run"]
+__all__ = ["BenchFailed", "bench_env", "find_fab", "run", "scratch"]
 
 _LEAKY_PREFIXES = ("GIT_", "FABRIC_", "INVOKE_", "CONTINUITY_")
 _LEAKY_NAMES = ("BUILD_NUMBER", "BUILD_URL", "BUILD_ID", "JOB_NAME", "JOB_URL", "WORKSPACE", "JENKINS_URL")
@@ -55,3 +57,16 @@ def run(args, cwd, env, input=None):
         raise BenchFailed("`{}` in {} exited with code {}:\n{}".format(
             " ".join(args), cwd, proc.returncode, "\n".join(tail)))
     return proc.stdout.decode("utf-8", "replace").strip()
+
+
+@contextmanager
+def scratch(prefix, keep=False):
+    """A temporary directory for one benchmark run: removed afterwards, or kept and printed (``--keep``)."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield tmp
+        if keep:
+            print("\nkept {}".format(tmp))
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -23,13 +23,11 @@ fails. Standard library only; nothing leaves this machine.
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 
-from _common import BenchFailed, bench_env, find_fab, run
+from _common import BenchFailed, bench_env, find_fab, run, scratch
 
 GITCONFIG = """\
 [user]
@@ -317,31 +315,26 @@ def main(argv=None):
     if args.repeat < 1 or args.commits < 1 or args.files < 1:
         parser.error("--repeat, --commits and --files must be at least 1")
 
-    tmp = tempfile.mkdtemp(prefix="continuity-bench-")
     try:
-        env = bench_env(tmp)
-        fab = find_fab()
-        start = time.perf_counter()
-        paths = setup(tmp, env, args.commits, args.files)
-        print("setup: {} commits, {} files, origin with master/development/production ({:.1f}s)".format(
-            args.commits, args.files + 2, time.perf_counter() - start))
-        print("python {}  fab {}  repeat {}".format(sys.version.split()[0], fab, args.repeat))
-        results = [
-            ("A no-op run", scenario_noop(paths, env, fab, args.repeat)),
-            ("B fast-forward run", scenario_fast_forward(paths, env, fab, args.repeat)),
-        ]
-        fixed = fixed_costs(paths, env, fab, args.repeat)
-        print_scenarios(results)
-        print_fixed(fixed)
-        print_breakdown(results, fixed)
-        if args.keep:
-            print("\nkept {}".format(tmp))
+        with scratch("continuity-bench-", keep=args.keep) as tmp:
+            env = bench_env(tmp)
+            fab = find_fab()
+            start = time.perf_counter()
+            paths = setup(tmp, env, args.commits, args.files)
+            print("setup: {} commits, {} files, origin with master/development/production ({:.1f}s)".format(
+                args.commits, args.files + 2, time.perf_counter() - start))
+            print("python {}  fab {}  repeat {}".format(sys.version.split()[0], fab, args.repeat))
+            results = [
+                ("A no-op run", scenario_noop(paths, env, fab, args.repeat)),
+                ("B fast-forward run", scenario_fast_forward(paths, env, fab, args.repeat)),
+            ]
+            fixed = fixed_costs(paths, env, fab, args.repeat)
+            print_scenarios(results)
+            print_fixed(fixed)
+            print_breakdown(results, fixed)
     except BenchFailed as exc:
         print("benchmark FAILED: {}".format(exc), file=sys.stderr)
         return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -49,13 +49,11 @@ only; nothing leaves this machine.
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 
-from _common import BenchFailed, bench_env, find_fab, run
+from _common import BenchFailed, bench_env, find_fab, run, scratch
 
 GITCONFIG = """\
 [user]
@@ -392,33 +390,28 @@ def main(argv=None):
     if args.repeat < 0 or args.delay < 0:
         parser.error("--repeat and --delay must not be negative")
 
-    tmp = tempfile.mkdtemp(prefix="continuity-roundtrips-")
     try:
-        env = bench_env(tmp)
-        fab = find_fab()
-        paths = setup(tmp, env, args.delay)
-        print("python {}  fab {}  {}  delay {} s  repeat {}".format(
-            sys.version.split()[0], fab, run(["git", "--version"], tmp, env), args.delay, args.repeat))
-        plan, check_fast_forward = scenarios(paths, env)
-        results = []
-        start = time.perf_counter()
-        for scenario in plan:
-            runs = run_scenario(scenario, paths, env, fab, args.repeat)
-            if scenario.label.startswith("b "):
-                check_fast_forward(runs)
-            results.append((scenario.label, runs))
-        report(results, args.delay, args.repeat)
-        if args.verbose:
-            show_remote_commands(results)
-        print("({:.1f} s)".format(time.perf_counter() - start))
-        if args.keep:
-            print("\nkept {}".format(tmp))
+        with scratch("continuity-roundtrips-", keep=args.keep) as tmp:
+            env = bench_env(tmp)
+            fab = find_fab()
+            paths = setup(tmp, env, args.delay)
+            print("python {}  fab {}  {}  delay {} s  repeat {}".format(
+                sys.version.split()[0], fab, run(["git", "--version"], tmp, env), args.delay, args.repeat))
+            plan, check_fast_forward = scenarios(paths, env)
+            results = []
+            start = time.perf_counter()
+            for scenario in plan:
+                runs = run_scenario(scenario, paths, env, fab, args.repeat)
+                if scenario.label.startswith("b "):
+                    check_fast_forward(runs)
+                results.append((scenario.label, runs))
+            report(results, args.delay, args.repeat)
+            if args.verbose:
+                show_remote_commands(results)
+            print("({:.1f} s)".format(time.perf_counter() - start))
     except BenchFailed as exc:
         print("benchmark FAILED: {}".format(exc), file=sys.stderr)
         return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -230,8 +230,8 @@ def restored_head(ws: Workspace, say: Callable[[str], None] = print) -> Iterator
         # check's, never the user's: put the checkout back exactly, files a
         # check hid from git status included.
         hidden = sorted(flagged_paths(ws.git) - ws.flagged)
-        for flag in ("--no-skip-worktree", "--no-assume-unchanged"):  # one per call: the last one given wins
-            if hidden:
+        if hidden:
+            for flag in ("--no-skip-worktree", "--no-assume-unchanged"):  # one per call: the last one given wins
                 ws.git.call("update-index", flag, "--", *hidden)
         if hidden or ws.git.head() != (branch, sha) or ws.git.dirty_files():
             _return_to(ws.git, branch, sha, say)
