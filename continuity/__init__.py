@@ -23,6 +23,7 @@ from . import docker as _docker
 from . import hotfix as _hotfix
 from . import merge as _merge
 from . import notify as _notify  # noqa: F401  (registers the continuity.notify settings)
+from . import page as _page
 from . import release as _release
 from . import test as _test
 from .admin import init, locks, status, unlock
@@ -63,7 +64,7 @@ __all__ = [
 # those names but not bound here: ``continuity.deploy`` and the others stay the
 # modules (register_deploy, annotate, ...).
 ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock,
-                _merge.show_merge, _build.build_here, _test.check_here)
+                _merge.show_merge, _build.build_here, _test.check_here, _page.report)
 ns.add_collection(_hotfix.ns)
 ns.add_collection(_docker.ns)
 ns.configure(_collection_defaults())
