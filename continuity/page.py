@@ -29,6 +29,7 @@ from .ledger import Entry, Ledger, LedgerDamaged, State
 from .lock import assessment, list_locks
 from .page_html import TIME_FORMAT, Candidate, CheckResult, EnvironmentView, Event, LockView, Page, render
 from .remote import fetch_branches, reach
+from .report import Reporter
 
 __all__ = ["report", "gather", "write_page", "Results", "no_results"]
 
@@ -221,6 +222,7 @@ def report(c: Context, html: Optional[str] = None, line: Optional[str] = None) -
     git = reach(settings)
     page, damaged = gather(git, settings)
     write_page(html, render(page))
-    print("wrote {} ({} environment(s), {} lock(s) held)".format(html, len(page.environments), len(page.locks)))
+    Reporter().say("wrote {} ({} environment(s), {} lock(s) held)".format(html, len(page.environments),
+                                                                          len(page.locks)))
     if damaged:
         raise damaged

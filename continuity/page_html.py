@@ -225,8 +225,7 @@ th,td{padding:.25rem .35rem}}
 body{max-width:none;padding:0;font-size:10pt}nav{display:none}
 .scroll{overflow:visible}table{font-size:9pt}
 .card,tr,svg.timeline{break-inside:avoid}h2,h3{break-after:avoid}
-.badge{-webkit-print-color-adjust:exact;print-color-adjust:exact}
-a[href]::after{content:" (" attr(href) ")";font-size:8pt;overflow-wrap:anywhere}}
+.badge,svg.timeline{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 """
 
 #: Fill colours of the timeline's marks, per kind (SVG attributes: no CSS needed).
@@ -330,8 +329,8 @@ def _legend(page: Page) -> str:
     dots = " ".join(
         '<svg width="10" height="10" viewBox="0 0 10 10" aria-hidden="true"><circle cx="5" cy="5" r="5" '
         'fill="{}"/></svg> {}'.format(_COLOURS[kind], kind) for kind in _LANES)
-    return ('<p class="legend">{} &#183; the newest {} events of each environment, from the oldest of them to '
-            "when this page was written</p>".format(dots, page.events_shown))
+    return ('<p class="legend">{} &#183; up to the newest {} events of each environment, from the oldest of them '
+            "to when this page was written</p>".format(dots, page.events_shown))
 
 
 def _span(env: EnvironmentView, generated: str) -> tuple[datetime, datetime]:

@@ -426,6 +426,7 @@ def test_the_page_is_replaced_whole_and_keeps_its_mode(project, tmp_path):
     proc = project.fab(ws, "continuity.report", "--html", "../page.html")
 
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "continuity | wrote ../page.html (2 environment(s), 0 lock(s) held)\n"
     assert target.read_text().startswith("<!DOCTYPE html>") and target.read_text().endswith("</html>\n")
     assert os.stat(target).st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".page.html")) == []
