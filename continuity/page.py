@@ -31,7 +31,7 @@ from .page_html import TIME_FORMAT, Candidate, CheckResult, EnvironmentView, Eve
 from .remote import fetch_branches, reach
 from .report import Reporter
 
-__all__ = ["report", "gather", "write_page", "Results", "no_results"]
+__all__ = ["report", "gather", "check_target", "write_page", "Results", "no_results"]
 
 EVENTS = 50  # ledger entries read per environment
 CANDIDATES = 20  # master's commits listed
