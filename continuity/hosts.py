@@ -30,7 +30,7 @@ from .errors import ContinuityError, DeployError
 
 Say = Callable[[str], None]
 
-__all__ = ["deploy_hosts", "HostResult", "describe_failure", "error_line", "DEFAULT_CONNECT_TIMEOUT"]
+__all__ = ["deploy_hosts", "HostResult", "describe_failure", "error_line", "probe_host", "DEFAULT_CONNECT_TIMEOUT"]
 
 #: Seconds to wait for a host to answer when neither the environment, nor
 #: ``~/.ssh/config``, nor Fabric's ``timeouts.connect`` sets a limit: a CI
@@ -178,6 +178,35 @@ def _connect(c: Any, target: Environment, host: str) -> Any:
     # Remote commands see the revision too.
     connection.config.run.env = dict(connection.config.run.env or {}, **_continuity_env())
     return connection
+
+
+def probe_host(c: Any, target: Environment, host: str, timeout: float) -> tuple[str, Optional[str]]:
+    """Connect to ``host`` as a deploy would, log in and run ``true``; change nothing there.
+
+    Returns (``user@host:port``, None) when that worked, else (where, why
+    not, in one line). The connection is the deploy's own (`_connect`:
+    ``~/.ssh/config``, the environment's user, port and key); ``timeout``
+    bounds the connect (unless the environment sets ``connect_timeout``)
+    and the command.
+    """
+    try:
+        connection = _connect(c, target, host)
+    except ValueError as exc:
+        return host, str(exc)
+    if not target.connect_timeout:
+        connection.connect_timeout = math.ceil(min(connection.connect_timeout, timeout))
+    where = "{}@{}:{}".format(connection.user, connection.host, connection.port)
+    try:
+        connection.open()
+        try:
+            connection.run("true", hide=True, in_stream=False, timeout=math.ceil(timeout))
+        except Exception as exc:
+            return where, "logged in to {}, but `true` failed: {}".format(where, error_line(exc))
+    except Exception as exc:
+        return where, _connect_error(exc, connection)
+    finally:
+        _close(connection)
+    return where, None
 
 
 def _continuity_env() -> dict[str, str]:

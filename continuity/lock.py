@@ -49,7 +49,7 @@ from .git import Git, PendingPush
 Say = Callable[[str], None]
 Info = dict[str, str]  # what a token says about its holder
 
-__all__ = ["remote_lock", "HeldLock", "list_locks", "break_lock", "who", "describe_age", "assessment"]
+__all__ = ["remote_lock", "HeldLock", "list_locks", "break_lock", "who", "describe_age", "assessment", "stale"]
 
 #: How long an interrupted lock push may take to finish: the remote may be
 #: applying it, and only once git has finished do we know what to clean up.
@@ -522,6 +522,22 @@ def assessment(info: Info, settings: Settings) -> tuple[str, str]:
     if _age(info) > settings.lock_stale_after:
         return "it looks stale (held for {})".format(_duration(_age(info))), "if its run is dead"
     return "", "if its run is dead"
+
+
+def stale(info: Info, settings: Settings) -> bool:
+    """The lock needs a person: no run will ever take it over by itself.
+
+    That is a ref no continuity run wrote, or a lock held for longer than
+    ``lock_stale_after`` whose holder is not known to be gone (a holder that
+    still renews it, or an older continuity's token without a lease). A
+    lock whose run is gone is not stale: the next run takes it over.
+    """
+    if _FOREIGN in info:
+        return True
+    lease = _lease(info)
+    if _dead_here(info) or (lease and _age(info, "renewed" if info.get("renewed") else "started") > lease):
+        return False
+    return _age(info) > settings.lock_stale_after
 
 
 # -- the tasks -----------------------------------------------------------------------

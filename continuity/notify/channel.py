@@ -30,6 +30,7 @@ class Outlet:
     label: str  # "email via HOST:PORT", "webhook https://HOST (json)": never a secret
     deliver: Callable[[Run, float], str]  # (record, seconds left) -> what was sent, in a sentence
     secrets: tuple[str, ...] = ()  # values that must not appear in a warning about it
+    probe: Callable[[float], str] | None = None  # (seconds) -> what answered, sending nothing (`fab continuity.doctor`)
 
 
 @dataclass(frozen=True)
