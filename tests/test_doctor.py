@@ -7,8 +7,10 @@ wrong and what fixes it, with exit code 1, and the origin's refs as they
 were.
 """
 
+import os
 import subprocess
 import textwrap
+import threading
 import uuid
 
 import pytest
@@ -216,6 +218,76 @@ def test_a_remote_whose_hook_refuses_every_push_is_not_pushable_and_its_hook_saw
     assert seen.read_text().split() == ["0" * 40, project.ref("master"), "refs/heads/master/continuity-doctor"]
 
 
+
+@pytest.fixture
+def smart_http(project):
+    """The project's origin over git's smart HTTP (git http-backend); pushes need a user (``served["user"]``)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    served = {"user": "ci"}  # as a web server's authentication would set REMOTE_USER; "" for anonymous
+
+    class Backend(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self._backend()
+
+        def do_POST(self):
+            self._backend()
+
+        def _backend(self):
+            path, _, query = self.path.partition("?")
+            env = {"GIT_PROJECT_ROOT": str(project.root), "GIT_HTTP_EXPORT_ALL": "1", "REMOTE_USER": served["user"],
+                   "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+                   "CONTENT_TYPE": self.headers.get("Content-Type", ""), "PATH": os.environ["PATH"]}
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+            head, _, rest = out.partition(b"\r\n\r\n")
+            fields = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line)
+            self.send_response(int(fields.pop("Status", "200").split()[0]))
+            for key, value in fields.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(rest)))
+            self.end_headers()
+            self.wfile.write(rest)
+
+        def log_message(self, format, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Backend)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    served["url"] = "http://127.0.0.1:{}/origin.git".format(server.server_address[1])
+    yield served
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("transport", ["ssh", "http"])
+@pytest.mark.parametrize("refusing", [False, True])
+def test_pushable_is_verified_the_same_way_over_ssh_and_smart_http(project, sshd, smart_http, transport, refusing):
+    env = {}
+    if transport == "ssh":
+        url = "ssh://{}@127.0.0.1:{}{}".format(sshd.user, sshd.ports[0], project.origin)
+        env["GIT_SSH_COMMAND"] = "ssh -i {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no " \
+                                 "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR".format(sshd.key)
+    else:
+        url = smart_http["url"]
+    ws = project.workspace()
+    git(ws, "remote", "set-url", "origin", url)
+    if refusing:
+        hook = project.origin / "hooks" / "pre-receive"
+        hook.write_text("#!/bin/sh\necho 'pushes are frozen' >&2\nexit 1\n")
+        hook.chmod(0o755)
+
+    proc = doctor(project, ws, env=env)
+
+    if refusing:
+        failed_alone(proc, "remote origin pushable", "[remote rejected] (pre-receive hook declined); it said: "
+                     "pushes are frozen")
+    else:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "then refused to write it, as git must while master exists; nothing moved" in line(
+            proc, "remote origin pushable")
+
 # -- locks and the ledger -------------------------------------------------------------------------------
 
 
@@ -352,3 +424,14 @@ def test_a_webhook_with_nothing_listening_fails_its_line_without_showing_the_url
                  "check continuity.notify.webhooks")
     assert HOOK_TOKEN not in proc.stdout + proc.stderr
 
+
+
+def test_a_smart_http_remote_that_refuses_receive_pack_to_anonymous_users_is_not_pushable(project, smart_http):
+    smart_http["user"] = ""  # git http-backend then answers 403 to receive-pack, and still serves fetches
+    ws = project.workspace()
+    git(ws, "remote", "set-url", "origin", smart_http["url"])
+
+    proc = doctor(project, ws)
+
+    failed_alone(proc, "remote origin pushable", "The requested URL returned error: 403")
+    assert line(proc, "remote origin reachable").startswith("continuity | doctor: remote origin reachable: ok")
