@@ -238,11 +238,11 @@ def test_the_deploy_heartbeat_ends_with_the_task_and_gives_stdout_back():
     before = sys.stdout, threading.active_count()
     started = threading.Event()
 
-    with pytest.raises(RuntimeError):
-        with heartbeat(Heartbeat(1, "deploy to qa", lambda line: (said.append(line), started.set()))):
-            print("uploading", flush=True)
-            assert started.wait(60)
-            raise RuntimeError("the deploy broke")
+    beat = Heartbeat(1, "deploy to qa", lambda line: (said.append(line), started.set()))
+    with pytest.raises(RuntimeError), heartbeat(beat):
+        print("uploading", flush=True)
+        assert started.wait(60)
+        raise RuntimeError("the deploy broke")
 
     assert (sys.stdout, threading.active_count()) == before
     assert said[0].startswith("... deploy to qa still running after ") and said[0].endswith("; last output: uploading")
