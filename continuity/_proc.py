@@ -154,7 +154,6 @@ class Tail:
             text = "[{} bytes of output before this were not kept]\n".format(self.total - len(kept)) + text
         return text
 
-
     def last_line(self) -> str:
         """The last line with something on it ("" for none): one line, redacted, cut to a readable length.
 
@@ -241,6 +240,7 @@ class _Console:
         with self._lock:
             if self._saying:  # the heartbeat line itself, when ``say`` writes to this console
                 self.out.write(text)
+                self.out.flush()
                 return
             self.tail.feed(text if data is None else data)
             self.out.write(text)
