@@ -6,7 +6,9 @@ step that ran (``continuity.check``, ``continuity.build``), each with its
 duration. A failed one carries a ``<failure>`` with the error and the last
 lines of output (bounded: see `_proc.Tail`); a skipped stage is ``<skipped/>``. A run that failed outside
 any stage gets one more failed case, ``continuity.run``, so a red build never
-shows an all-green report.
+shows an all-green report; a task that has no stages (``deploy``,
+``promote``, ``rollback``) gets that case passed or failed, so its report is
+never empty.
 
 The file is written next to its final path and renamed into place, so
 Jenkins never reads half a report.
@@ -75,7 +77,7 @@ def build_report(record: RunRecord) -> Any:
         "failures": str(sum(1 for case in cases if case.find("failure") is not None)),
         "errors": "0",
         "skipped": str(sum(1 for case in cases if case.find("skipped") is not None)),
-        "time": _seconds(sum(stage.seconds for stage in record.stages)),
+        "time": _seconds(record.seconds or sum(stage.seconds for stage in record.stages)),
         "hostname": socket.gethostname(),
     })
     suite.append(_properties(record))
@@ -137,11 +139,15 @@ def _et() -> ModuleType:
 
 
 def _run_case(record: RunRecord) -> list[Any]:
-    """A failure no stage holds (such as 'master kept moving')."""
-    if record.ok or any(stage.status == "FAILED" for stage in record.stages):
+    """A failure no stage holds (such as 'master kept moving'); for a run without stages (a deploy,
+    a promote), its one case, passed or failed, so that no report is empty."""
+    if (record.ok and record.stages) or any(stage.status == "FAILED" for stage in record.stages):
         return []
-    case = _case("continuity.run", record.task, 0.0)
-    _fail(case, record.error or record.summary)
+    case = _case("continuity.run", record.task, record.seconds)
+    if record.ok:
+        _et().SubElement(case, "system-out").text = _clean(record.summary)
+    else:
+        _fail(case, record.error or record.summary)
     return [case]
 
 

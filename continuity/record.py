@@ -97,6 +97,7 @@ class RunRecord:
     build_url: str = ""
     remote: str = ""
     branches: dict[str, str] = field(default_factory=dict)  # role -> branch name
+    seconds: float = 0.0  # the whole run, when a task timed it (`publish.reported`); else its stages add up
 
     @property
     def base(self) -> str:

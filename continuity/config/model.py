@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "git_timeout": 300,
     "lock_stale_after": 3600,
     "lock_lease": 60,
+    "heartbeat": 30,
     "production_environment": "production",
     "hotfix": {"prefix": "hotfix/", "tag": "", "deploy": False},
     "environments": {},
@@ -67,6 +68,7 @@ class Command:
     name: str
     command: str
     timeout: float | None = None  # seconds
+    heartbeat: float = 30.0  # seconds between "still running" lines (continuity.heartbeat), 0 for none
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class BuildStep:
     command: str
     paths: tuple[str, ...]
     timeout: float | None = None
+    heartbeat: float = 30.0  # as `Command.heartbeat`
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class Settings:
     production_environment: str = "production"
     hotfix: Hotfix = Hotfix("hotfix/", "", False)
     sync_development: bool = True  # fast-forward development to master's merge commits
+    heartbeat: float = 30.0  # seconds between "still running" lines of a long check, step or deploy; 0: none
 
     @property
     def refs_prefix(self) -> str:
