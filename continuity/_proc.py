@@ -18,8 +18,9 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Optional, TextIO, Union
+
+from ._dataclass import dataclass
 
 __all__ = ["Result", "Tail", "run_shell"]
 

@@ -19,11 +19,11 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from invoke.exceptions import CommandTimedOut, Failure
 
+from ._dataclass import dataclass
 from ._text import one_line
 from .config import Environment
 from .errors import ContinuityError, DeployError

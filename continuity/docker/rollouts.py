@@ -20,10 +20,10 @@ import secrets
 import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from .. import ledger
+from .._dataclass import dataclass
 from ..errors import DeployError, UsageError
 
 __all__ = ["rollout", "Rollout", "ROLLOUT_LABEL"]
