@@ -24,9 +24,9 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, TextIO, Union
 
+from ._dataclass import dataclass
 from ._text import one_line
 
 __all__ = ["Result", "Tail", "Heartbeat", "run_shell", "heartbeat"]

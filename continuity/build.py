@@ -29,12 +29,12 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, TextIO
 
 from invoke import Context, task
 
 from . import config as _config
+from ._dataclass import dataclass
 from ._proc import Heartbeat, Result, run_shell
 from .boundary import LINE_HELP, boundary
 from .config import BuildStep

@@ -22,9 +22,9 @@ import os
 import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from ._dataclass import dataclass
 from ._proc import Heartbeat, heartbeat
 from .config import Environment, Settings
 from .errors import ContinuityError, DeployError, UsageError

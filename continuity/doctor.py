@@ -24,7 +24,6 @@ import inspect
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from functools import partial
 from typing import Any, Callable, Optional, TypeVar
@@ -33,6 +32,7 @@ from invoke import Context, task
 
 from . import config as _config
 from . import notify as _notify
+from ._dataclass import dataclass
 from ._text import one_line, redact
 from .boundary import LINE_HELP, boundary
 from .config import Environment, Settings

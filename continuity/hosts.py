@@ -18,12 +18,11 @@ import os
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from invoke.exceptions import CommandTimedOut, Failure
 
+from ._dataclass import dataclass
 from ._text import one_line
 from .config import Environment
 from .errors import ContinuityError, DeployError
@@ -90,6 +89,8 @@ class _Run:
 
 def _run_all(c: Any, task: Any, target: Environment, kwargs: dict[str, Any], workers: int,
              say: Say) -> list[HostResult]:
+    from concurrent.futures import ThreadPoolExecutor  # here: only a deploy needs its threads
+
     run = _Run(c, task, target, kwargs, say)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="continuity-deploy")
     futures = [pool.submit(_deploy_one, run, host) for host in target.hosts]

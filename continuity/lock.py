@@ -34,7 +34,6 @@ import shlex
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -260,6 +259,8 @@ class HeldLock:
 
 def _fields(name: str, lease: float) -> Info:
     """What our tokens say about us: who holds the lock, and how to tell it is gone."""
+    import uuid  # here, not at the top: it imports `platform`, ~3 ms of every `fab` start
+
     here = _here()
     return {
         "lock": name,

@@ -14,10 +14,11 @@ and serialize to JSON as those strings.
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import Enum
 from typing import Any, Optional, Protocol
 
+from ._dataclass import dataclass
 from ._text import one_line
 
 __all__ = ["RunState", "StageStatus", "StageRecord", "CheckRecord", "RunRecord", "start_record", "close_record",

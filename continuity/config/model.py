@@ -14,8 +14,9 @@ Everything else here is data: modules receive a `Settings`, never raw config.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
+
+from .._dataclass import dataclass
 
 __all__ = ["DEFAULTS", "COLLECTION_DEFAULTS", "SECTIONS", "Command", "BuildStep", "Branches", "Environment",
            "Hotfix", "Settings"]

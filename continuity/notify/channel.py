@@ -11,9 +11,9 @@ raises into a warning line, and scrubs the outlet's secrets from that line.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from .._dataclass import dataclass
 from .message import Run
 
 __all__ = ["Channel", "Outlet", "NotSent", "drop_none"]

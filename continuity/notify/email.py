@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
+from .._dataclass import dataclass
 from .._text import one_line, safe
 from ..config import fields
 from ..errors import ConfigError

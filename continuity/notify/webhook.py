@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from .._dataclass import dataclass
 from ..config.fields import env_var_name, kind, reject_unknown, words
 from ..errors import ConfigError
 from . import slack
