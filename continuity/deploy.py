@@ -22,9 +22,10 @@ import os
 import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from ._dataclass import dataclass
+from ._proc import Heartbeat, heartbeat
 from .config import Environment, Settings
 from .errors import ContinuityError, DeployError, UsageError
 from .git import Git
@@ -170,7 +171,8 @@ def deploy_revision(c: Any, task: Any, git: Git, settings: Settings, target: Env
         record = {"revision": revision, "task": policy.task, "line": settings.line, "previous": state.deployed}
         lock.check("deploying to " + environment)  # a run that lost its lock deploys nothing
         try:
-            call_deploy(c, task, target, revision, say=say, line=settings.line)
+            with heartbeat(Heartbeat(settings.heartbeat, "deploy to " + environment, say)):
+                call_deploy(c, task, target, revision, say=say, line=settings.line)
         except DeployError as exc:
             try:
                 ledger.append(environment, [dict(record, result="failed", error=str(exc), **take_annotations())],

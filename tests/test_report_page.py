@@ -21,7 +21,7 @@ from html.parser import HTMLParser
 import pytest
 
 from conftest import Project, assert_user_error, git, isolate
-from continuity.page_html import Candidate, CheckResult, EnvironmentView, Event, Page, render
+from continuity.page_html import Candidate, CheckResult, EnvironmentView, Event, Page, escape, render
 
 HOSTILE_SUBJECT = 'ship <script>alert(1)</script> & "quotes" \'too\''
 HOSTILE_BUILD = 'https://jenkins:s3cret-token@ci.example.com/job/shop/7/"><script>alert(2)</script>'
@@ -406,6 +406,11 @@ def test_a_page_the_browser_has_to_repair_fails_the_check(chromium, tmp_path):
         check_rendered(written.replace("</h2>", "", 1), written)
     target.write_text(written)
     check_rendered(written, dump_dom(chromium, tmp_path, target))
+
+
+def test_the_page_escapes_text_as_html_escape_does():
+    for text in (HOSTILE_SUBJECT, HOSTILE_BUILD, "&amp; already", "<<>>\"'\"'", "plain", "é ü \u2028"):
+        assert escape(text) == html.escape(text, quote=True)
 
 
 def test_a_missing_directory_or_a_directory_as_path_is_one_line_and_writes_nothing(project, tmp_path):
