@@ -307,12 +307,13 @@ def history(c: Context, environment: str, limit: Optional[str] = None, line: Opt
     """List the deploys of an environment from the ledger on the remote, newest first."""
     settings = _config.settings(c, line=line)
     name = _config.environment_name(environment)
-    git = reach(settings)
     try:
         count = int(limit) if limit is not None else 20
     except ValueError:
         raise UsageError("--limit takes a whole number, got {!r}".format(limit)) from None
-    state = Ledger.of(git, settings).state(name, limit=max(count, 1))
+    snapshot = reach(settings)  # one fetch: every ledger and lock of the remote
+    state = Ledger.of(snapshot.git, settings, snapshot).state(name, limit=max(count, 1))
+    deploying = bool(snapshot.sha(settings.refs_prefix + "locks/deploy-" + name))
     if not state.entries:
         print("no deploys of {} are recorded on {}".format(name, settings.remote))
         return
@@ -320,6 +321,9 @@ def history(c: Context, environment: str, limit: Optional[str] = None, line: Opt
     print("{:<20} {:<8} {:<12} {:<9} {}".format("time", "result", "revision", "task", "by"))
     for entry in state.entries:
         mark = " (marked bad)" if entry.result == "deployed" and entry.revision in bad else ""
+        if entry.unsettled:
+            newest = entry is state.entries[0] and deploying
+            mark = " (in progress)" if newest else " (no outcome recorded: the run stopped)"
         extra = "".join("  {}={}".format(k, v) for k, v in sorted(entry.extra.items()))
         # safe(): an entry written by an older continuity may hold credentials in its BUILD_URL.
         print(safe("{:<20} {:<8} {:<12} {:<9} {}{}{}".format(
