@@ -95,6 +95,7 @@ class HeldLock:
         self.lease = settings.lock_lease
         self.lost: Optional[str] = None  # why the lock is no longer ours, once we know
         self.taken = False  # we had it
+        self.waited = False  # it was held when we first tried to take it
         self.maybe_ours = False  # the remote may hold a token of ours (taken, or a push in doubt)
         self.cut_short = False  # a push that takes the lock was stopped before git could tell us
         self._fields = _fields(name, self.lease)
@@ -376,6 +377,7 @@ def _acquire(lock: "HeldLock", poll: float) -> None:
     while True:
         if _take_free(lock):
             return
+        lock.waited = True
         polled = time.monotonic()
         holder, info = _holder(lock.git, settings.remote, lock.ref)
         if not holder:
