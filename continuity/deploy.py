@@ -22,7 +22,7 @@ import os
 import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
 from .config import Environment, Settings
@@ -159,6 +159,8 @@ class Claim:
     state: State
     record: dict[str, Any]
     intent: str
+    after: list[RefUpdate] = field(default_factory=list)  # rides on the record of a successful deploy
+    after_landed: Optional[Callable[[], None]] = None
 
     def updates(self) -> list[RefUpdate]:
         """The ledger's part of the push; the lock's is ``take``."""
@@ -197,7 +199,8 @@ def deploy_revision(c: Any, task: Any, git: Git, settings: Settings, target: Env
                     say: Say = print, policy: Optional[DeployPolicy] = None, snapshot: Optional[Snapshot] = None,
                     claimed: Optional[Claim] = None, rides: Sequence[RefUpdate] = (),
                     moved: Optional[Callable[[], Exception]] = None,
-                    landed: Optional[Callable[[], None]] = None) -> str:
+                    landed: Optional[Callable[[], None]] = None, after: Sequence[RefUpdate] = (),
+                    after_landed: Optional[Callable[[], None]] = None) -> str:
     """Deploy ``revision`` to ``target`` (a `config.Environment`) and record it.
 
     Under the environment's lock, as ``policy`` (a `DeployPolicy`, default
@@ -210,7 +213,9 @@ def deploy_revision(c: Any, task: Any, git: Git, settings: Settings, target: Env
     as promote's production branch: when one of them is stale, ``moved()`` is
     raised and nothing moved; ``landed()`` is called once they are on the
     remote, before the deploy); then the outcome, ``deployed/ENV`` and the
-    lock's release. ``claimed`` is a `Claim` some other push already took
+    lock's release, with ``after`` (ref updates that go with a successful
+    deploy's record, such as hotfix.finish deleting its branch: when that
+    push landed, ``after_landed()`` is called). ``claimed`` is a `Claim` some other push already took
     (the pipeline's master push); with ``snapshot``, what the task read
     decides and the lock is taken at once when free. Without either, or when
     the lock is held, the deploy waits for the lock (`remote_lock`) and reads
@@ -232,6 +237,7 @@ def deploy_revision(c: Any, task: Any, git: Git, settings: Settings, target: Env
             elif pushed.stale & {ride.ref for ride in rides}:
                 raise moved() if moved is not None else _moved(settings, rides)
     if claimed is not None:
+        claimed.after, claimed.after_landed = list(after), after_landed
         with claimed.lock.held():
             if landed is not None:
                 landed()
@@ -242,7 +248,7 @@ def deploy_revision(c: Any, task: Any, git: Git, settings: Settings, target: Env
         landed()
     if isinstance(prepared, str):
         return prepared
-    return _deploy_waiting(c, task, git, settings, target, revision, say, policy)
+    return _deploy_waiting(c, task, git, settings, target, revision, say, policy, list(after), after_landed)
 
 
 def _moved(settings: Settings, rides: Sequence[RefUpdate]) -> ContinuityError:
@@ -251,7 +257,7 @@ def _moved(settings: Settings, rides: Sequence[RefUpdate]) -> ContinuityError:
 
 
 def _deploy_waiting(c: Any, task: Any, git: Git, settings: Settings, target: Environment, revision: str, say: Say,
-                    policy: DeployPolicy) -> str:
+                    policy: DeployPolicy, after: list[RefUpdate], after_landed: Optional[Callable[[], None]]) -> str:
     """The contention path: wait for the lock, read the ledger again under it, push the intent, deploy."""
     environment = target.name
     with remote_lock(git, settings, "deploy-" + environment, say=say) as lock:
@@ -263,7 +269,7 @@ def _deploy_waiting(c: Any, task: Any, git: Git, settings: Settings, target: Env
             return skip
         record = {"revision": revision, "task": policy.task, "line": settings.line, "previous": state.deployed}
         intent = ledger.commit_records(state.head, environment, [dict(record, result=DEPLOYING)])
-        held = Claim(lock, "", ledger, environment, state, record, intent)
+        held = Claim(lock, "", ledger, environment, state, record, intent, after, after_landed)
         lock.check("deploying to " + environment)
         try:
             written = git.transact(settings.remote, held.updates()).ok
@@ -310,7 +316,7 @@ def _deploy_claimed(c: Any, task: Any, git: Git, settings: Settings, target: Env
                         "reason": "replaced by {} {}".format(policy.task, revision[:12])})
     try:
         lock.check("recording the deploy")
-        _record(git, settings, held, records, deployed=revision)
+        _record(git, settings, held, records, deployed=revision, after=held.after)
     except ContinuityError as exc:
         raise ContinuityError(
             "{} was deployed to {}, but recording it in the ledger on {} failed: {}; `{}` "
@@ -321,7 +327,7 @@ def _deploy_claimed(c: Any, task: Any, git: Git, settings: Settings, target: Env
 
 
 def _record(git: Git, settings: Settings, held: Claim, records: list[dict[str, Any]],
-            deployed: Optional[str] = None) -> None:
+            deployed: Optional[str] = None, after: Sequence[RefUpdate] = ()) -> None:
     """The outcome on top of our intent, ``deployed/ENV`` and the lock's release: one atomic push.
 
     Refused only when the ledger or the lock changed under us (something
@@ -331,9 +337,13 @@ def _record(git: Git, settings: Settings, held: Claim, records: list[dict[str, A
     ledger, environment = held.ledger, held.environment
     head = ledger.commit_records(held.intent, environment, records)
     after_intent = State(held.state.deployed, held.intent, [])
-    if push_coordinated(git, settings, ledger.updates(environment, after_intent, head, deployed),
-                        release=[held.lock]).ok:
+    updates = ledger.updates(environment, after_intent, head, deployed)
+    if push_coordinated(git, settings, updates + list(after), release=[held.lock]).ok:
+        if after and held.after_landed is not None:
+            held.after_landed()
         return
+    if after and push_coordinated(git, settings, updates, release=[held.lock]).ok:
+        return  # one of ``after`` was stale: the record stands, without them
     Ledger.of(git, settings).append(environment, records, deployed=deployed, state=after_intent)
 
 

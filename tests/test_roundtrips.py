@@ -1,0 +1,155 @@
+"""How many connections each task makes to the remote: one read, and the pushes the invariant needs.
+
+Counted with wrapper scripts around git upload-pack / receive-pack (see
+tests/roundtrips.py), so that a task that starts talking to the remote more
+often fails here. docs/performance.rst says what each connection is for.
+"""
+
+import pytest
+
+from conftest import Project, git
+from roundtrips import Connections, git_commands, traced_env
+
+HOTFIX = """\
+hotfix:
+  deploy: true
+"""
+
+
+@pytest.fixture
+def counted(make_project, tmp_path):
+    """(project, workspace, Connections) with staging in auto_deploy and hotfixes that deploy."""
+    project = make_project(config=Project.config(extra=HOTFIX))
+    ws = project.workspace()
+    return project, ws, Connections(ws, tmp_path)
+
+
+def _run(project, ws, connections, *args, code=0, env=None):
+    connections.reset()
+    proc = project.fab(ws, *args, env=env)
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    return connections.counts(), proc
+
+
+def _fast_forward(project, ws, connections):
+    project.push_to("development", "feature", feature="x\n")
+    counts, _ = _run(project, ws, connections, "continuity.pipeline")
+    return counts
+
+
+def test_a_no_op_pipeline_makes_one_connection_and_takes_no_lock(counted):
+    project, ws, connections = counted
+
+    counts, proc = _run(project, ws, connections, "continuity.pipeline")
+
+    assert "nothing to do" in proc.stdout
+    assert counts == {"upload-pack": 1, "receive-pack": 0}
+    assert "lock" not in proc.stdout
+
+
+def test_a_fast_forward_with_a_deploy_makes_one_read_and_three_pushes(counted):
+    project, ws, connections = counted
+
+    # the read; the pipeline lock; master + deploy lock + intent + the pipeline lock's release; outcome + release
+    assert _fast_forward(project, ws, connections) == {"upload-pack": 1, "receive-pack": 3}
+    assert project.ref("refs/continuity/locks/pipeline") is None
+    assert project.ref("refs/continuity/locks/deploy-staging") is None
+    assert project.ref("refs/continuity/deployed/staging") == project.ref("master")
+
+
+def test_a_merge_commit_brings_development_along_in_the_master_push(counted):
+    project, ws, connections = counted
+    project.push_to("master", "fix on master", fix="1\n")
+    project.push_to("development", "feature", base="development", feature="x\n")
+
+    counts, proc = _run(project, ws, connections, "continuity.pipeline")
+
+    assert counts == {"upload-pack": 1, "receive-pack": 3}
+    assert project.ref("development") == project.ref("master")
+    assert "development brought to master" in proc.stdout
+
+
+def test_a_failing_check_reads_locks_and_releases(make_project, tmp_path):
+    project = make_project(config=Project.config(checks=["false"]))
+    ws = project.workspace()
+    connections = Connections(ws, tmp_path)
+    project.push_to("development", "feature", feature="x\n")
+
+    counts, _ = _run(project, ws, connections, "continuity.pipeline", code=1)
+
+    assert counts == {"upload-pack": 1, "receive-pack": 2}
+    assert project.ref("refs/continuity/locks/pipeline") is None
+
+
+def test_a_dry_run_reads_without_writing_a_ref(counted):
+    project, ws, connections = counted
+    project.push_to("development", "feature", feature="x\n")
+
+    # ls-remote (no local ref may move), then the objects it lacks
+    counts, _ = _run(project, ws, connections, "continuity.pipeline", "--dry-run")
+
+    assert counts == {"upload-pack": 2, "receive-pack": 0}
+
+
+def test_promote_deploy_and_rollback_make_one_read_and_two_pushes(counted):
+    project, ws, connections = counted
+    _fast_forward(project, ws, connections)
+    first = project.ref("master")
+    project.push_to("development", "second", second="x\n")
+    _fast_forward(project, ws, connections)
+
+    promote, _ = _run(project, ws, connections, "continuity.promote", "--yes")
+    deploy, _ = _run(project, ws, connections, "continuity.deploy", "staging", "--revision", first)
+    rollback, _ = _run(project, ws, connections, "continuity.rollback", "staging")
+
+    # the read; production moved + deploy lock + intent; outcome + deployed + release (+ the bad mark)
+    assert promote == deploy == rollback == {"upload-pack": 1, "receive-pack": 2}
+    assert project.ref("refs/continuity/deployed/staging") == project.ref("master")
+    assert project.ref("refs/continuity/deployed/production") == project.ref("production") == project.ref("master")
+
+
+def test_hotfix_finish_makes_one_read_and_two_pushes(counted):
+    project, ws, connections = counted
+    assert project.fab(ws, "continuity.hotfix.start", "quick").returncode == 0
+    project.push_to("hotfix/quick", "quick fix", quick="1\n")
+
+    # the read; production + development + deploy lock + intent; outcome + release + the branch's deletion
+    counts, _ = _run(project, ws, connections, "continuity.hotfix.finish", "quick")
+
+    assert counts == {"upload-pack": 1, "receive-pack": 2}
+    assert project.ref("hotfix/quick") is None
+    assert project.ref("refs/continuity/deployed/production") == project.ref("production")
+
+
+def test_read_only_tasks_make_one_connection(counted):
+    project, ws, connections = counted
+    _fast_forward(project, ws, connections)
+
+    for args in (["continuity.status"], ["continuity.history", "staging"], ["continuity.locks"]):
+        counts, _ = _run(project, ws, connections, *args)
+        assert counts == {"upload-pack": 1, "receive-pack": 0}, args
+
+
+def test_unlock_reads_once_and_pushes_once(counted, tmp_path):
+    project, ws, connections = counted
+    token = git(project.dev, "commit-tree", "-m", "continuity lock\n\nlock: pipeline\npid: 1\nhost: elsewhere\n",
+                git(project.dev, "hash-object", "-t", "tree", "-w", "/dev/null"))
+    git(project.dev, "push", "--quiet", "origin", token + ":refs/continuity/locks/pipeline")
+
+    counts, _ = _run(project, ws, connections, "continuity.unlock", "pipeline", "--yes")
+
+    assert counts == {"upload-pack": 1, "receive-pack": 1}
+    assert project.ref("refs/continuity/locks/pipeline") is None
+
+
+def test_pipelines_start_few_local_git_processes(counted, tmp_path):
+    project, ws, connections = counted
+    noop, ff = tmp_path / "noop.trace", tmp_path / "ff.trace"
+
+    _run(project, ws, connections, "continuity.pipeline", env=traced_env(noop))
+    project.push_to("development", "feature", feature="x\n")
+    _run(project, ws, connections, "continuity.pipeline", env=traced_env(ff))
+
+    # measured: 20 and 40 (git 2.39); the bounds leave room, a return to per-ref rev-parse does not fit
+    assert git_commands(noop) <= 24
+    assert git_commands(ff) <= 48
