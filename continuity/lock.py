@@ -60,7 +60,7 @@ from .remote import Snapshot
 Say = Callable[[str], None]
 Info = dict[str, str]  # what a token says about its holder
 
-__all__ = ["remote_lock", "HeldLock", "push_coordinated", "free_or_gone", "list_locks", "break_lock", "who", "describe_age", "assessment"]
+__all__ = ["remote_lock", "HeldLock", "push_coordinated", "free_or_gone", "holder_of", "list_locks", "break_lock", "who", "describe_age", "assessment"]
 
 #: How long an interrupted lock push may take to finish: the remote may be
 #: applying it, and only once git has finished do we know what to clean up.
@@ -339,6 +339,15 @@ def free_or_gone(snapshot: Snapshot, ref: str, say: Say = print) -> Optional[str
         return None
     say("lock {} was held by a run that is gone ({}); taking it over".format(ref, who(info)))
     return sha
+
+
+def holder_of(snapshot: Snapshot, ref: str) -> tuple[bool, bool]:
+    """(held, its holder is surely gone) for lock ``ref`` as ``snapshot`` shows it."""
+    sha = snapshot.sha(ref)
+    if not sha:
+        return False, False
+    info = _info(snapshot.kind(ref), _message(snapshot.body(sha)) if snapshot.kind(ref) == "commit" else "")
+    return True, _FOREIGN in info or _dead_here(info)
 
 
 def _message(body: str) -> str:

@@ -25,6 +25,7 @@ from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
 from .errors import ContinuityError, UsageError
 from .git import Git, RefUpdate
 from .ledger import Ledger, State
+from .lock import holder_of
 from .publish import reported
 from .record import RunState, start_record
 from .remote import HEADS, reach, read_remote
@@ -318,7 +319,7 @@ def history(c: Context, environment: str, limit: Optional[str] = None, line: Opt
         raise UsageError("--limit takes a whole number, got {!r}".format(limit)) from None
     snapshot = reach(settings)  # one fetch: every ledger and lock of the remote
     state = Ledger.of(snapshot.git, settings, snapshot).state(name, limit=max(count, 1))
-    deploying = bool(snapshot.sha(settings.refs_prefix + "locks/deploy-" + name))
+    held, gone = holder_of(snapshot, settings.refs_prefix + "locks/deploy-" + name)
     if not state.entries:
         print("no deploys of {} are recorded on {}".format(name, settings.remote))
         return
@@ -327,8 +328,8 @@ def history(c: Context, environment: str, limit: Optional[str] = None, line: Opt
     for entry in state.entries:
         mark = " (marked bad)" if entry.result == "deployed" and entry.revision in bad else ""
         if entry.unsettled:
-            newest = entry is state.entries[0] and deploying
-            mark = " (in progress)" if newest else " (no outcome recorded: the run stopped)"
+            running = entry is state.entries[0] and held and not gone  # its run still holds the lock
+            mark = " (in progress)" if running else " (no outcome recorded: the run stopped)"
         extra = "".join("  {}={}".format(k, v) for k, v in sorted(entry.extra.items()))
         # safe(): an entry written by an older continuity may hold credentials in its BUILD_URL.
         print(safe("{:<20} {:<8} {:<12} {:<9} {}{}{}".format(

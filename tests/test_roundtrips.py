@@ -6,9 +6,18 @@ often fails here. docs/performance.rst says what each connection is for.
 """
 
 import pytest
-
-from conftest import Project, git
 from roundtrips import Connections, git_commands, traced_env
+
+from conftest import Output, Project, git, wait_for
+from continuity import push
+from continuity.config import parse
+from continuity.git import Git, RefUpdate
+from continuity.lock import HeldLock, push_coordinated, remote_lock
+from continuity.record import start_record
+from continuity.remote import read_remote
+from continuity.report import Reporter
+from continuity.stage import Attempt, Candidate, perform
+from continuity.workspace import open_workspace
 
 HOTFIX = """\
 hotfix:
@@ -153,3 +162,102 @@ def test_pipelines_start_few_local_git_processes(counted, tmp_path):
     # measured: 20 and 40 (git 2.39); the bounds leave room, a return to per-ref rev-parse does not fit
     assert git_commands(noop) <= 24
     assert git_commands(ff) <= 48
+
+
+# -- what the combined pushes keep -------------------------------------------------------
+
+
+def test_a_run_killed_while_deploying_leaves_an_intent_that_history_shows_and_the_next_deploy_takes_over(
+        counted, tmp_path):
+    project, ws, connections = counted
+    gate = tmp_path / "deploy-gate"
+    dev = project.push_to("development", "feature", feature="x\n")
+    run = project.popen(project.workspace(), "continuity.pipeline", env={"DEPLOY_GATE": str(gate)})
+    wait_for(tmp_path / "deploy-gate.in")
+    run.kill()  # kill -9: no cleanup at all
+    run.communicate(timeout=60)
+
+    history = project.fab(ws, "continuity.history", "staging")
+
+    assert history.returncode == 0, history.stderr
+    assert "deploying" in history.stdout and dev[:12] in history.stdout
+    assert "(no outcome recorded: the run stopped)" in history.stdout
+    assert project.ref("refs/continuity/locks/deploy-staging") is not None  # stranded, but its holder is gone
+    counts, proc = _run(project, ws, connections, "continuity.deploy", "staging")
+    assert "was held by a run that is gone" in proc.stdout
+    assert counts == {"upload-pack": 1, "receive-pack": 2}  # taken over in the push that writes the intent
+    assert project.ref("refs/continuity/deployed/staging") == dev
+    assert project.ref("refs/continuity/locks/deploy-staging") is None
+    shown = project.fab(ws, "continuity.history", "staging").stdout.splitlines()
+    assert [line.split()[1] for line in shown[1:]] == ["deployed", "deploying"]
+
+
+def test_a_manual_deploy_holding_the_lock_lets_the_pipeline_push_master_and_deploy_after_it(counted, tmp_path):
+    project, ws, connections = counted
+    gate = tmp_path / "deploy-gate"
+    first = project.push_to("development", "first", first="1\n")
+    assert project.fab(project.workspace(), "continuity.pipeline").returncode == 0
+    manual = project.popen(project.workspace(), "continuity.deploy", "staging", "--revision",
+                           git(project.dev, "rev-parse", first + "~1"), env={"DEPLOY_GATE": str(gate)})
+    wait_for(tmp_path / "deploy-gate.in")
+    newer = project.push_to("development", "newer", newer="2\n")
+
+    pipeline = project.popen(ws, "continuity.pipeline")
+    out = Output(pipeline.stdout)
+    out.wait_for("waiting for lock refs/continuity/locks/deploy-staging")
+    assert project.ref("master") == newer  # master did not wait for the deploy lock
+    assert project.ref("refs/continuity/locks/pipeline") is None
+    gate.touch()
+
+    assert manual.wait(timeout=120) == 0, manual.stderr.read()
+    assert pipeline.wait(timeout=120) == 0, pipeline.stderr.read()
+    assert [d[1] for d in project.deploys()][-2:] == [git(project.dev, "rev-parse", first + "~1"), newer]
+    assert project.ref("refs/continuity/deployed/staging") == newer
+    assert project.ref("refs/continuity/locks/deploy-staging") is None
+
+
+def test_a_ride_lands_atomically_with_the_push_or_not_at_all(project, monkeypatch):
+    ws = project.workspace()
+    monkeypatch.chdir(ws)
+    settings = parse({})
+    repo = Git(ws)
+    master = project.ref("master")
+    lock = HeldLock(repo, settings, "deploy-staging", say=lambda text: None)
+    ride = RefUpdate("refs/continuity/results/run-1", master, "")
+    stale = RefUpdate("refs/continuity/results/run-2", master, master)  # expects a ref that is not there
+
+    refused = push_coordinated(repo, settings, [stale, ride], take=[(lock, "")])
+
+    assert not refused.ok and refused.stale == {stale.ref}
+    assert project.ref(ride.ref) is None and project.ref(lock.ref) is None and not lock.maybe_ours
+    assert push_coordinated(repo, settings, [ride], take=[(lock, "")]).ok
+    assert project.ref(ride.ref) == master and project.ref(lock.ref) == lock.token
+    lock.rides.append(RefUpdate("refs/continuity/results/run-3", master, ""))
+    lock.let_go()  # the ride goes with the release
+    assert project.ref("refs/continuity/results/run-3") == master
+    assert project.ref(lock.ref) is None
+
+
+def test_the_pipeline_master_push_carries_what_a_stage_puts_on_it(project, monkeypatch):
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+    monkeypatch.chdir(ws)
+    settings = parse({"auto_deploy": []})
+    rep = Reporter()
+    record = start_record("pipeline", settings, revisions={"base": "", "development": "", "candidate": ""})
+    workspace = open_workspace(".", settings.git_timeout)
+    snapshot = read_remote(workspace.git, settings)
+    base, development = snapshot.heads["master"], snapshot.heads["development"]
+    results = RefUpdate("refs/continuity/results/pipeline", development, "")
+    board = lambda attempt: attempt.rides.append(results)  # noqa: E731 - a stage's `board`
+    with remote_lock(workspace.git, settings, "pipeline", say=lambda text: None) as lock:
+        attempt = Attempt(None, settings, workspace, rep, record, base=base, development=development, lock=lock,
+                          snapshot=snapshot, boarding=[board],
+                          candidate=Candidate(development, base, development, fast_forward=True))
+        attempt.check_out()
+        perform(push.STAGE, attempt)
+        assert not lock.maybe_ours  # released in the same push
+
+    assert project.ref("master") == development
+    assert project.ref(results.ref) == development
+    assert project.ref(lock.ref) is None
