@@ -160,6 +160,8 @@ class Git:
         return proc.stdout.strip() if proc.returncode == 0 else None
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        if ancestor == descendant and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", ancestor):
+            return True  # a commit is its own ancestor: no process to learn it
         proc = self._spawn(("merge-base", "--is-ancestor", ancestor, descendant), None, None, None)
         if proc.returncode > 1:
             raise GitError(_describe(("merge-base", "--is-ancestor", ancestor, descendant), proc))

@@ -112,7 +112,7 @@ def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Op
 
 def _with_commits(ws: Optional[Workspace], record: RunRecord) -> RunRecord:
     """The commits the run brings in (base..development), for the notifications."""
-    if ws is not None and record.base and record.development:
+    if ws is not None and record.base and record.development and record.base != record.development:
         try:
             record.commits = ws.git.commits("{}..{}".format(record.base, record.development))
         except GitError:
