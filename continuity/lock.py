@@ -96,6 +96,7 @@ class HeldLock:
         self.lost: Optional[str] = None  # why the lock is no longer ours, once we know
         self.taken = False  # we had it
         self.waited = False  # it was held when we first tried to take it
+        self.release_in_doubt = False  # a push that releases it was interrupted: it may be gone already
         self.maybe_ours = False  # the remote may hold a token of ours (taken, or a push in doubt)
         self.cut_short = False  # a push that takes the lock was stopped before git could tell us
         self._fields = _fields(name, self.lease)
@@ -221,7 +222,7 @@ class HeldLock:
         if self.cut_short:
             self._leave("lock {} may yet appear on {}: the push that takes it was cut short and the remote may "
                         "still apply it".format(self.ref, self.settings.remote))
-        elif self.taken and problem is None and not self.lost:
+        elif self.taken and problem is None and not self.lost and not self.release_in_doubt:
             self.say("warning: lock {} was no longer ours when we released it".format(self.ref))
 
     def _verify(self, problem: Optional[ContinuityError]) -> bool:
@@ -294,6 +295,7 @@ def push_coordinated(git: Git, settings: Settings, updates: list[RefUpdate],
     """
     for lock in release:
         lock._stop_renewing()
+        lock.release_in_doubt = True
     everything = list(updates)
     for lock, holder in take:
         lock.maybe_ours = True
@@ -314,6 +316,7 @@ def push_coordinated(git: Git, settings: Settings, updates: list[RefUpdate],
         lock.taken = lock.maybe_ours = result.ok
         lock._confirmed = started
     for lock in release:
+        lock.release_in_doubt = False
         if result.ok:
             lock.maybe_ours = False
         elif not lock.lost:

@@ -5,10 +5,14 @@ tests/roundtrips.py), so that a task that starts talking to the remote more
 often fails here. docs/performance.rst says what each connection is for.
 """
 
+import os
+import signal
+import subprocess
+
 import pytest
 from roundtrips import Connections, git_commands, traced_env
 
-from conftest import Output, Project, git, wait_for
+from conftest import FAB, Output, Project, git, wait_for
 from continuity import push
 from continuity.config import parse
 from continuity.git import Git, RefUpdate
@@ -261,3 +265,41 @@ def test_the_pipeline_master_push_carries_what_a_stage_puts_on_it(project, monke
     assert project.ref("master") == development
     assert project.ref(results.ref) == development
     assert project.ref(lock.ref) is None
+
+
+_SLOW_MASTER = """\
+#!/bin/sh
+# The push that moves master waits in the remote (after the client sent it), once.
+while read old new ref; do
+  case "$ref" in
+    refs/heads/master) if [ ! -f {gate} ]; then echo $PPID > {gate}.pid && touch {gate} && sleep 2; fi;;
+  esac
+done
+exit 0
+"""
+
+
+def test_sigterm_during_the_combined_master_push_leaves_no_lock_and_an_intent_without_outcome(counted, tmp_path):
+    project, ws, connections = counted
+    dev = project.push_to("development", "feature", feature="x\n")
+    gate = tmp_path / "in-receive"
+    hook = project.origin / "hooks" / "pre-receive"
+    hook.write_text(_SLOW_MASTER.format(gate=gate))
+    hook.chmod(0o755)
+    # The remote's side in a session of its own, as on a real server: our signal must not reach it.
+    git(ws, "config", "remote.origin.receivepack", "setsid git receive-pack")
+    run = subprocess.Popen([FAB, "continuity.pipeline"], cwd=ws, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(gate)
+    os.killpg(run.pid, signal.SIGTERM)
+    out, err = run.communicate(timeout=120)
+
+    assert run.returncode == 143, (out, err)
+    assert "continuity: terminated (SIGTERM); cleaned up and stopped" in err, err
+    assert "no longer ours" not in out + err
+    assert project.ref("master") == dev  # the remote applied the push it had received
+    assert project.ref("refs/continuity/locks/pipeline") is None  # released by that push
+    assert project.ref("refs/continuity/locks/deploy-staging") is None  # taken by it, let go after it
+    assert project.deploys() == []
+    history = project.fab(ws, "continuity.history", "staging").stdout
+    assert "deploying" in history and "(no outcome recorded: the run stopped)" in history
