@@ -350,12 +350,14 @@ def run_scenario(scenario, paths, env, fab, repeat):
     floor_script = os.path.join(os.path.dirname(paths["log"]), "floor.sh")
     write(floor_script, scenario.floor)
     snapshot = origin_refs(paths, env)
-    runs = {"floor": [], "continuity": []}
+    runs = {"floor": [], "continuity": [], "startup": []}
     for rep in range(repeat + 1):  # run 0 is traced: counts, and a warm-up for the timings
         for side, command, cwd in (("floor", ["sh", floor_script], paths["floor-ws"]),
                                    ("continuity", [fab] + args, paths["continuity-ws"])):
             restore_origin(paths, env, snapshot)
             runs[side].append(measure(command, cwd, paths, env, trace=rep == 0))
+        # bare fab start-up, interleaved with the runs it is compared with: the load of a shared machine drifts
+        runs["startup"].append(measure([fab, "--version"], paths["continuity-ws"], paths, env, trace=False))
     return runs
 
 
@@ -382,44 +384,35 @@ def fastest(runs):
     return min([r.seconds for r in runs[1:]] or [runs[0].seconds])
 
 
-def fab_startup(fab, cwd, env, repeat):
-    """Fastest bare `fab --version`, in seconds: what any fab task pays before continuity does anything."""
-    times = []
-    for _ in range(max(repeat, 1) + 1):
-        start = time.perf_counter()
-        run([fab, "--version"], cwd, env)
-        times.append(time.perf_counter() - start)
-    return min(times[1:])
-
-
 def report(phases, repeat):
     """ONE table: per task, connections (continuity vs raw git) and the time ratio at each delay.
 
-    ``phases`` is [(delay, startup seconds, [(label, runs)])]. The floor of a
+    ``phases`` is [(delay, [(label, runs)])]. The floor of a
     task is bare `fab --version` start-up plus the raw git shell step doing the
     same git work; the ratio is continuity's median time over it.
     """
-    first = phases[0][2]
+    first = phases[0][1]
     head = "{:<22} {:>11} {:>11} {:>5} {:>6}" + "".join("   {:>7} {:>7} {:>6}" for _ in phases)
     print("\nconnections to origin (up: ls-remote/fetch, rp: push) and time against the floor "
           "(bare `fab --version` + the raw git step)")
     print(head.format("", "continuity", "raw git", "git", "git",
-                      *[text for delay, _, _ in phases for text in ("", "delay", "{:g} ms".format(delay * 1000))]))
+                      *[text for delay, _ in phases for text in ("", "delay", "{:g} ms".format(delay * 1000))]))
     print(head.format("task", "up rp all", "up rp all", "cmds", "procs",
                       *[text for _ in phases for text in ("contin.", "floor", "ratio")]))
     for index, (label, runs) in enumerate(first):
         ours, floor = runs["continuity"], runs["floor"]
         cells = []
-        for _, startup, results in phases:
+        for _, results in phases:
             timed = results[index][1]
-            mine, bare = fastest(timed["continuity"]), startup + fastest(timed["floor"])
+            mine, bare = fastest(timed["continuity"]), fastest(timed["startup"]) + fastest(timed["floor"])
             cells += ["{:5.0f}ms".format(mine * 1000), "{:5.0f}ms".format(bare * 1000), "{:5.2f}x".format(mine / bare)]
         print(head.format(label, counts(ours), counts(floor), ours[0].commands, ours[0].processes, *cells))
-    print("\n(floor: bare `fab --version` ({}) plus the raw git step; times: the fastest of {} run(s)\n"
-          " after an untimed traced one; git cmds: the git commands continuity started; git procs: all git\n"
-          " processes, children and upload-pack/receive-pack included (GIT_TRACE2_EVENT, delay {:g} s).\n"
-          " A '?' marks a count that differed between runs.)".format(
-              ", ".join("{:.0f} ms at delay {:g} s".format(startup * 1000, delay) for delay, startup, _ in phases),
+    print("\n(floor: bare `fab --version`, run between the others ({}), plus the raw git step; times: the\n"
+          " fastest of {} run(s) after an untimed traced one; git cmds: the git commands continuity started;\n"
+          " git procs: all git processes, children and upload-pack/receive-pack included (GIT_TRACE2_EVENT,\n"
+          " delay {:g} s). A '?' marks a count that differed between runs.)".format(
+              ", ".join("fastest {:.0f} ms at delay {:g} s".format(
+                  min(fastest(runs["startup"]) for _, runs in results) * 1000, delay) for delay, results in phases),
               repeat, phases[0][0]))
 
 
@@ -432,11 +425,10 @@ def show_remote_commands(results):
 
 
 def measure_phase(delay, fab, repeat, keep):
-    """Every scenario on a fresh origin whose connections each sleep ``delay`` s: (startup, results)."""
+    """Every scenario on a fresh origin whose connections each sleep ``delay`` s: [(label, runs)]."""
     with scratch("continuity-roundtrips-", keep=keep) as tmp:
         env = bench_env(tmp)
         paths = setup(tmp, env, delay)
-        startup = fab_startup(fab, paths["continuity-ws"], env, repeat)
         plan, check_fast_forward = scenarios(paths, env)
         results = []
         for scenario in plan:
@@ -444,7 +436,7 @@ def measure_phase(delay, fab, repeat, keep):
             if scenario.label.startswith("b "):
                 check_fast_forward(runs)
             results.append((scenario.label, runs))
-        return startup, results
+        return results
 
 
 def main(argv=None):
@@ -466,15 +458,14 @@ def main(argv=None):
         start = time.perf_counter()
         phases = []
         for delay in delays:
-            startup, results = measure_phase(delay, fab, args.repeat, args.keep)
-            phases.append((delay, startup, results))
+            phases.append((delay, measure_phase(delay, fab, args.repeat, args.keep)))
         with scratch("continuity-roundtrips-version-") as tmp:
             git_version = run(["git", "--version"], tmp, bench_env(tmp))
         print("python {}  fab {}  {}  repeat {}  ({} cpu)".format(
             sys.version.split()[0], fab, git_version, args.repeat, os.cpu_count()))
         report(phases, args.repeat)
         if args.verbose:
-            show_remote_commands(phases[0][2])
+            show_remote_commands(phases[0][1])
         print("({:.1f} s)".format(time.perf_counter() - start))
     except BenchFailed as exc:
         print("benchmark FAILED: {}".format(exc), file=sys.stderr)

@@ -94,6 +94,7 @@ class Git:
         self.timeout = timeout
         self.env = dict(os.environ, **_QUIET_ENV)
         self._identity: Optional[dict[str, str]] = None  # computed once: see identity_env
+        self._empty_tree: Optional[str] = None
 
     def run(self, *args: str, check: bool = True, input: Optional[str] = None,
             env: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None) -> str:
@@ -300,6 +301,12 @@ class Git:
         Ctrl-C sent to our process group does not cut it off mid-flight.
         """
         return PendingPush(self, remote, _push_args(remote, updates, leases), timeout or self.timeout)
+
+    def empty_tree(self) -> str:
+        """The empty tree, written once: lock tokens and ledger entries are commits of it."""
+        if self._empty_tree is None:
+            self._empty_tree = self.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
+        return self._empty_tree
 
     def identity_env(self) -> dict[str, str]:
         """Fill in a committer identity for our commits when git has none.

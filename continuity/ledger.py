@@ -326,7 +326,7 @@ class Ledger:
         title = "{} {} {}".format(environment, fields.get("result", "?"), (fields.get("revision") or "")[:12])
         # Values (an error, an annotation, BUILD_URL) stay on the remote for good: redacted, one line each.
         body = "".join("{}: {}\n".format(k, one_line(str(v))) for k, v in fields.items() if v not in (None, ""))
-        tree = self.git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
+        tree = self.git.empty_tree()
         args = ["commit-tree", tree, "-m", "continuity ledger: " + title, "-m", body]
         if parent:
             args[2:2] = ["-p", parent]

@@ -100,7 +100,7 @@ class HeldLock:
         self.maybe_ours = False  # the remote may hold a token of ours (taken, or a push in doubt)
         self.cut_short = False  # a push that takes the lock was stopped before git could tell us
         self._fields = _fields(name, self.lease)
-        self._tree = git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
+        self._tree = git.empty_tree()
         self._renewals = 0
         self.token = self._new_token()
         self.tokens = {self.token}  # every token we pushed or tried to push
