@@ -43,21 +43,36 @@ def _push(attempt: Attempt, candidate: Candidate) -> Optional[PushResult]:
     holding its lock). When something else was stale, it is dropped and the
     push tried again: development (the next run brings it along), a ride,
     or the deploy coordination as a whole (the deploy stage then waits for
-    its locks).
+    its locks). When the remote refuses the push outright (a hook, a
+    permission), it is tried again without development, then with master
+    alone: master's push is what must not fail for the rest.
     """
     settings, lock = attempt.settings, attempt.lock
     assert lock is not None
     master = RefUpdate(HEADS + settings.branches.master, candidate.sha, candidate.base)
     development = _development(settings, candidate)
+    refused: Optional[GitError] = None  # why development could not come along
     while True:
         coordination, takes = attempt.coordination, attempt.takes
         updates = [master] + ([development] if development else []) + attempt.rides + coordination
-        result = push_coordinated(attempt.git, settings, updates, take=takes, release=[lock])
+        try:
+            result = push_coordinated(attempt.git, settings, updates, take=takes, release=[lock])
+        except GitError as exc:
+            if development is not None:
+                development, refused = None, exc
+            elif coordination or takes or attempt.rides:
+                attempt.coordination, attempt.takes, attempt.claims, attempt.rides = [], [], {}, []
+            else:
+                raise
+            continue
         if result.ok:
+            if refused is not None:
+                attempt.rep.say("warning: could not bring {} to {}: {}; the next run tries again".format(
+                    settings.branches.development, candidate.sha[:12], refused))
             attempt.coordinated = bool(coordination or takes)
             for held, _ in takes:
                 held.start_renewing()
-            attempt.brought = None if _development(settings, candidate) is None else development is not None
+            attempt.brought = None if _development(settings, candidate) is None or refused else development is not None
             return result
         stale = result.stale
         if lock.ref in stale:
