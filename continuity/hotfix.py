@@ -86,7 +86,9 @@ def start(c: Context, name: str, dry_run: bool = False, line: Optional[str] = No
     rep = Reporter()
     ws, _ = preflight(settings, need_deploy=False, names=[settings.branches.production])
     branch = _branch(settings, ws.git, name)
-    heads = remote_heads(ws.git, settings.remote, [settings.branches.production, branch])
+    heads = remote_heads(ws.git, settings.remote, [settings.branches.production, branch])  # one ls-remote
+    if settings.branches.production not in heads:
+        raise missing_branches(settings, [settings.branches.production])
     if branch in heads:
         raise UsageError("{} already exists on {} (at {}); finish it or pick another name".format(
             branch, settings.remote, heads[branch][:12]))

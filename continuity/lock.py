@@ -291,7 +291,8 @@ def push_coordinated(git: Git, settings: Settings, updates: list[RefUpdate],
     session of its own and an interruption waits for it to finish, so that
     the locks it may have taken are cleaned up (`HeldLock.let_go`). A lock
     in ``release`` stops renewing for the push (its token must not change
-    under it) and starts again when the push is refused.
+    under it) and starts again when the push is refused; its ``rides`` go
+    with it.
     """
     for lock in release:
         lock._stop_renewing()
@@ -301,6 +302,7 @@ def push_coordinated(git: Git, settings: Settings, updates: list[RefUpdate],
         lock.maybe_ours = True
         everything.append(RefUpdate(lock.ref, lock.token, holder))
     everything += [RefUpdate(lock.ref, "", lock.token) for lock in release]
+    everything += [ride for lock in release for ride in lock.rides]  # what was to go with the release
     started = time.monotonic()
     pending = git.start_transaction(settings.remote, everything)
     try:
@@ -318,7 +320,7 @@ def push_coordinated(git: Git, settings: Settings, updates: list[RefUpdate],
     for lock in release:
         lock.release_in_doubt = False
         if result.ok:
-            lock.maybe_ours = False
+            lock.maybe_ours, lock.rides = False, []
         elif not lock.lost:
             lock.start_renewing()
     return result

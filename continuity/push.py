@@ -60,8 +60,9 @@ def _push(attempt: Attempt, candidate: Candidate) -> Optional[PushResult]:
         except GitError as exc:
             if development is not None:
                 development, refused = None, exc
-            elif coordination or takes or attempt.rides:
+            elif coordination or takes or attempt.rides or lock.rides:
                 attempt.coordination, attempt.takes, attempt.claims, attempt.rides = [], [], {}, []
+                lock.rides = []
             else:
                 raise
             continue
@@ -82,8 +83,9 @@ def _push(attempt: Attempt, candidate: Candidate) -> Optional[PushResult]:
         if development is not None and development.ref in stale:
             dropped.add(development.ref)
             development = None
-        dropped |= {ride.ref for ride in attempt.rides if ride.ref in stale}
+        dropped |= {ride.ref for ride in attempt.rides + lock.rides if ride.ref in stale}
         attempt.rides = [ride for ride in attempt.rides if ride.ref not in stale]
+        lock.rides = [ride for ride in lock.rides if ride.ref not in stale]
         if stale & ({u.ref for u in coordination} | {held.ref for held, _ in takes}):
             attempt.coordination, attempt.takes, attempt.claims = [], [], {}
             dropped.add("coordination")

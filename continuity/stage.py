@@ -52,9 +52,11 @@ class Attempt:
     the push stage calls first. ``coordination`` (+ ``takes``, the locks it
     takes: [(`HeldLock`, expected token)]) is the deploy stage's: locks and
     ledger intents, all dropped together when any of it is stale
-    (``coordinated`` says whether they landed). When the run stops before it
-    pushes master (a failing check), ``lock.rides`` go with the pipeline
-    lock's release instead.
+    (``coordinated`` says whether they landed). ``lock.rides`` (the pipeline
+    lock's, `HeldLock.rides`) go with whichever push releases that lock: the
+    master push, or the lock's own release when the run stops before it (a
+    failing check). So a stage that records something whatever happens puts
+    it on ``lock.rides``; one that records it only with master, on ``rides``.
     """
 
     c: Any  # the task's Context, for the user's deploy task

@@ -253,7 +253,12 @@ def test_the_pipeline_master_push_carries_what_a_stage_puts_on_it(project, monke
     snapshot = read_remote(workspace.git, settings)
     base, development = snapshot.heads["master"], snapshot.heads["development"]
     results = RefUpdate("refs/continuity/results/pipeline", development, "")
-    board = lambda attempt: attempt.rides.append(results)  # noqa: E731 - a stage's `board`
+    report = RefUpdate("refs/continuity/results/pipeline-report", development, "")
+
+    def board(attempt):  # a stage's `board`: one ride with master, one with the lock's release
+        attempt.rides.append(results)
+        attempt.lock.rides.append(report)
+
     with remote_lock(workspace.git, settings, "pipeline", say=lambda text: None) as lock:
         attempt = Attempt(None, settings, workspace, rep, record, base=base, development=development, lock=lock,
                           snapshot=snapshot, boarding=[board],
@@ -263,7 +268,7 @@ def test_the_pipeline_master_push_carries_what_a_stage_puts_on_it(project, monke
         assert not lock.maybe_ours  # released in the same push
 
     assert project.ref("master") == development
-    assert project.ref(results.ref) == development
+    assert project.ref(results.ref) == project.ref(report.ref) == development
     assert project.ref(lock.ref) is None
 
 
@@ -303,3 +308,22 @@ def test_sigterm_during_the_combined_master_push_leaves_no_lock_and_an_intent_wi
     assert project.deploys() == []
     history = project.fab(ws, "continuity.history", "staging").stdout
     assert "deploying" in history and "(no outcome recorded: the run stopped)" in history
+
+
+@pytest.mark.parametrize("args", [
+    ["continuity.hotfix.start", "quick"],
+    ["continuity.hotfix.finish", "quick"],
+    ["continuity.promote", "--yes"],
+    ["continuity.rollback", "staging"],
+    ["continuity.pipeline", "--dry-run"],
+])
+def test_a_missing_branch_found_by_the_one_read_is_one_line_for_every_task(make_project, args):
+    project = make_project(branches=("master", "development"))
+    before = project.refs()
+
+    proc = project.fab(project.workspace(), *args)
+
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert "remote 'origin' has no branch 'production'; create it with `fab continuity.init`" in proc.stderr
+    assert project.refs() == before
