@@ -29,6 +29,7 @@ from .admin import init, locks, status, unlock
 from .config import Settings, _collection_defaults, settings
 from .deploy import annotate, register_deploy
 from .docker import Rollout, rollout, tested_image
+from .doctor import doctor
 from .errors import ContinuityError
 from .pipeline import pipeline, run_pipeline
 from .record import RunRecord, RunState
@@ -47,6 +48,7 @@ __all__ = [
     "history",
     "locks",
     "unlock",
+    "doctor",
     "register_deploy",
     "annotate",
     "settings",
@@ -64,6 +66,7 @@ __all__ = [
 # modules (register_deploy, annotate, ...).
 ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock,
                 _merge.show_merge, _build.build_here, _test.check_here)
+ns.add_task(doctor)
 ns.add_collection(_hotfix.ns)
 ns.add_collection(_docker.ns)
 ns.configure(_collection_defaults())

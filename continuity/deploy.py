@@ -22,9 +22,11 @@ import os
 import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Optional, Union
 
+from ._dataclass import dataclass
+from ._proc import Heartbeat, heartbeat
 from .config import Environment, Settings
 from .errors import ContinuityError, DeployError, GitError, UsageError
 from .git import Git, PushResult, RefUpdate
@@ -303,7 +305,8 @@ def _deploy_claimed(c: Any, task: Any, git: Git, settings: Settings, target: Env
     take_annotations(clear=True)
     lock.check("deploying to " + environment)  # a run that lost its lock deploys nothing
     try:
-        call_deploy(c, task, target, revision, say=say, line=settings.line)
+        with heartbeat(Heartbeat(settings.heartbeat, "deploy to " + environment, say)):
+            call_deploy(c, task, target, revision, say=say, line=settings.line)
     except DeployError as exc:
         try:
             _record(git, settings, held, [dict(held.record, result="failed", error=str(exc), **take_annotations())])

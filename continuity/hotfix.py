@@ -27,7 +27,7 @@ from . import build as _build
 from . import config as _config
 from . import merge as _merge
 from . import test as _test
-from .boundary import LINE_HELP, boundary
+from .boundary import JUNIT_HELP, LINE_HELP, boundary
 from .build import Decision
 from .config import Settings
 from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
@@ -111,12 +111,15 @@ def start(c: Context, name: str, dry_run: bool = False, line: Optional[str] = No
         "tag": "Tag production's new revision with this name (default: continuity.hotfix.tag, if set).",
         "dry_run": "Print the plan; merge, check, push, deploy and delete nothing.",
         "line": LINE_HELP,
+        "junit": JUNIT_HELP,
     }
 )
 @boundary
-def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = False, line: Optional[str] = None) -> None:
+def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = False, line: Optional[str] = None,
+           junit: Optional[str] = None) -> None:
     """Check hotfix/NAME, merge it into production and development, push, tag, deploy, delete it."""
     settings = _config.settings(c, line=line)
+    junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
     b = settings.branches
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=settings.hotfix.deploy, names=[b.production, b.development])
@@ -149,7 +152,7 @@ def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = Fal
             return
         record = start_record("hotfix", settings, revisions={"base": heads[b.production], "candidate": heads[branch]},
                               commits=git.commits("{}..{}".format(heads[b.production], heads[branch])))
-        with reported(settings, rep, record):
+        with reported(settings, rep, record, junit):
             if plan["production"] is not None:
                 _check(rep, ws, settings, plan["production"], decisions)
             again = _finish_command(settings, name)

@@ -31,10 +31,11 @@ import re
 import shlex
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from ._dataclass import dataclass
 from ._text import one_line
 from .config import Settings
 from .errors import ContinuityError, UsageError

@@ -44,7 +44,6 @@ import shlex
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -60,7 +59,8 @@ from .remote import Snapshot
 Say = Callable[[str], None]
 Info = dict[str, str]  # what a token says about its holder
 
-__all__ = ["remote_lock", "HeldLock", "push_coordinated", "free_or_gone", "holder_of", "list_locks", "break_lock", "who", "describe_age", "assessment"]
+__all__ = ["remote_lock", "HeldLock", "push_coordinated", "free_or_gone", "holder_of", "list_locks", "break_lock",
+           "who", "describe_age", "assessment", "stale"]
 
 #: How long an interrupted lock push may take to finish: the remote may be
 #: applying it, and only once git has finished do we know what to clean up.
@@ -362,6 +362,8 @@ def _message(body: str) -> str:
 
 def _fields(name: str, lease: float) -> Info:
     """What our tokens say about us: who holds the lock, and how to tell it is gone."""
+    import uuid  # here, not at the top: it imports `platform`, ~3 ms of every `fab` start
+
     here = _here()
     return {
         "lock": name,
@@ -628,6 +630,22 @@ def assessment(info: Info, settings: Settings) -> tuple[str, str]:
     if _age(info) > settings.lock_stale_after:
         return "it looks stale (held for {})".format(_duration(_age(info))), "if its run is dead"
     return "", "if its run is dead"
+
+
+def stale(info: Info, settings: Settings) -> bool:
+    """The lock needs a person: no run will ever take it over by itself.
+
+    That is a ref no continuity run wrote, or a lock held for longer than
+    ``lock_stale_after`` whose holder is not known to be gone (a holder that
+    still renews it, or an older continuity's token without a lease). A
+    lock whose run is gone is not stale: the next run takes it over.
+    """
+    if _FOREIGN in info:
+        return True
+    lease = _lease(info)
+    if _dead_here(info) or (lease and _age(info, "renewed" if info.get("renewed") else "started") > lease):
+        return False
+    return _age(info) > settings.lock_stale_after
 
 
 # -- the tasks -----------------------------------------------------------------------

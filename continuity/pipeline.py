@@ -35,7 +35,7 @@ from . import merge as _merge
 from . import push as _push
 from . import test as _test
 from ._text import redact
-from .boundary import LINE_HELP, boundary
+from .boundary import JUNIT_HELP, LINE_HELP, boundary
 from .config import Settings
 from .errors import ContinuityError, GitError
 from .ledger import Ledger
@@ -64,7 +64,7 @@ def stages(settings: Settings) -> list[Stage]:
 @task(
     help={
         "dry_run": "Fetch, merge in memory and print the plan; build, check, push and deploy nothing.",
-        "junit": "Write a JUnit XML report (a test case per stage and per check) to this path.",
+        "junit": JUNIT_HELP,
         "line": LINE_HELP,
     }
 )

@@ -19,7 +19,7 @@ from invoke import Context, task
 from . import config as _config
 from . import docker as _docker
 from ._text import safe
-from .boundary import LINE_HELP, boundary, confirm
+from .boundary import JUNIT_HELP, LINE_HELP, boundary, confirm
 from .config import Environment, Settings
 from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
 from .errors import ContinuityError, UsageError
@@ -82,13 +82,15 @@ def _environment(settings: Settings, name: str) -> Environment:
         "force": "Deploy even a revision marked bad by a rollback.",
         "dry_run": "Say what would be deployed; deploy and record nothing.",
         "line": LINE_HELP,
+        "junit": JUNIT_HELP,
     },
 )
 @boundary
 def deploy(c: Context, environment: str, revision: Optional[str] = None, force: bool = False, dry_run: bool = False,
-           line: Optional[str] = None) -> None:
+           line: Optional[str] = None, junit: Optional[str] = None) -> None:
     """Deploy master (or a revision on it) to an environment, through your deploy task."""
     settings = _config.settings(c, line=line)
+    junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
     target = _environment(settings, environment)
     if target.name == settings.production_environment:
         raise UsageError("production moves with the production branch: use `fab continuity.promote{}` (or a "
@@ -106,7 +108,7 @@ def deploy(c: Context, environment: str, revision: Optional[str] = None, force: 
             rep.say("dry run: nothing was deployed or recorded")
             return
         record = start_record("deploy", settings, revisions={"candidate": sha, "base": current})
-        with reported(settings, rep, record):
+        with reported(settings, rep, record, junit):
             result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say,
                                      policy=DeployPolicy.manual(revision, force), snapshot=snapshot)
             record.deployed, record.state = {target.name: result}, RunState.DEPLOYED
@@ -131,13 +133,15 @@ def _dry_run_decision(rep: Reporter, git: Git, settings: Settings, state: State,
         "yes": "Do not ask for confirmation (for CI, which has no terminal).",
         "dry_run": "Print the plan; move, push and deploy nothing.",
         "line": LINE_HELP,
+        "junit": JUNIT_HELP,
     }
 )
 @boundary
 def promote(c: Context, revision: Optional[str] = None, yes: bool = False, dry_run: bool = False,
-            line: Optional[str] = None) -> None:
+            line: Optional[str] = None, junit: Optional[str] = None) -> None:
     """Move production to master's revision (fast-forward only), push, deploy production."""
     settings = _config.settings(c, line=line)
+    junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
     b = settings.branches
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=True, names=[b.master, b.production, b.development])
@@ -166,7 +170,7 @@ def promote(c: Context, revision: Optional[str] = None, yes: bool = False, dry_r
         confirm("Promote {} to {}?".format(target[:12], environment.name), yes)
         record = start_record("promote", settings, revisions={"base": production, "candidate": target},
                               commits=git.commits("{}..{}".format(production, target)) if production != target else [])
-        with reported(settings, rep, record):
+        with reported(settings, rep, record, junit):
             _docker.before_promote(settings, target)  # the tested image exists, before anything moves
             # production moves in the push that takes the deploy lock (and writes the ledger intent)
             result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say,
@@ -241,13 +245,15 @@ def _production_moved(settings: Settings) -> ContinuityError:
         "revision": "The revision to go back to (default: the previous good deploy in the ledger).",
         "dry_run": "Say what would be redeployed and marked bad; change nothing.",
         "line": LINE_HELP,
+        "junit": JUNIT_HELP,
     }
 )
 @boundary
 def rollback(c: Context, environment: str, revision: Optional[str] = None, dry_run: bool = False,
-             line: Optional[str] = None) -> None:
+             line: Optional[str] = None, junit: Optional[str] = None) -> None:
     """Redeploy the previous good revision of an environment and mark the replaced one bad."""
     settings = _config.settings(c, line=line)
+    junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
     target = _environment(settings, environment)
     b = settings.branches
     rep = Reporter()
@@ -270,7 +276,7 @@ def rollback(c: Context, environment: str, revision: Optional[str] = None, dry_r
             rep.say("dry run: nothing was deployed or recorded")
             return
         record = start_record("rollback", settings, revisions={"base": state.deployed, "candidate": back})
-        with reported(settings, rep, record):
+        with reported(settings, rep, record, junit):
             result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say,
                                      policy=DeployPolicy.rollback(state.deployed), snapshot=snapshot)
             record.deployed, record.state = {target.name: result}, RunState.DEPLOYED

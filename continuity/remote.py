@@ -32,8 +32,9 @@ from .errors import ContinuityError, GitError, UsageError
 from .git import Git, PushResult, RefUpdate
 from .workspace import Workspace, open_workspace
 
-__all__ = ["HEADS", "CONTINUITY", "MIRROR", "Snapshot", "read_remote", "RefUpdate", "reach", "check_remote", "check_branch_names", "check_ground", "remote_heads",
-           "require_branches", "missing_branches", "push_master_command", "fetch_branches", "swap"]
+__all__ = ["HEADS", "CONTINUITY", "MIRROR", "Snapshot", "read_remote", "RefUpdate", "reach", "check_remote",
+           "check_branch_names", "check_ground", "remote_heads", "require_branches", "missing_branches",
+           "push_master_command", "fetch_branches", "swap", "probe_push", "PROBE_SUFFIX"]
 
 HEADS = "refs/heads/"
 CONTINUITY = "refs/continuity/"
@@ -283,3 +284,58 @@ def swap(git: Git, remote: str, branch: str, new: str, old: str) -> Optional[Pus
     ref = HEADS + branch
     result = git.push(remote, [(new, ref)], leases=[(ref, old)])
     return result if result.ok else None
+
+
+#: The ref `probe_push` asks the remote to create, under an existing branch: ``refs/heads/BRANCH/continuity-doctor``.
+PROBE_SUFFIX = "/continuity-doctor"
+
+#: How git sums up a remote that accepted the push and could not write the ref (the refusal `probe_push` expects).
+_UNWRITABLE = ("[remote rejected] (failed to update ref)", "[remote rejected] (failed to lock)")
+
+
+def probe_push(git: Git, remote: str, branch: str, sha: str) -> Optional[str]:
+    """Whether ``remote`` takes our pushes, tried without moving anything; None when it does, else what it said.
+
+    The push asks to create ``refs/heads/BRANCH/continuity-doctor`` at
+    ``sha``, the commit ``BRANCH`` has there (so no object is sent). git
+    cannot create it while ``BRANCH`` exists: a ref cannot also be a
+    directory of refs. So the remote authenticates us, opens receive-pack
+    (where hosting services check write access), runs its pre-receive and
+    update hooks on the command, and only then fails to write the ref: the
+    refusal we expect. Any other refusal is the answer. The lease (the ref
+    must not exist) keeps git from sending anything should it exist.
+    """
+    ref = HEADS + branch + PROBE_SUFFIX
+    if not git.commit(sha):
+        git.fetch_objects(remote, HEADS + branch)
+    proc = git.call("push", "--porcelain", "--no-verify", "--force-with-lease={}:".format(ref), remote,
+                    "{}:{}".format(sha, ref))
+    output = (proc.stdout + proc.stderr).strip()
+    ours = [line for line in output.splitlines() if ":{}\t".format(ref) in line]  # "FLAG\tSRC:DST\tSUMMARY"
+    if proc.returncode == 0 and any(line[:1] in "*+ " for line in ours):  # written after all: BRANCH vanished
+        git.push(remote, [("", ref)], leases=[(ref, sha)])
+        return "the remote created {} (it should not have: did {} vanish?); it was deleted again".format(ref, branch)
+    said = [line[len("remote:"):].strip() for line in output.splitlines() if line.startswith("remote:")]
+    said = [line for line in said if line]
+    reason = _refusal(output)
+    if proc.returncode and _expected(said, reason):
+        return None
+    text = reason or "git push exited with {}".format(proc.returncode)
+    if said:
+        text += "; it said: " + " / ".join(said[-2:])
+    return redact(text)
+
+
+def _refusal(output: str) -> Optional[str]:
+    """What git said about the probe ref (``[remote rejected] (REASON)``), or its fatal error."""
+    lines = [line for line in output.splitlines() if line.strip() and not line.startswith(("remote:", "To "))]
+    reason = next((line.split("\t")[-1].strip() for line in lines if line.startswith("!")), None)
+    return reason or next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
+
+
+def _expected(said: Sequence[str], reason: Optional[str]) -> bool:
+    """The remote accepted the push and only failed to write the ref because the branch is in its way."""
+    if any("exists; cannot create" in line for line in said):
+        return True
+    # A server that hides its errors: the summary alone, when it said no error of its own.
+    return not any(line.startswith("error:") for line in said) and reason in _UNWRITABLE

@@ -14,9 +14,10 @@ deploy in `continuity.deploy`; Docker adds its own through a `Plugin`
 
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Optional, Union
 
+from ._dataclass import dataclass
 from .config import Settings
 from .errors import ContinuityError
 from .git import RefUpdate

@@ -16,7 +16,7 @@ from typing import Callable, Optional, TextIO
 from invoke import Context, task
 
 from . import config as _config
-from ._proc import Result, run_shell
+from ._proc import Heartbeat, Result, run_shell
 from .boundary import LINE_HELP, boundary
 from .config import Command
 from .errors import CommandFailed, ContinuityError
@@ -41,7 +41,8 @@ def run_checks(checks: Sequence[Command], cwd: str, env: Optional[Mapping[str, s
     results = []
     for check in checks:
         say("check: $ " + check.command)
-        result = run_shell(check.command, cwd, timeout=check.timeout, env=env, out=out)
+        beat = Heartbeat(check.heartbeat, "check '{}'".format(check.name), say)
+        result = run_shell(check.command, cwd, timeout=check.timeout, env=env, out=out, beat=beat)
         results.append(result)
         if record is not None:
             record(check.name, check.command, result)

@@ -14,8 +14,9 @@ Everything else here is data: modules receive a `Settings`, never raw config.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
+
+from .._dataclass import dataclass
 
 __all__ = ["DEFAULTS", "COLLECTION_DEFAULTS", "SECTIONS", "Command", "BuildStep", "Branches", "Environment",
            "Hotfix", "Settings"]
@@ -38,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "git_timeout": 300,
     "lock_stale_after": 3600,
     "lock_lease": 60,
+    "heartbeat": 30,
     "production_environment": "production",
     "hotfix": {"prefix": "hotfix/", "tag": "", "deploy": False},
     "environments": {},
@@ -67,6 +69,7 @@ class Command:
     name: str
     command: str
     timeout: float | None = None  # seconds
+    heartbeat: float = 30.0  # seconds between "still running" lines (continuity.heartbeat), 0 for none
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class BuildStep:
     command: str
     paths: tuple[str, ...]
     timeout: float | None = None
+    heartbeat: float = 30.0  # as `Command.heartbeat`
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class Settings:
     production_environment: str = "production"
     hotfix: Hotfix = Hotfix("hotfix/", "", False)
     sync_development: bool = True  # fast-forward development to master's merge commits
+    heartbeat: float = 30.0  # seconds between "still running" lines of a long check, step or deploy; 0: none
 
     @property
     def refs_prefix(self) -> str:
