@@ -45,7 +45,15 @@ from .git import Git
 from .hosts import probe_host
 from .ledger import Ledger
 from .lock import assessment, describe_age, list_locks, stale, who
-from .remote import PROBE_SUFFIX, check_branch_names, check_remote, missing_branches, probe_push, remote_heads
+from .remote import (
+    PROBE_SUFFIX,
+    check_branch_names,
+    check_remote,
+    missing_branches,
+    probe_push,
+    read_remote,
+    remote_heads,
+)
 from .report import Reporter
 from .workspace import Workspace, checkout_state, open_workspace
 
@@ -343,7 +351,7 @@ def _locks(d: _Doctor) -> Iterator[Finding]:
         return
     s = d.settings
     try:
-        held = list_locks(d.ws.git, s)
+        held = list_locks(read_remote(d.ws.git, s, [], dry_run=True), s)  # a read that writes no local ref
     except ContinuityError as exc:
         yield _failed(name, exc.message)
         return

@@ -13,12 +13,14 @@ deploy in `continuity.deploy`; Docker adds its own through a `Plugin`
 """
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import field
 from typing import Any, Callable, Optional, Union
 
 from ._dataclass import dataclass
 from .config import Settings
 from .errors import ContinuityError
+from .git import RefUpdate
 from .lock import HeldLock
 from .record import RunRecord, StageStatus
 from .report import Reporter
@@ -39,7 +41,24 @@ class Candidate:
 
 @dataclass
 class Attempt:
-    """What the stages of one pipeline run share; the candidate is new on each attempt."""
+    """What the stages of one pipeline run share; the candidate is new on each attempt.
+
+    What rides on the master push: the push stage moves master in ONE atomic
+    push that also carries ``rides`` and ``coordination``, and releases the
+    pipeline lock. A stage adds to them before the push: ``rides`` is
+    [`RefUpdate`] (ref, new, expected old) that must land atomically with
+    master, e.g. a record of the run's results; a stale one is dropped and
+    the push tried again without it. A stage that needs to do it right before
+    the push (after the checks) gives its `Stage` a ``board`` function, which
+    the push stage calls first. ``coordination`` (+ ``takes``, the locks it
+    takes: [(`HeldLock`, expected token)]) is the deploy stage's: locks and
+    ledger intents, all dropped together when any of it is stale
+    (``coordinated`` says whether they landed). ``lock.rides`` (the pipeline
+    lock's, `HeldLock.rides`) go with whichever push releases that lock: the
+    master push, or the lock's own release when the run stops before it (a
+    failing check). So a stage that records something whatever happens puts
+    it on ``lock.rides``; one that records it only with master, on ``rides``.
+    """
 
     c: Any  # the task's Context, for the user's deploy task
     settings: Settings
@@ -54,6 +73,15 @@ class Attempt:
     decisions: Optional[list[Any]] = None  # the build steps' `build.Decision`, once planned
     env: dict[str, str] = field(default_factory=dict)  # what build steps and checks see, once checked out
     pushed: bool = False  # master advanced to the candidate
+    snapshot: Any = None  # the `remote.Snapshot` the attempt started from
+    held: Optional[ExitStack] = None  # the run's locks, let go when it ends
+    rides: list[RefUpdate] = field(default_factory=list)  # ref updates for the master push (see above)
+    coordination: list[RefUpdate] = field(default_factory=list)  # the deploy stage's part of the master push
+    takes: list[tuple[HeldLock, str]] = field(default_factory=list)  # locks the master push takes
+    claims: dict[str, Any] = field(default_factory=dict)  # environment -> `deploy.Claim` or why it skips
+    coordinated: bool = False  # the master push carried ``coordination`` and ``takes``
+    brought: Optional[bool] = None  # development brought along in the master push (None: not needed)
+    boarding: list[Callable[["Attempt"], None]] = field(default_factory=list)  # the stages' ``board`` functions
     refusal: Optional[ContinuityError] = None  # what a dry run refuses, raised after the plan
 
     @property
@@ -110,7 +138,8 @@ class Stage:
     runs after the stage's line is printed: what follows from it without
     being part of it. A ``dry`` stage changes nothing and runs in dry runs
     too (the merge, which the plan is about). An ``after_push`` stage runs
-    once master advanced, not on every attempt.
+    once master advanced, not on every attempt. ``board(attempt)`` runs right
+    before the master push, to add ref updates to it (see `Attempt`).
     """
 
     name: str
@@ -121,6 +150,7 @@ class Stage:
     dry: bool = False
     after_push: bool = False
     after: str = ""  # for a plugin's stage: the stage it comes right after
+    board: Optional[Callable[[Attempt], None]] = None  # adds to the master push (Attempt.rides) right before it
 
 
 @dataclass(frozen=True)
