@@ -2,8 +2,9 @@
 
 It reads the remote (the ledger of each environment, the locks, master's
 newest commits) into a `page_html.Page` and writes it as one self-contained
-HTML file. It changes nothing on the remote and no local ref: the only file
-it writes is PATH, replaced atomically (written next to it, then renamed),
+HTML file. It reads the remote in one fetch, as ``status`` does (which
+updates the remote-tracking refs and continuity's mirror of the remote's
+``refs/continuity/``), and changes nothing there: the only file it writes is PATH, replaced atomically (written next to it, then renamed),
 so a web server or Jenkins never serves half a page.
 
 Check results are not recorded on the remote yet: a `Results` function
@@ -28,7 +29,7 @@ from .git import Git
 from .ledger import Entry, Ledger, LedgerDamaged, State
 from .lock import assessment, list_locks
 from .page_html import TIME_FORMAT, Candidate, CheckResult, EnvironmentView, Event, LockView, Page, render
-from .remote import fetch_branches, reach
+from .remote import Snapshot, missing_branches, reach
 from .report import Reporter
 
 __all__ = ["report", "gather", "check_target", "write_page", "Results", "no_results"]
@@ -47,19 +48,23 @@ def no_results(git: Git, settings: Settings, shas: Sequence[str]) -> Mapping[str
     return {}
 
 
-def gather(git: Git, settings: Settings, results: Results = no_results) -> tuple[Page, Optional[LedgerDamaged]]:
-    """Read the remote into a `Page`; also the first `LedgerDamaged` met (that environment shows it)."""
-    master = settings.branches.master
-    master_sha = fetch_branches(git, settings, [master], dry_run=True)[master]  # objects only: no local ref moves
+def gather(snapshot: Snapshot, settings: Settings,
+           results: Results = no_results) -> tuple[Page, Optional[LedgerDamaged]]:
+    """Read ``snapshot`` (the remote, read once) into a `Page`; also the first `LedgerDamaged` met."""
+    git, master = snapshot.git, settings.branches.master
+    if master not in snapshot.heads:
+        raise missing_branches(settings, [master])
+    master_sha = snapshot.heads[master]
     page = Page(line=settings.line, remote=_remote(git, settings), master=master, master_sha=master_sha,
                 generated=datetime.now(timezone.utc).strftime(TIME_FORMAT), events_shown=EVENTS)
     page.candidates = _candidates(git, master_sha)
     damaged = None
-    for environment in _environment_names(git, settings):
-        view, error = _environment(git, settings, environment, master_sha)
+    ledger = Ledger.of(git, settings, snapshot)
+    for environment in _environment_names(ledger, settings):
+        view, error = _environment(git, ledger, settings, environment, master_sha)
         page.environments.append(view)
         damaged = damaged or error
-    page.locks = _locks(git, settings)
+    page.locks = _locks(snapshot, settings)
     _add_results(page, results(git, settings, _revisions(page)))
     return page, damaged
 
@@ -69,16 +74,16 @@ def _remote(git: Git, settings: Settings) -> str:
     return "{} ({})".format(settings.remote, url) if url else settings.remote
 
 
-def _environment_names(git: Git, settings: Settings) -> list[str]:
+def _environment_names(ledger: Ledger, settings: Settings) -> list[str]:
     """The configured environments, then any other with records on the remote."""
-    return list(dict.fromkeys(list(settings.known_environments()) + Ledger.of(git, settings).environments()))
+    return list(dict.fromkeys(list(settings.known_environments()) + ledger.environments()))
 
 
-def _environment(git: Git, settings: Settings, name: str,
+def _environment(git: Git, ledger: Ledger, settings: Settings, name: str,
                  master_sha: str) -> tuple[EnvironmentView, Optional[LedgerDamaged]]:
     view = EnvironmentView(name, configured=name in settings.known_environments())
     try:
-        state = Ledger.of(git, settings).state(name, limit=EVENTS)
+        state = ledger.state(name, limit=EVENTS)
     except LedgerDamaged as exc:
         view.damaged = exc.message
         return view, exc
@@ -119,9 +124,9 @@ def _candidates(git: Git, master_sha: str) -> list[Candidate]:
     return found
 
 
-def _locks(git: Git, settings: Settings) -> list[LockView]:
+def _locks(snapshot: Snapshot, settings: Settings) -> list[LockView]:
     views = []
-    for name, _, info in list_locks(git, settings):
+    for name, _, info in list_locks(snapshot, settings):
         state, _ = assessment(info, settings)
         holder = "pid {} on {}".format(info.get("pid", "?"), info.get("host", "?")) if "pid" in info else "unknown"
         views.append(LockView(name=name, holder=holder, since=info.get("started", ""), build=info.get("build", ""),
@@ -219,8 +224,8 @@ def report(c: Context, html: Optional[str] = None, line: Optional[str] = None) -
         raise UsageError("continuity.report writes a page: give its file with --html PATH")
     settings = _config.settings(c, line=line)
     check_target(html)  # before reading the remote: a wrong path is found at once
-    git = reach(settings)
-    page, damaged = gather(git, settings)
+    snapshot = reach(settings, [settings.branches.master])  # one fetch, as `status` reads
+    page, damaged = gather(snapshot, settings)
     write_page(html, render(page))
     Reporter().say("wrote {} ({} environment(s), {} lock(s) held)".format(html, len(page.environments),
                                                                           len(page.locks)))
