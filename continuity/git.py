@@ -17,7 +17,7 @@ from typing import IO, Any, NamedTuple, Optional
 
 from .errors import GitError, UsageError
 
-__all__ = ["Git", "PushResult", "PendingPush", "RefUpdate", "ZERO"]
+__all__ = ["valid_branch", "Git", "PushResult", "PendingPush", "RefUpdate", "ZERO"]
 
 ZERO = "0" * 40
 
@@ -94,6 +94,10 @@ class Git:
         self.timeout = timeout
         self.env = dict(os.environ, **_QUIET_ENV)
         self._identity: Optional[dict[str, str]] = None  # computed once: see identity_env
+        self._urls: dict[str, str] = {}  # remote -> URL, read once (see remote_url)
+        #: How many times `checkout` ran: a task that never checked anything out ran no
+        #: build step, check or deploy in the checkout (see `workspace.restored_head`).
+        self.checkouts = 0
         self._empty_tree: Optional[str] = None
 
     def run(self, *args: str, check: bool = True, input: Optional[str] = None,
@@ -217,23 +221,17 @@ class Git:
         return [path for path in out.split("\0") if path]
 
     def valid_branch(self, name: str) -> bool:
-        """True when git takes ``name`` as a branch name, as ``git branch NAME`` would.
-
-        ``check-ref-format refs/heads/NAME`` is not enough: it accepts ``-x``
-        (read as an option), ``HEAD`` and ``@`` (read as HEAD in a revision).
-        ``--branch`` refuses the first two on a recent git, and expands
-        ``@{-1}`` and the like, so its answer must be the name itself.
-        """
-        if not name or name.startswith("-") or name in ("HEAD", "@"):
-            return False
-        proc = self._spawn(("check-ref-format", "--branch", name), None, None, None)
-        return proc.returncode == 0 and proc.stdout.strip() == name
+        """True when git takes ``name`` as a branch name, as ``git branch NAME`` would (`valid_branch`)."""
+        return valid_branch(name)
 
     def remotes(self) -> list[str]:
         return self.run("remote").split()
 
     def remote_url(self, remote: str) -> str:
-        return self.run("config", "--get", "remote.{}.url".format(remote), check=False)
+        """``remote``'s URL as configured ("" when it has none); read once per run."""
+        if remote not in self._urls:
+            self._urls[remote] = self.run("config", "--get", "remote.{}.url".format(remote), check=False)
+        return self._urls[remote]
 
     def ls_remote(self, remote: str, *refs: str) -> dict[str, str]:
         """{ref: sha} for the refs on the remote (all refs when none given).
@@ -257,6 +255,7 @@ class Git:
 
     def checkout(self, sha: str, force: bool = False) -> None:
         """Check out ``sha`` detached, with its submodules at the commits it names."""
+        self.checkouts += 1
         proc = self.call("checkout", "--quiet", *(["--force"] if force else []), "--detach", sha)
         if proc.returncode:
             in_the_way = [line.strip() for line in proc.stderr.splitlines() if line.startswith("\t")]
@@ -436,3 +435,23 @@ def _describe(args: Sequence[str], proc: "subprocess.CompletedProcess[Any]") -> 
     errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
     detail = (errors or lines or ["exit code {}".format(proc.returncode)])[0]
     return "git {} failed: {}".format(args[0], detail)
+
+
+#: Characters no ref name may hold (git-check-ref-format(1), rules 4, 5 and 10).
+_REF_FORBIDDEN = frozenset(" ~^:?*[\\\x7f") | frozenset(chr(code) for code in range(32))
+
+
+def valid_branch(name: str) -> bool:
+    """True when git takes ``name`` as a branch name, as ``git branch NAME`` would.
+
+    The rules of git-check-ref-format(1) for ``refs/heads/NAME``, checked
+    here rather than with one ``git check-ref-format`` process per name
+    (tests/test_units.py holds the two to the same answers), plus what
+    ``--branch`` adds: not ``-x`` (read as an option), ``HEAD`` or ``@``
+    (read as HEAD in a revision), nor ``@{...}`` (a revision, not a name).
+    """
+    if not name or name.startswith("-") or name in ("HEAD", "@"):
+        return False
+    if name.endswith((".", "/")) or "@{" in name or ".." in name or any(c in _REF_FORBIDDEN for c in name):
+        return False
+    return all(part and not part.startswith(".") and not part.endswith(".lock") for part in name.split("/"))

@@ -200,6 +200,8 @@ def reach(settings: Settings, names: Sequence[str] = ()) -> Snapshot:
 
 def check_remote(git: Git, remote: str) -> None:
     """``remote`` is configured in this checkout; else a `UsageError` saying how to add it."""
+    if git.remote_url(remote):  # the usual case, in one process whose answer the run needs anyway
+        return
     remotes = git.remotes()
     if remote not in remotes:
         known = ", ".join(remotes) if remotes else "none"
@@ -225,7 +227,7 @@ def check_ground(ws: Workspace, settings: Settings, names: Optional[Sequence[str
     """
     check_remote(ws.git, settings.remote)
     check_branch_names(ws.git, settings)
-    if ws.git.run("rev-parse", "--is-shallow-repository") == "true":
+    if ws.shallow:
         raise UsageError(
             "this checkout is a shallow clone; continuity needs the history to merge and compare: run "
             "`git fetch --unshallow {}` (in Jenkins: turn off the git plugin's shallow clone)".format(settings.remote)

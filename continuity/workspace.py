@@ -24,13 +24,31 @@ __all__ = ["open_workspace", "Workspace", "require_candidate", "checkout_state",
 class Workspace:
     """A checkout: its `Git`, its root, and where continuity keeps its state in it (``.git/continuity``)."""
 
-    def __init__(self, git: Git, git_dir: str) -> None:
+    def __init__(self, git: Git, git_dir: str, shallow: bool = False) -> None:
         self.git = git
         self.root = git.path
         self.state_dir = os.path.join(git_dir, "continuity")
+        self.shallow = shallow  # a shallow clone: continuity needs the history (`remote.check_ground`)
+        self._start: Optional[tuple[Optional[str], Optional[str], list[str]]] = None
         #: Tracked paths flagged skip-worktree or assume-unchanged when the run began (a sparse
         #: checkout has some): `require_candidate` refuses any others, `restored_head` unflags them.
         self.flagged: frozenset[str] = frozenset()
+
+    def start(self) -> tuple[Optional[str], Optional[str], list[str]]:
+        """(branch ref or None, HEAD's commit, [tracked files with changes]) when the task began.
+
+        One ``git status``, read once: `exclusive` refuses a dirty checkout
+        with it and `restored_head` knows where to return from it.
+        Submodules do not count, as for ``git status --ignore-submodules``.
+        """
+        if self._start is None:
+            proc = self.git.call("status", "--porcelain=v2", "--branch", "--untracked-files=no",
+                                 "--ignore-submodules", "-z")
+            if proc.returncode:
+                raise GitError("git status failed: {}".format((proc.stderr.strip().splitlines() or ["?"])[-1]))
+            head, branch, changed = _parse_status(proc.stdout)
+            self._start = (branch, head, changed)
+        return self._start
 
     @property
     def build_stamps(self) -> str:
@@ -39,18 +57,17 @@ class Workspace:
 
 def open_workspace(path: str = ".", timeout: float = 300) -> Workspace:
     """The `Workspace` containing ``path``; `UsageError` outside a checkout."""
-    probe = Git(path, timeout)
-    try:
-        root = probe.toplevel()
-        git_dir = probe.git_dir()
-    except GitError:
+    try:  # one process: the root, the git directory, and whether the clone is shallow
+        root, git_dir, shallow = (Git(path, timeout).run(
+            "rev-parse", "--show-toplevel", "--absolute-git-dir", "--is-shallow-repository").splitlines() + ["", ""])[:3]
+    except GitError as exc:
+        if "work tree" in exc.stderr:
+            raise UsageError("continuity needs a checkout with a work tree, not a bare repository") from None
         raise UsageError(
             "{} is not inside a git checkout; run fab from your project's repository "
             "(in Jenkins: from the workspace root)".format(os.path.abspath(path))
         ) from None
-    if not root:
-        raise UsageError("continuity needs a checkout with a work tree, not a bare repository")
-    return Workspace(Git(root, timeout), git_dir)
+    return Workspace(Git(root, timeout), git_dir, shallow=shallow == "true")
 
 
 def command_env(revision: str, base: str, branch: str) -> dict[str, str]:
@@ -87,7 +104,7 @@ class Here:
 
         With uncommitted changes it is left alone: those are the user's work.
         """
-        return restored_head(self.workspace, say) if self.committed else nullcontext()
+        return restored_head(self.workspace, say, in_place=True) if self.committed else nullcontext()
 
     def verifier(self) -> Optional[Callable[[str, Any], None]]:
         """``verify(culprit, result)`` after a step or check, as in the pipeline; None with uncommitted
@@ -114,7 +131,7 @@ def checkout_here(settings: Settings) -> Here:
 
 
 def require_clean(ws: Workspace) -> None:
-    dirty = ws.git.dirty_files()
+    dirty = ws.start()[2]
     if dirty:
         shown = ", ".join(dirty[:5]) + (" and {} more".format(len(dirty) - 5) if len(dirty) > 5 else "")
         raise UsageError(
@@ -133,16 +150,27 @@ def checkout_state(git: Git) -> tuple[Optional[str], list[str]]:
                     "--ignore-submodules=untracked", "-z")
     if proc.returncode:
         raise GitError("git status failed: {}".format((proc.stderr.strip().splitlines() or ["?"])[-1]))
-    head, changed = None, []
-    records = iter(proc.stdout.split("\0"))
+    head, _, changed = _parse_status(proc.stdout)
+    return head, changed
+
+
+def _parse_status(out: str) -> tuple[Optional[str], Optional[str], list[str]]:
+    """(HEAD's commit, its branch ref or None when detached, [changed tracked paths]) from ``status --porcelain=v2 --branch -z``."""
+    head = branch = None
+    changed: list[str] = []
+    records = iter(out.split("\0"))
     for record in records:
         if record.startswith("# branch.oid "):
-            head = record[len("# branch.oid "):]
+            oid = record[len("# branch.oid "):]
+            head = oid if oid != "(initial)" else None
+        elif record.startswith("# branch.head "):
+            name = record[len("# branch.head "):]
+            branch = "refs/heads/" + name if name != "(detached)" else None
         elif record[:2] in _FIELDS_BEFORE_PATH:
             changed.append(record.split(" ", _FIELDS_BEFORE_PATH[record[:2]])[-1])
             if record.startswith("2 "):
                 next(records, None)  # a rename's original path
-    return head, changed
+    return head, branch, changed
 
 
 def flagged_paths(git: Git) -> frozenset[str]:
@@ -219,22 +247,35 @@ def exclusive(ws: Workspace, clean: bool = True) -> Iterator[None]:
 
 
 @contextmanager
-def restored_head(ws: Workspace, say: Callable[[str], None] = print) -> Iterator[None]:
-    """Put HEAD back (branch or detached commit) when the block ends."""
-    branch, sha = ws.git.head()
+def restored_head(ws: Workspace, say: Callable[[str], None] = print, in_place: bool = False) -> Iterator[None]:
+    """Put HEAD back (branch or detached commit) when the block ends.
+
+    A task that never checked anything out (nothing to do, a skipped deploy)
+    ran no build step, check or deploy in the checkout, so there is nothing
+    to put back and nothing is asked of git at the end. ``in_place``: the
+    block runs commands in the checkout as it is (``fab continuity.test``):
+    always look.
+    """
+    branch, sha, _ = ws.start()
     ws.flagged = flagged_paths(ws.git)
+    checkouts = ws.git.checkouts
     try:
         yield
     finally:
-        # The run started clean, so tracked changes now are the build's or a
-        # check's, never the user's: put the checkout back exactly, files a
-        # check hid from git status included.
-        hidden = sorted(flagged_paths(ws.git) - ws.flagged)
-        if hidden:
-            for flag in ("--no-skip-worktree", "--no-assume-unchanged"):  # one per call: the last one given wins
-                ws.git.call("update-index", flag, "--", *hidden)
-        if hidden or ws.git.head() != (branch, sha) or ws.git.dirty_files():
-            _return_to(ws.git, branch, sha, say)
+        if in_place or ws.git.checkouts != checkouts:
+            _put_back(ws, branch, sha, say)
+
+
+def _put_back(ws: Workspace, branch: Optional[str], sha: Optional[str], say: Callable[[str], None]) -> None:
+    # The run started clean, so tracked changes now are the build's or a
+    # check's, never the user's: put the checkout back exactly, files a
+    # check hid from git status included.
+    hidden = sorted(flagged_paths(ws.git) - ws.flagged)
+    if hidden:
+        for flag in ("--no-skip-worktree", "--no-assume-unchanged"):  # one per call: the last one given wins
+            ws.git.call("update-index", flag, "--", *hidden)
+    if hidden or ws.git.head() != (branch, sha) or ws.git.dirty_files():
+        _return_to(ws.git, branch, sha, say)
 
 
 def _return_to(git: Git, branch: Optional[str], sha: Optional[str], say: Callable[[str], None]) -> None:

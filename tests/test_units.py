@@ -1,6 +1,7 @@
 """The plain functions under the tasks: settings, path matching, merging, running commands."""
 
 import os
+import subprocess
 import sys
 import time
 
@@ -175,6 +176,24 @@ def test_a_name_git_branch_refuses_or_reads_as_a_revision_is_not_a_branch_name(t
     git(repo, "checkout", "--quiet", "-b", "other")  # so @{-1} would expand to master
 
     assert not Git(repo).valid_branch(name)
+
+
+_REF_NAMES = [
+    "master", "a/b/c", "release/1.x", "dev$(x)", "feature-@", "ünïcødé", "a.b", "a_b", "a-b.c", "x@y", "{x}", "a}",
+    "a..b", "a.", "a/", "/a", "a//b", ".a", "a/.b", "a.lock", "a.lock/b", "a/b.lock", "a.locks", "lock", ".lock",
+    "a b", "a~1", "a^", "a:b", "a?", "a*", "a[1]", "a\\b", "a\tb", "a\x7fb", "a\x01", "@{", "a@{b", "a{", "@x",
+    "x@", "a/@", "@/a", "refs/heads/x", "-", "a-", "HEAD/x", "x/HEAD", "a/./b", "a/../b", "...", "*",
+]
+
+
+@pytest.mark.parametrize("name", _REF_NAMES)
+def test_valid_branch_answers_as_git_check_ref_format_does(tmp_path, name):
+    """continuity checks branch names in Python (no git process per name): the same answers as git's."""
+    proc = subprocess.run(["git", "check-ref-format", "--branch", name], cwd=str(tmp_path), capture_output=True,
+                          text=True)
+    by_git = proc.returncode == 0 and proc.stdout.strip() == name and name not in ("HEAD", "@")
+
+    assert Git(tmp_path).valid_branch(name) == by_git
 
 
 def test_ls_remote_lists_an_annotated_tag_once_without_its_peeled_line(tmp_path):
