@@ -19,9 +19,9 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional, TextIO, Union
+from typing import Callable, Optional, TextIO, Union
 
-__all__ = ["Result", "Tail", "run_shell"]
+__all__ = ["Result", "Tail", "run_shell", "kill_group"]
 
 TAIL_LINES = 30
 TAIL_BYTES = 64 * 1024
@@ -60,8 +60,14 @@ class Result:
 
 
 def run_shell(command: str, cwd: str, timeout: Optional[float] = None, env: Optional[Mapping[str, str]] = None,
-              out: Optional[TextIO] = None) -> Result:
-    """Run ``command`` through ``/bin/sh -c``; never raises for its failure."""
+              out: Optional[TextIO] = None,
+              started: Optional[Callable[["subprocess.Popen[bytes]"], None]] = None) -> Result:
+    """Run ``command`` through ``/bin/sh -c``; never raises for its failure.
+
+    ``started(proc)`` is told about the process once it runs: a caller that
+    runs commands in threads kills their groups (`kill_group`) when it is
+    interrupted, since only the main thread hears Ctrl-C and SIGTERM.
+    """
     out = out or sys.stdout
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -74,6 +80,8 @@ def run_shell(command: str, cwd: str, timeout: Optional[float] = None, env: Opti
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    if started is not None:
+        started(proc)
     tail = Tail()
     reader = threading.Thread(target=_pump, args=(proc.stdout, out, tail), daemon=True)
     reader.start()
@@ -171,6 +179,11 @@ def _grace() -> float:
     except ValueError:
         return _GRACE
     return grace if math.isfinite(grace) and 0 <= grace <= 3600 else _GRACE
+
+
+def kill_group(proc: "subprocess.Popen[bytes]") -> None:
+    """SIGTERM the whole group of ``proc``, then SIGKILL what is left after a grace."""
+    _kill_group(proc)
 
 
 def _kill_group(proc: "subprocess.Popen[bytes]") -> None:

@@ -6,11 +6,12 @@ the line's missing branches; ``locks`` lists the locks held on the remote and
 deploys anything.
 """
 
-from typing import Optional, TextIO
+from typing import Callable, Optional, TextIO
 
 from invoke import Context, task
 
 from . import config as _config
+from . import results as _results
 from .boundary import LINE_HELP, boundary, confirm
 from .config import Settings
 from .errors import LockError, UsageError
@@ -36,15 +37,17 @@ def show_status(settings: Settings, out: Optional[TextIO] = None) -> None:
     heads = remote_heads(git, settings.remote, names)
     if heads:
         git.fetch(settings.remote, *["+refs/heads/{0}:refs/remotes/{1}/{0}".format(n, settings.remote) for n in heads])
+    tested = _tested(git, settings)
     for name in names:
-        rep.say("{:<12} {}".format(name, heads[name][:12] if name in heads else "missing on " + settings.remote))
+        mark = ", " + tested(heads[name]) if name in heads and name in (b.master, b.production) else ""
+        rep.say("{:<12} {}{}".format(name, heads[name][:12] if name in heads else "missing on " + settings.remote, mark))
     for ahead, behind in ((b.development, b.master), (b.master, b.production)):
         if ahead in heads and behind in heads and ahead != behind:
             _compare(rep, git, ahead, heads[ahead], behind, heads[behind])
             # The other way round only when it holds something: production after a hotfix that has
             # not reached master yet, master with merge commits development never got.
             _compare(rep, git, behind, heads[behind], ahead, heads[ahead], also=True)
-    damaged = _deployed(rep, git, settings, heads.get(b.master))
+    damaged = _deployed(rep, git, settings, heads.get(b.master), tested)
     missing = [n for n in names if n not in heads]
     if missing:
         raise missing_branches(settings, missing)
@@ -67,7 +70,14 @@ def _compare(rep: Reporter, git: Git, ahead: str, ahead_sha: str, behind: str, b
         rep.say("    ... and {} more".format(count - _SHOWN))
 
 
-def _deployed(rep: Reporter, git: Git, settings: Settings, master_sha: Optional[str]) -> Optional[LedgerDamaged]:
+def _tested(git: Git, settings: Settings) -> Callable[[str], str]:
+    """``tested(revision)``: "tested" or "not tested (why)", from the results on the remote (read once)."""
+    store = _results.load(git, settings.remote)
+    return lambda revision: _results.tested_mark(store, git, revision, settings)
+
+
+def _deployed(rep: Reporter, git: Git, settings: Settings, master_sha: Optional[str],
+              tested: Callable[[str], str]) -> Optional[LedgerDamaged]:
     """Per environment: what runs there, how far behind master, the last event.
 
     Returns the `LedgerDamaged` of the first environment whose records
@@ -92,6 +102,8 @@ def _deployed(rep: Reporter, git: Git, settings: Settings, master_sha: Optional[
         if state.entries:
             last = state.entries[0]
             line += "; last: {} {} {} by {}".format(last.result, last.revision[:12], last.time, last.by)
+        if state.deployed and git.commit(state.deployed):
+            line += "; " + tested(state.deployed)
         rep.say(line)
     return damaged
 

@@ -59,6 +59,7 @@ class DeployPolicy:
     newer_wins: bool = True
     allow_bad: bool = False
     replaces: Optional[str] = None
+    forced: bool = False  # --force let an untested revision through: the ledger entry says ``forced: true``
 
     @classmethod
     def pipeline(cls) -> "DeployPolicy":
@@ -167,7 +168,8 @@ def deploy_revision(c: Any, task: Any, git: Git, settings: Settings, target: Env
             return skip
         git.checkout(revision)
         take_annotations(clear=True)
-        record = {"revision": revision, "task": policy.task, "line": settings.line, "previous": state.deployed}
+        record = {"revision": revision, "task": policy.task, "line": settings.line, "previous": state.deployed,
+                  "forced": "true" if policy.forced else ""}
         lock.check("deploying to " + environment)  # a run that lost its lock deploys nothing
         try:
             call_deploy(c, task, target, revision, say=say, line=settings.line)

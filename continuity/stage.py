@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
+from . import results as _results
 from .config import Settings
 from .errors import ContinuityError
 from .lock import HeldLock
@@ -23,7 +24,8 @@ from .record import RunRecord, StageStatus
 from .report import Reporter
 from .workspace import Workspace, command_env, require_candidate
 
-__all__ = ["Candidate", "Attempt", "Done", "Stage", "Checks", "Plugin", "compose", "perform", "plan_lines"]
+__all__ = ["Candidate", "Attempt", "Done", "Stage", "Checks", "Plugin", "compose", "perform", "plan_lines",
+           "record_results"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Attempt:
     env: dict[str, str] = field(default_factory=dict)  # what build steps and checks see, once checked out
     pushed: bool = False  # master advanced to the candidate
     refusal: Optional[ContinuityError] = None  # what a dry run refuses, raised after the plan
+    results: list[_results.Recorded] = field(default_factory=list)  # build steps and checks that ran, to record
+    store: Optional[_results.Store] = None  # the results on the remote, once the check stage read them
+    _tree: str = ""
 
     @property
     def git(self) -> Any:
@@ -70,6 +75,13 @@ class Attempt:
     def sha(self) -> str:
         """The candidate's revision."""
         return self.merged.sha
+
+    @property
+    def tree(self) -> str:
+        """The candidate's tree: what results are recorded and looked up by."""
+        if not self._tree:
+            self._tree = _results.tree_of(self.git, self.sha)
+        return self._tree
 
     def check_out(self) -> None:
         """Check the candidate out, and set the environment its build steps and checks see."""
@@ -168,3 +180,19 @@ def perform(stage: Stage, attempt: Attempt) -> StageStatus:
 def plan_lines(stages: Sequence[Stage], attempt: Attempt) -> list[str]:
     """What a dry run says about ``stages``, in the order they would run."""
     return [line for stage in stages for line in stage.plan(attempt)]
+
+
+def record_results(attempt: Attempt) -> None:
+    """Record on the remote what the attempt's build steps and checks did; a failure to record is a warning.
+
+    The one place a pipeline run records results (see `continuity.results`):
+    its own leased push for now, to be carried by the run's own pushes.
+    """
+    records, attempt.results = attempt.results, []
+    if not records:
+        return
+    head = attempt.store.head if attempt.store is not None and not attempt.store.warning else None
+    try:
+        _results.publish(attempt.git, attempt.settings.remote, records, head=head)
+    except ContinuityError as exc:
+        attempt.rep.say("warning: {} result(s) not recorded: {}".format(len(records), exc))

@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "deploy_task": "deploy",
     "max_attempts": 3,
     "sync_development": True,
+    "reuse_results": True,
+    "jobs": 1,
     "lock_timeout": 600,
     "git_timeout": 300,
     "lock_stale_after": 3600,
@@ -67,6 +69,8 @@ class Command:
     name: str
     command: str
     timeout: float | None = None  # seconds
+    reuse: bool = True  # a result recorded for the same tree and definition counts (see `continuity.results`)
+    shards: int = 1  # run as this many parts, each told CONTINUITY_SHARD and CONTINUITY_SHARDS
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ class Settings:
     production_environment: str = "production"
     hotfix: Hotfix = Hotfix("hotfix/", "", False)
     sync_development: bool = True  # fast-forward development to master's merge commits
+    reuse_results: bool = True  # skip a check that already passed on the candidate's tree
+    jobs: int = 1  # checks run at once on one agent
 
     @property
     def refs_prefix(self) -> str:
