@@ -271,10 +271,10 @@ def select_units(settings: Settings, shard: Optional[str], check: Optional[str])
             shard))
     index, count = int(match.group(1)), int(match.group(2))
     sharded = [unit for unit in units if unit.shards == count]
-    if not sharded and not any(unit.shards == 1 for unit in units):
-        counts = sorted({unit.shards for unit in units})
-        raise UsageError("--shard {}: no check declares shards: {} (declared: {})".format(
-            shard, count, ", ".join(str(n) for n in counts)))
+    if count > 1 and not sharded:
+        counts = sorted({unit.shards for unit in units if unit.shards > 1})
+        raise UsageError("--shard {}: no check declares shards: {} ({}); run it with the N a check declares".format(
+            shard, count, "declared: " + ", ".join(str(n) for n in counts) if counts else "no check is sharded"))
     return [unit for unit in units if (unit.shards == count and unit.shard == index) or
             (unit.shards == 1 and index == 1)]
 

@@ -264,3 +264,54 @@ def test_status_says_whether_master_production_and_each_environment_run_a_tested
     assert any("production" in line and "not tested (check 'test -f app.txt' has no result)" in line
                for line in lines), lines
     assert any("staging" in line and "runs {}".format(second[:12]) in line and line.endswith("; tested") for line in lines), lines
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+def test_with_jobs_checks_run_at_once_and_each_ones_output_is_printed_whole(make_project, tmp_path):
+    flag = tmp_path / "b-started"
+    waits = ("'echo a-start; i=0; while [ ! -f {0} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; "
+             "echo a-saw-b; test -f {0}'").format(flag)  # passes only while the other check runs
+    other = "'echo b-start; touch {}; sleep 0.5; echo b-end'".format(flag)
+    project = make_project(config=_config([waits, other], extra="jobs: 2\n"))
+    project.push_to("development", "change", **{"app.txt": "version 2\n"})
+    ws = project.workspace()
+    proc = project.fab(ws, "continuity.pipeline")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line in ("a-start", "a-saw-b", "b-start", "b-end")]
+    assert lines in (["a-start", "a-saw-b", "b-start", "b-end"], ["b-start", "b-end", "a-start", "a-saw-b"]), lines
+    assert "check     ok" in proc.stdout and "2 check(s) passed" in proc.stdout
+
+
+def test_with_jobs_a_failing_check_fails_the_run_after_the_running_ones_end(make_project):
+    project = make_project(config=_config(["'echo first; exit 5'", "'sleep 0.3; echo second'"], extra="jobs: 2\n"))
+    project.push_to("development", "change", **{"app.txt": "version 2\n"})
+    ws = project.workspace()
+    proc = project.fab(ws, "continuity.pipeline")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "check 'echo first; exit 5' exited with code 5" in proc.stderr
+    assert project.ref("master") != project.ref("development")
+
+
+def test_the_new_settings_are_checked_like_every_other():
+    import pytest
+
+    from continuity.config import parse
+    from continuity.errors import ConfigError
+
+    settings = parse({"checks": [{"command": "x", "reuse": False, "shards": 4}, "y"], "jobs": "3",
+                      "reuse_results": "no"})
+    assert [(c.reuse, c.shards) for c in settings.checks] == [(False, 4), (True, 1)]
+    assert settings.jobs == 3 and settings.reuse_results is False
+    assert parse({}).jobs == 1 and parse({}).reuse_results is True
+    for raw, message in (
+        ({"checks": [{"command": "x", "shard": 2}]}, "continuity.checks[1].shard: unknown setting; did you mean 'shards'?"),
+        ({"checks": [{"command": "x", "shards": 0}]}, "continuity.checks[1].shards must be a whole number"),
+        ({"checks": [{"command": "x", "reuse": "maybe"}]}, "continuity.checks[1].reuse must be true or false"),
+        ({"jobs": 0}, "continuity.jobs must be a whole number"),
+        ({"reuse_result": True}, "did you mean 'reuse_results'?"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse(raw)
+        assert message in str(info.value)
