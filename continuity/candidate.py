@@ -52,11 +52,12 @@ __all__ = ["candidate", "results", "advance"]
 @task(
     help={
         "output": "Also write the candidate's id to this file (for the Jenkinsfile); empty when there is nothing to do.",
+        "dry_run": "Fetch, merge in memory and say which build steps would run; build and publish nothing.",
         "line": LINE_HELP,
     }
 )
 @boundary
-def candidate(c: Context, output: Optional[str] = None, line: Optional[str] = None) -> None:
+def candidate(c: Context, output: Optional[str] = None, dry_run: bool = False, line: Optional[str] = None) -> None:
     """Merge development into master in memory, build it, publish it for agents to check; print its id."""
     settings = _config.settings(c, line=line)
     output = _config.absolute_path(output) if output else None
@@ -64,21 +65,32 @@ def candidate(c: Context, output: Optional[str] = None, line: Optional[str] = No
     ws, _ = _deploy.preflight(settings, need_deploy=False)
     b = settings.branches
     with exclusive(ws), restored_head(ws, say=rep.say):
-        heads = fetch_branches(ws.git, settings)
+        heads = fetch_branches(ws.git, settings, dry_run=dry_run)
         base, development = heads[b.master], heads[b.development]
         if ws.git.is_ancestor(development, base):
             rep.say("nothing to do: {} already contains {} at {}".format(b.master, b.development, development[:12]))
             _write(output, "")
             return
         made = prepare(ws.git, base, development, merge_message(settings), (b.development, b.master))
+        if dry_run:
+            decisions = _build.plan(ws.git, settings.build, made.sha, ws.build_stamps)
+            for text in _build.plan_lines(decisions):
+                rep.say("plan: " + text)
+            rep.say("plan: publish {} ({} {} into {} {}) as {}ID on {}".format(
+                made.sha[:12], b.development, development[:12], b.master, base[:12], _results.CANDIDATES,
+                settings.remote))
+            rep.say("dry run: nothing was built or published")
+            return
         record = start_record("candidate", settings, revisions={"base": base, "development": development,
                                                                  "candidate": made.sha})
         attempt = Attempt(c, settings, ws, rep, record, base=base, development=development, candidate=made)
         try:
             attempt.check_out()
             perform(_build.STAGE, attempt)
-        finally:
+        except ContinuityError:
             record_results(attempt)
+            raise
+        record_results(attempt)
         offered = _results.offer(ws.git, settings.remote, made.sha, base, development, made.fast_forward,
                                  settings.line)
     finish(settings, rep, record, summary="candidate {}".format(offered.id), send=False)
@@ -163,8 +175,10 @@ def _through(attempt: Attempt, offered: _results.Offered) -> None:
     try:
         perform(_build.STAGE, attempt)
         perform(_push.STAGE, attempt)
-    finally:
+    except ContinuityError:
         record_results(attempt)
+        raise
+    record_results(attempt)
     if not attempt.pushed:
         raise UsageError("{} moved on {} while we held the lock; nothing was pushed: make a new candidate with "
                          "`fab continuity.candidate{}`".format(settings.branches.master, settings.remote,

@@ -202,8 +202,10 @@ def _try(attempt: Attempt, pipeline_stages: Sequence[Stage], dry_run: bool) -> b
         for stage in pipeline_stages:
             if not stage.dry and not stage.after_push:
                 perform(stage, attempt)
-    finally:
-        record_results(attempt)
+    except ContinuityError:
+        record_results(attempt)  # a failed check is a result too; an interruption records nothing
+        raise
+    record_results(attempt)
     return True
 
 

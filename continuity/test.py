@@ -226,7 +226,13 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
         return check_stage_detail(ran + sum(part.run(attempt) for part in more), reused)
 
     def plan(attempt: Attempt) -> list[str]:
-        lines = ["check $ " + unit.command + _shard_note(unit) for unit in _results.check_units(attempt.settings.checks)]
+        units = _results.check_units(attempt.settings.checks)
+        todo, reused = units, ""
+        if units and attempt.settings.reuse_results:
+            attempt.store = attempt.store or _load(attempt.git, attempt.settings, attempt.rep.say)
+            todo, reused = split_reused(attempt.settings, attempt.store, attempt.tree, units)
+        lines = ["check $ " + unit.command + _shard_note(unit) + ("" if unit in todo else " (" + reused + ")")
+                 for unit in units]
         return lines + [line for part in more for line in part.plan(attempt)]
 
     return Stage("check", run, plan)
@@ -337,8 +343,10 @@ def _run_here(settings: Settings, rep: Reporter, here: Here, units: Sequence[Uni
                 run_units(units, here.workspace.root, env=here.env, say=rep.say, record=rep.command,
                           verify=here.verifier(), jobs=settings.jobs, done=done)
                 info["detail"] = check_stage_detail(count)
-        finally:
+        except ContinuityError:  # a failed check is a result too; an interruption records nothing
             _record(settings, rep, here, recorded, strict=bool(what))
+            raise
+        _record(settings, rep, here, recorded, strict=bool(what))
     except BaseException as exc:
         stopped = "" if isinstance(exc, ContinuityError) else "stopped"  # Ctrl-C, SIGTERM: as the pipeline says
         finish(settings, rep, record, exc, stopped, where="check", junit=junit, send=False)

@@ -175,3 +175,27 @@ def test_one_check_of_a_candidate_runs_alone_with_check(make_project, tmp_path):
     assert "shard 1 of 1" not in proc.stdout
     refused = project.fab(ws, "continuity.pipeline", "--candidate", name)
     assert refused.returncode == 1 and "check 'suite' has no result" in refused.stderr, refused.stderr
+
+
+def test_candidate_dry_run_builds_and_publishes_nothing(make_project, tmp_path):
+    project = make_project(config=_sharded_config(tmp_path, shards=1, extra="""
+        build:
+          - {name: assets, command: 'touch built', paths: ['*']}
+        """))
+    project.push_to("development", "change", **{"app.txt": "version 2\n"})
+    ws = project.workspace()
+    before = project.refs(), git(ws, "for-each-ref")
+    proc = project.fab(ws, "continuity.candidate", "--dry-run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "plan: build step 'assets' would run" in proc.stdout and "plan: publish" in proc.stdout
+    assert (project.refs(), git(ws, "for-each-ref")) == before
+    assert project.ref(RESULTS) is None and not (ws / "built").exists()
+
+
+def test_a_candidate_ref_that_is_not_a_record_is_refused_in_one_line(project):
+    blob = git(project.origin, "hash-object", "-w", "--stdin")
+    git(project.origin, "update-ref", "refs/continuity/candidates/0123456789ab", blob)
+    ws = project.workspace()
+    for task in ("continuity.test", "continuity.pipeline"):
+        proc = project.fab(ws, task, "--candidate", "0123456789ab")
+        assert_user_error(proc, "candidate 0123456789ab on origin is damaged")

@@ -315,3 +315,15 @@ def test_the_new_settings_are_checked_like_every_other():
         with pytest.raises(ConfigError) as info:
             parse(raw)
         assert message in str(info.value)
+
+
+def test_a_dry_run_plan_says_which_checks_would_be_reused(make_project, tmp_path):
+    check, mark = _marking(tmp_path, "check")
+    project = make_project(config=_config([check, "'true'"]))
+    project.push_to("development", "change", **{"app.txt": "version 2\n"})
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.test", "--check", check.strip("'")).returncode == 0
+    proc = project.fab(ws, "continuity.pipeline", "--dry-run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "plan: check $" in line]
+    assert len(lines) == 2 and "(reused, passed on tree" in lines[0] and "reused" not in lines[1], lines
