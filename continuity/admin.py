@@ -37,7 +37,7 @@ def show_status(settings: Settings, out: Optional[TextIO] = None) -> None:
     heads = remote_heads(git, settings.remote, names)
     if heads:
         git.fetch(settings.remote, *["+refs/heads/{0}:refs/remotes/{1}/{0}".format(n, settings.remote) for n in heads])
-    tested = _tested(git, settings)
+    tested = _tested(git, settings, rep.say)
     for name in names:
         mark = ", " + tested(heads[name]) if name in heads and name in (b.master, b.production) else ""
         rep.say("{:<12} {}{}".format(name, heads[name][:12] if name in heads else "missing on " + settings.remote, mark))
@@ -70,9 +70,11 @@ def _compare(rep: Reporter, git: Git, ahead: str, ahead_sha: str, behind: str, b
         rep.say("    ... and {} more".format(count - _SHOWN))
 
 
-def _tested(git: Git, settings: Settings) -> Callable[[str], str]:
+def _tested(git: Git, settings: Settings, say: Callable[[str], None]) -> Callable[[str], str]:
     """``tested(revision)``: "tested" or "not tested (why)", from the results on the remote (read once)."""
     store = _results.load(git, settings.remote)
+    if store.warning:
+        say("warning: " + store.warning)
     return lambda revision: _results.tested_mark(store, git, revision, settings)
 
 

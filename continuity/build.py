@@ -231,8 +231,14 @@ def _run(attempt: Attempt) -> str:
     def done(step: BuildStep, result: Result) -> None:
         attempt.results.append(_results.recorded(_results.build_unit(step), attempt.tree, attempt.sha, result))
 
-    return run_steps(attempt.rep, attempt.ws, _decisions(attempt), attempt.sha, attempt.env,
-                     verify=attempt.verifier(), done=done)
+    try:
+        return run_steps(attempt.rep, attempt.ws, _decisions(attempt), attempt.sha, attempt.env,
+                         verify=attempt.verifier(), done=done)
+    except CommandFailed:
+        last = attempt.results[-1] if attempt.results else None
+        if last is not None and last.kind == "build" and last.status == _results.PASSED:
+            last.status = _results.FAILED  # it exited 0, then failed the checkout check
+        raise
 
 
 #: The build steps whose inputs changed, on the candidate.

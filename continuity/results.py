@@ -63,7 +63,7 @@ TIMED_OUT = "timed-out"
 FLAKY = "flaky"  # reserved for retries (a check that failed, then passed): counts as passed
 _GOOD = (PASSED, FLAKY)
 
-_ATTEMPTS = 8
+_ATTEMPTS = 20  # writers that race: each round one of them wins, so this many agents finishing at once
 _MAX_BLOB = 8192  # a result is a few hundred bytes; anything bigger was not written by continuity
 _MAX_FILES = 1000  # per tree
 _FILE = re.compile(r"^(?P<key>[0-9a-f]{12,64})(?:-(?P<shard>[0-9]+)of(?P<shards>[0-9]+))?$")
@@ -403,7 +403,7 @@ def publish(git: Git, remote: str, records: Sequence[Recorded], head: Optional[s
         if git.push(remote, [(commit, REF)], leases=[(REF, head)]).ok:
             return commit
         head = None
-        time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))  # many shards finish at once: spread them
+        time.sleep(random.uniform(0.05, 0.1) * min(attempt + 1, 5))  # many shards finish at once: spread them
     raise ContinuityError("could not record {} result(s) in {} on {}: it kept changing".format(
         len(records), REF, remote))
 

@@ -170,6 +170,10 @@ def test_a_results_ref_that_is_a_blob_is_treated_as_absent_with_one_warning(proj
     listed = project.fab(ws, "continuity.results")
     assert listed.returncode == 0 and "Traceback" not in listed.stderr
     assert "not tested" in listed.stdout
+    status = project.fab(ws, "continuity.status")
+    assert status.returncode == 0 and "Traceback" not in status.stderr
+    assert "warning: refs/continuity/results on origin is a blob" in status.stdout
+    assert "master       {}, not tested".format(project.ref("master")[:12]) in status.stdout
 
 
 def test_junk_in_the_results_tree_is_ignored_and_kept(project, tmp_path):
@@ -327,3 +331,26 @@ def test_a_dry_run_plan_says_which_checks_would_be_reused(make_project, tmp_path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if "plan: check $" in line]
     assert len(lines) == 2 and "(reused, passed on tree" in lines[0] and "reused" not in lines[1], lines
+
+
+def test_a_build_step_or_check_that_exits_0_but_edits_the_checkout_is_recorded_as_failed(make_project):
+    project = make_project(config=_config(["'echo edited >> app.txt'"]))
+    project.push_to("development", "change", **{"app.txt": "version 2\n"})
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.pipeline").returncode == 1
+    listed = project.fab(ws, "continuity.results", "--revision", "development").stdout
+    assert any(line.startswith("failed") and "check 'echo edited >> app.txt'" in line
+               for line in listed.splitlines()), listed
+    assert project.fab(ws, "continuity.pipeline").returncode == 1, "a check that failed was reused"
+
+
+def test_a_build_step_that_edits_the_checkout_is_recorded_as_failed(make_project):
+    project = make_project(config=_config(["'true'"], extra="""
+        build:
+          - {name: gen, command: 'echo edited >> app.txt', paths: ['*']}
+        """))
+    project.push_to("development", "change", **{"app.txt": "version 2\n"})
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.pipeline").returncode == 1
+    listed = project.fab(ws, "continuity.results", "--revision", "development").stdout
+    assert any(line.startswith("failed") and "build step 'gen'" in line for line in listed.splitlines()), listed
