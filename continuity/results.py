@@ -52,7 +52,7 @@ from .record import build_url
 
 __all__ = ["REF", "PASSED", "FAILED", "TIMED_OUT", "FLAKY", "Unit", "Recorded", "Store", "Verdict", "ResultsDamaged",
            "definition", "check_units", "build_unit", "recorded", "tree_of", "load", "publish", "build_label",
-           "CANDIDATES", "Offered", "offer", "find_candidate", "withdraw", "tested_note", "untested_refusal",
+           "CANDIDATES", "Offered", "offer", "find_candidate", "withdraw", "tested_note", "untested_refusal", "commit_on",
            "tested_mark"]
 
 REF = "refs/continuity/results"
@@ -399,7 +399,7 @@ def publish(git: Git, remote: str, records: Sequence[Recorded], head: Optional[s
             problem = _check_head(git, remote, head)
             if problem:
                 raise ResultsDamaged("cannot record results: {}. {}".format(problem, _repair(remote)))
-        commit = _commit(git, head, records)
+        commit = commit_on(git, head, records)
         if git.push(remote, [(commit, REF)], leases=[(REF, head)]).ok:
             return commit
         head = None
@@ -408,7 +408,7 @@ def publish(git: Git, remote: str, records: Sequence[Recorded], head: Optional[s
         len(records), REF, remote))
 
 
-def _commit(git: Git, parent: str, records: Sequence[Recorded]) -> str:
+def commit_on(git: Git, parent: str, records: Sequence[Recorded]) -> str:
     """A commit of ``parent``'s tree plus ``records``, made in a temporary index (the checkout's is never touched)."""
     with tempfile.TemporaryDirectory(prefix="continuity-results-") as tmp:
         env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}

@@ -186,7 +186,11 @@ def record_results(attempt: Attempt) -> None:
     """Record on the remote what the attempt's build steps and checks did; a failure to record is a warning.
 
     The one place a pipeline run records results (see `continuity.results`):
-    its own leased push for now, to be carried by the run's own pushes.
+    its own leased push for now. To carry them on the run's own pushes,
+    make the commit with ``results.commit_on(git, head, records)`` (``head``:
+    the results head fetched with the run) and append the update
+    ``(results.REF, commit, head)`` to the master push, or, for a failing
+    run, to the pipeline lock's release push.
     """
     records, attempt.results = attempt.results, []
     if not records:

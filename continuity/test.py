@@ -228,7 +228,7 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
     def plan(attempt: Attempt) -> list[str]:
         units = _results.check_units(attempt.settings.checks)
         todo, reused = units, ""
-        if units and attempt.settings.reuse_results:
+        if units and attempt.settings.reuse_results and attempt.ws is not None:  # no checkout: a plan on paper
             attempt.store = attempt.store or _load(attempt.git, attempt.settings, attempt.rep.say)
             todo, reused = split_reused(attempt.settings, attempt.store, attempt.tree, units)
         lines = ["check $ " + unit.command + _shard_note(unit) + ("" if unit in todo else " (" + reused + ")")
