@@ -43,10 +43,11 @@ bench: $(STAMP) bytecode
 
 venv: $(STAMP)
 
-$(STAMP): setup.py
+$(STAMP): pyproject.toml setup.py
 	@command -v git >/dev/null || (apt-get update && apt-get install -y git)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip uninstall --quiet --yes continuity 2>/dev/null || true  # the distribution's name before fabric-continuity
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 

@@ -17,12 +17,19 @@ sides alternate so that neither always runs on a warm cache. It also times the
 fixed costs (starting Python, importing fabric and continuity, ``fab --list``)
 so the reader can tell Fabric's startup from continuity's own work.
 
+C. start-up: ``fab --list`` in a project whose fabfile adds continuity's
+tasks, against ``fab --list`` with a one-task fabfile (the same Fabric), wall
+clock and CPU time (user + system of the child, steadier on a busy machine),
+and what ``import continuity`` adds on top of ``import fabric``. The goal is
+a ratio of at most 1.1. ``--startup-only`` measures only this, in seconds.
+
 Timings are printed, never asserted: the script exits 0 unless a command
 fails. Standard library only; nothing leaves this machine.
 """
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -54,6 +61,15 @@ def deploy(c, environment):
 
 
 ns = Collection(deploy, continuity)
+'''
+
+BARE_FABFILE = '''\
+from fabric import task
+
+
+@task
+def deploy(c, environment):
+    """Deploy nothing: the benchmark measures Fabric's own start-up."""
 '''
 
 FABRIC_YAML = """\
@@ -89,9 +105,17 @@ FAB_LIST = "fab --list (loads the fabfile)"
 
 def timed(args, cwd, env):
     """Seconds ``args`` took, wall clock; raise `BenchFailed` if it failed."""
+    return timed_cpu(args, cwd, env)[0]
+
+
+def timed_cpu(args, cwd, env):
+    """(wall clock, CPU) seconds ``args`` took; CPU is the child's user + system time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     run(args, cwd, env)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 # -- setup ---------------------------------------------------------------------
@@ -259,6 +283,39 @@ def fixed_costs(paths, env, fab, repeat):
     return alternate(repeat, sides)
 
 
+def startup(tmp, env, fab, repeat):
+    """C: ``fab --list`` with continuity's tasks vs a one-task fabfile, and ``import continuity``."""
+    projects = {}
+    for name, fabfile in (("continuity", FABFILE), ("bare", BARE_FABFILE)):
+        projects[name] = os.path.join(tmp, "startup-" + name)
+        os.makedirs(projects[name])
+        with open(os.path.join(projects[name], "fabfile.py"), "w", encoding="utf-8") as f:
+            f.write(fabfile)
+    python = sys.executable
+    commands = {
+        "fab --list, continuity": ([fab, "--list"], projects["continuity"]),
+        "fab --list, bare": ([fab, "--list"], projects["bare"]),
+        "import fabric": ([python, "-c", "import fabric"], projects["bare"]),
+        "import fabric, continuity": ([python, "-c", "import fabric, continuity"], projects["bare"]),
+    }
+    cpu = {name: [] for name in commands}
+
+    def side(name):
+        args, cwd = commands[name]
+
+        def go(rep):
+            wall, used = timed_cpu(args, cwd, env)
+            if rep >= 0:
+                cpu[name].append(used)
+            return wall
+        return go
+
+    sides = {name: side(name) for name in commands}
+    warm(*sides.values())
+    wall = alternate(repeat, sides)
+    return wall, cpu
+
+
 # -- the report ----------------------------------------------------------------
 
 
@@ -305,12 +362,30 @@ def print_breakdown(results, fixed):
           " raw side is starting sh. Medians of differences are noisy on a busy machine.)")
 
 
+def print_startup(wall, cpu):
+    print("\n{:<30} {:>21} {:>21} {:>15}".format("C start-up", "with continuity ms", "bare fab ms", "ratio"))
+    row = "{:<30} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7}"
+    print(row.format("", "median", "min", "median", "min", "median", "min"))
+    for label, times in (("fab --list (wall clock)", wall), ("fab --list (CPU)", cpu)):
+        ours, bare = times["fab --list, continuity"], times["fab --list, bare"]
+        print(row.format(label, ms(statistics.median(ours)), ms(min(ours)), ms(statistics.median(bare)), ms(min(bare)),
+                         "{:.2f}x".format(statistics.median(ours) / statistics.median(bare)),
+                         "{:.2f}x".format(min(ours) / min(bare))))
+    for label, times in (("import continuity (wall clock)", wall), ("import continuity (CPU)", cpu)):
+        both, fabric = times["import fabric, continuity"], times["import fabric"]
+        print("{:<30} {:>10} {:>10}   on top of import fabric ({} ms median)".format(
+            label, ms(statistics.median(both) - statistics.median(fabric)), ms(min(both) - min(fabric)),
+            ms(statistics.median(fabric)).strip()))
+    print("(goal: fab --list with continuity at most 1.1x bare fab --list)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10, help="repetitions per measurement (default 10)")
     parser.add_argument("--commits", type=int, default=200, help="commits in the generated history (default 200)")
     parser.add_argument("--files", type=int, default=1000, help="files in the generated tree (default 1000)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory and print its path")
+    parser.add_argument("--startup-only", action="store_true", help="measure only C, the start-up (seconds)")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.commits < 1 or args.files < 1:
         parser.error("--repeat, --commits and --files must be at least 1")
@@ -319,6 +394,11 @@ def main(argv=None):
         with scratch("continuity-bench-", keep=args.keep) as tmp:
             env = bench_env(tmp)
             fab = find_fab()
+            if args.startup_only:
+                os.makedirs(os.path.join(tmp, "home"))
+                print("python {}  fab {}  repeat {}".format(sys.version.split()[0], fab, args.repeat))
+                print_startup(*startup(tmp, env, fab, args.repeat))
+                return 0
             start = time.perf_counter()
             paths = setup(tmp, env, args.commits, args.files)
             print("setup: {} commits, {} files, origin with master/development/production ({:.1f}s)".format(
@@ -329,9 +409,11 @@ def main(argv=None):
                 ("B fast-forward run", scenario_fast_forward(paths, env, fab, args.repeat)),
             ]
             fixed = fixed_costs(paths, env, fab, args.repeat)
+            wall, cpu = startup(tmp, env, fab, args.repeat)
             print_scenarios(results)
             print_fixed(fixed)
             print_breakdown(results, fixed)
+            print_startup(wall, cpu)
     except BenchFailed as exc:
         print("benchmark FAILED: {}".format(exc), file=sys.stderr)
         return 1

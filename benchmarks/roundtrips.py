@@ -18,6 +18,7 @@ e. ``fab continuity.locks``
 f. ``fab continuity.promote --yes``
 g. ``fab continuity.deploy staging --revision <master's previous commit>``
 h. ``fab continuity.rollback staging`` (after the deploys of b and g)
+i. ``fab continuity.hotfix.finish quick`` (``hotfix.deploy`` on)
 
 How connections are counted: in both workspaces ``remote.origin.uploadpack``
 and ``remote.origin.receivepack`` name small wrapper scripts that append
@@ -41,15 +42,20 @@ and one push (the branch move and/or the record together).
 Before each run origin's refs are put back where the scenario started (outside
 the timed part); continuity runs last, so the next scenario starts from what it
 left. Timings are wall clock, never asserted: the script exits 0 unless a
-command fails. ``--delay 0.15`` makes each connection 150 ms slower, roughly a
-far git server, and shows what the extra connections cost. Standard library
-only; nothing leaves this machine.
+command fails.
+
+It prints ONE table: per task, the connections (continuity vs the floor) and,
+side by side for each delay (by default a local origin, 0 s, and a far one,
+0.15 s: every connection sleeps that long before git serves it), the time
+against the floor, which is bare ``fab --version`` start-up plus the raw git
+step (what any fab task pays, plus the git work itself). ``--delay S`` (given
+once or more) chooses the delays. Standard library only; nothing leaves this
+machine.
 """
 
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -90,6 +96,8 @@ continuity:
     - "true"
   auto_deploy:
     - staging
+  hotfix:
+    deploy: true
 """
 
 WRAPPER = """\
@@ -130,6 +138,16 @@ git fetch --quiet origin master production
 sha=$(git rev-parse refs/remotes/origin/master)
 git merge-base --is-ancestor refs/remotes/origin/production "$sha"
 git push --quiet --atomic origin "$sha:refs/heads/production" "$sha:refs/floor/deployed/production"
+"""
+
+FLOOR_HOTFIX = """\
+set -e
+git fetch --quiet origin production development hotfix/quick '+refs/continuity/*:refs/floor/continuity/*'
+sha=$(git rev-parse refs/remotes/origin/hotfix/quick)
+git checkout --quiet --detach "$sha"
+true
+git push --quiet --atomic origin "$sha:refs/heads/production" :refs/heads/hotfix/quick \\
+    "$sha:refs/floor/deployed/production"
 """
 
 FLOOR_DEPLOY = """\
@@ -297,6 +315,16 @@ def scenarios(paths, env):
         if origin_refs(paths, env)["refs/heads/master"] != state["tip"]:
             raise BenchFailed("the fast-forward pipeline did not move origin's master")
 
+    def hotfix_branch():
+        dev = paths["dev"]
+        run(["git", "fetch", "--quiet", "origin"], dev, env)
+        run(["git", "checkout", "--quiet", "--detach", "origin/production"], dev, env)
+        with open(os.path.join(dev, "hotfix.txt"), "w", encoding="utf-8") as f:
+            f.write("quick fix\n")
+        run(["git", "add", "hotfix.txt"], dev, env)
+        run(["git", "commit", "--quiet", "-m", "Quick fix"], dev, env)
+        run(["git", "push", "--quiet", "origin", "HEAD:refs/heads/hotfix/quick"], dev, env)
+
     def older_master():
         older = run(["git", "--git-dir", paths["origin.git"], "rev-parse", "master~1"], ws, env)
         return ["continuity.deploy", "staging", "--revision", older, "--force"]  # no check saw it: untested
@@ -310,6 +338,7 @@ def scenarios(paths, env):
         Scenario("f promote --yes", ["continuity.promote", "--yes"], FLOOR_PROMOTE),
         Scenario("g deploy --revision", None, FLOOR_DEPLOY, prepare=older_master),
         Scenario("h rollback staging", ["continuity.rollback", "staging"], FLOOR_DEPLOY),  # after b and g: back to the tip
+        Scenario("i hotfix.finish", ["continuity.hotfix.finish", "quick"], FLOOR_HOTFIX, prepare=hotfix_branch),
     ], check_fast_forward
 
 
@@ -321,12 +350,14 @@ def run_scenario(scenario, paths, env, fab, repeat):
     floor_script = os.path.join(os.path.dirname(paths["log"]), "floor.sh")
     write(floor_script, scenario.floor)
     snapshot = origin_refs(paths, env)
-    runs = {"floor": [], "continuity": []}
+    runs = {"floor": [], "continuity": [], "startup": []}
     for rep in range(repeat + 1):  # run 0 is traced: counts, and a warm-up for the timings
         for side, command, cwd in (("floor", ["sh", floor_script], paths["floor-ws"]),
                                    ("continuity", [fab] + args, paths["continuity-ws"])):
             restore_origin(paths, env, snapshot)
             runs[side].append(measure(command, cwd, paths, env, trace=rep == 0))
+        # bare fab start-up, interleaved with the runs it is compared with: the load of a shared machine drifts
+        runs["startup"].append(measure([fab, "--version"], paths["continuity-ws"], paths, env, trace=False))
     return runs
 
 
@@ -345,29 +376,44 @@ def counts(runs):
     return "{}{} {}{} {}{}".format(first["upload-pack"], mark, first["receive-pack"], mark, total(first), mark)
 
 
-def ms(values):
-    return "{:7.0f}".format(statistics.median(values) * 1000)
+def fastest(runs):
+    """The fastest of the timed runs (the traced run 0 is a warm-up, used only when there is nothing else).
+
+    The minimum, not the median: on a shared machine the other load only ever adds time.
+    """
+    return min([r.seconds for r in runs[1:]] or [runs[0].seconds])
 
 
-def report(results, delay, repeat):
-    print("\nconnections to origin (up = upload-pack: ls-remote/fetch; rp = receive-pack: push)")
-    head = "{:<22} {:>11} {:>11} {:>6} {:>5} {:>6}   {:>8} {:>8} {:>8} {:>7}"
-    print(head.format("", "continuity", "floor", "extra", "git", "git", "contin.", "floor", "diff", "extra x"))
-    print(head.format("scenario", "up rp all", "up rp all", "conn.", "cmds", "procs", "ms", "ms", "ms", "delay"))
-    for label, runs in results:
+def report(phases, repeat):
+    """ONE table: per task, connections (continuity vs raw git) and the time ratio at each delay.
+
+    ``phases`` is [(delay, [(label, runs)])]. The floor of a
+    task is bare `fab --version` start-up plus the raw git shell step doing the
+    same git work; the ratio is continuity's median time over it.
+    """
+    first = phases[0][1]
+    head = "{:<22} {:>11} {:>11} {:>5} {:>6}" + "".join("   {:>7} {:>7} {:>6}" for _ in phases)
+    print("\nconnections to origin (up: ls-remote/fetch, rp: push) and time against the floor "
+          "(bare `fab --version` + the raw git step)")
+    print(head.format("", "continuity", "raw git", "git", "git",
+                      *[text for delay, _ in phases for text in ("", "delay", "{:g} ms".format(delay * 1000))]))
+    print(head.format("task", "up rp all", "up rp all", "cmds", "procs",
+                      *[text for _ in phases for text in ("contin.", "floor", "ratio")]))
+    for index, (label, runs) in enumerate(first):
         ours, floor = runs["continuity"], runs["floor"]
-        extra = total(ours[0].connections) - total(floor[0].connections)
-        timed_ours = [r.seconds for r in ours[1:]] or [ours[0].seconds]
-        timed_floor = [r.seconds for r in floor[1:]] or [floor[0].seconds]
-        diff = statistics.median(timed_ours) - statistics.median(timed_floor)
-        waits = "{:7.0f}".format(extra * delay * 1000) if delay else "{:>7}".format("-")
-        print(head.format(label, counts(ours), counts(floor), "{:+d}".format(extra), ours[0].commands,
-                          ours[0].processes, ms(timed_ours), ms(timed_floor), "{:8.0f}".format(diff * 1000), waits))
-    print("\n(git cmds: git commands continuity started; git procs: all git processes, children and\n"
-          " upload-pack/receive-pack included, from GIT_TRACE2_EVENT on the first, untimed run.\n"
-          " Times: median of {} run(s) after it, each connection delayed {} s{}.\n"
-          " A '?' marks a count that differed between runs.)".format(
-              repeat, delay, ";\n extra x delay: the part of diff the extra connections' delay explains; the rest is\n mostly Python and Fabric starting, the diff at --delay 0" if delay else ""))
+        cells = []
+        for _, results in phases:
+            timed = results[index][1]
+            mine, bare = fastest(timed["continuity"]), fastest(timed["startup"]) + fastest(timed["floor"])
+            cells += ["{:5.0f}ms".format(mine * 1000), "{:5.0f}ms".format(bare * 1000), "{:5.2f}x".format(mine / bare)]
+        print(head.format(label, counts(ours), counts(floor), ours[0].commands, ours[0].processes, *cells))
+    print("\n(floor: bare `fab --version`, run between the others ({}), plus the raw git step; times: the\n"
+          " fastest of {} run(s) after an untimed traced one; git cmds: the git commands continuity started;\n"
+          " git procs: all git processes, children and upload-pack/receive-pack included (GIT_TRACE2_EVENT,\n"
+          " delay {:g} s). A '?' marks a count that differed between runs.)".format(
+              ", ".join("fastest {:.0f} ms at delay {:g} s".format(
+                  min(fastest(runs["startup"]) for _, runs in results) * 1000, delay) for delay, results in phases),
+              repeat, phases[0][0]))
 
 
 def show_remote_commands(results):
@@ -378,37 +424,49 @@ def show_remote_commands(results):
             print("    git " + " ".join(argv))
 
 
+def measure_phase(delay, fab, repeat, keep):
+    """Every scenario on a fresh origin whose connections each sleep ``delay`` s: [(label, runs)]."""
+    with scratch("continuity-roundtrips-", keep=keep) as tmp:
+        env = bench_env(tmp)
+        paths = setup(tmp, env, delay)
+        plan, check_fast_forward = scenarios(paths, env)
+        results = []
+        for scenario in plan:
+            runs = run_scenario(scenario, paths, env, fab, repeat)
+            if scenario.label.startswith("b "):
+                check_fast_forward(runs)
+            results.append((scenario.label, runs))
+        return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--delay", type=float, default=float(os.environ.get("ROUNDTRIPS_DELAY") or 0),
-                        help="seconds each connection sleeps before git serves it, e.g. 0.15 for a far "
-                             "server (default: $ROUNDTRIPS_DELAY or 0)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per side and scenario (default 3)")
+    parser.add_argument("--delay", type=float, action="append",
+                        help="seconds each connection sleeps before git serves it, e.g. 0.15 for a far server; "
+                             "give it more than once for several columns (default: 0 and 0.15, or "
+                             "$ROUNDTRIPS_DELAY alone)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per side and scenario (default 5)")
     parser.add_argument("--verbose", action="store_true", help="list the ls-remote/fetch/push commands of each task")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory and print its path")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directories and print their paths")
     args = parser.parse_args(argv)
-    if args.repeat < 0 or args.delay < 0:
+    delays = args.delay or ([float(os.environ["ROUNDTRIPS_DELAY"])] if os.environ.get("ROUNDTRIPS_DELAY") else [0.0, 0.15])
+    if args.repeat < 0 or any(delay < 0 for delay in delays):
         parser.error("--repeat and --delay must not be negative")
 
     try:
-        with scratch("continuity-roundtrips-", keep=args.keep) as tmp:
-            env = bench_env(tmp)
-            fab = find_fab()
-            paths = setup(tmp, env, args.delay)
-            print("python {}  fab {}  {}  delay {} s  repeat {}".format(
-                sys.version.split()[0], fab, run(["git", "--version"], tmp, env), args.delay, args.repeat))
-            plan, check_fast_forward = scenarios(paths, env)
-            results = []
-            start = time.perf_counter()
-            for scenario in plan:
-                runs = run_scenario(scenario, paths, env, fab, args.repeat)
-                if scenario.label.startswith("b "):
-                    check_fast_forward(runs)
-                results.append((scenario.label, runs))
-            report(results, args.delay, args.repeat)
-            if args.verbose:
-                show_remote_commands(results)
-            print("({:.1f} s)".format(time.perf_counter() - start))
+        fab = find_fab()
+        start = time.perf_counter()
+        phases = []
+        for delay in delays:
+            phases.append((delay, measure_phase(delay, fab, args.repeat, args.keep)))
+        with scratch("continuity-roundtrips-version-") as tmp:
+            git_version = run(["git", "--version"], tmp, bench_env(tmp))
+        print("python {}  fab {}  {}  repeat {}  ({} cpu)".format(
+            sys.version.split()[0], fab, git_version, args.repeat, os.cpu_count()))
+        report(phases, args.repeat)
+        if args.verbose:
+            show_remote_commands(phases[0][1])
+        print("({:.1f} s)".format(time.perf_counter() - start))
     except BenchFailed as exc:
         print("benchmark FAILED: {}".format(exc), file=sys.stderr)
         return 1

@@ -24,12 +24,14 @@ from . import docker as _docker
 from . import hotfix as _hotfix
 from . import merge as _merge
 from . import notify as _notify  # noqa: F401  (registers the continuity.notify settings)
+from . import page as _page
 from . import release as _release
 from . import test as _test
 from .admin import init, locks, status, unlock
 from .config import Settings, _collection_defaults, settings
 from .deploy import annotate, register_deploy
 from .docker import Rollout, rollout, tested_image
+from .doctor import doctor
 from .errors import ContinuityError
 from .pipeline import pipeline, run_pipeline
 from .record import RunRecord, RunState
@@ -48,6 +50,7 @@ __all__ = [
     "history",
     "locks",
     "unlock",
+    "doctor",
     "register_deploy",
     "annotate",
     "settings",
@@ -64,7 +67,9 @@ __all__ = [
 # those names but not bound here: ``continuity.deploy`` and the others stay the
 # modules (register_deploy, annotate, ...).
 ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock,
-                _merge.show_merge, _build.build_here, _test.check_here, _candidate.candidate, _candidate.results)
+                _merge.show_merge, _build.build_here, _test.check_here, _page.report,
+                _candidate.candidate, _candidate.results)
+ns.add_task(doctor)
 ns.add_collection(_hotfix.ns)
 ns.add_collection(_docker.ns)
 ns.configure(_collection_defaults())

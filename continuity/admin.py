@@ -18,7 +18,15 @@ from .errors import LockError, UsageError
 from .git import Git
 from .ledger import Ledger, LedgerDamaged
 from .lock import assessment, break_lock, describe_age, list_locks, who
-from .remote import check_branch_names, check_remote, missing_branches, push_master_command, reach, remote_heads
+from .remote import (
+    Snapshot,
+    check_branch_names,
+    check_remote,
+    missing_branches,
+    push_master_command,
+    reach,
+    remote_heads,
+)
 from .report import Reporter
 from .workspace import open_workspace
 
@@ -30,14 +38,11 @@ _SHOWN = 10  # commits listed per comparison
 def show_status(settings: Settings, out: Optional[TextIO] = None) -> None:
     """Print each branch's revision and what each one lacks; missing ones fail."""
     rep = Reporter(out)
-    ws = open_workspace(".", settings.git_timeout)
-    git, b = ws.git, settings.branches
-    check_remote(git, settings.remote)
+    b = settings.branches
     names = list(dict.fromkeys([b.development, b.master, b.production]))
-    heads = remote_heads(git, settings.remote, names)
-    if heads:
-        git.fetch(settings.remote, *["+refs/heads/{0}:refs/remotes/{1}/{0}".format(n, settings.remote) for n in heads])
-    tested = _tested(git, settings, rep.say)
+    snapshot = reach(settings, names)  # one fetch: the branches and every ledger
+    git, heads = snapshot.git, snapshot.heads
+    tested = _tested(snapshot, settings, rep.say)
     for name in names:
         mark = ", " + tested(heads[name]) if name in heads and name in (b.master, b.production) else ""
         rep.say("{:<12} {}{}".format(name, heads[name][:12] if name in heads else "missing on " + settings.remote, mark))
@@ -47,7 +52,7 @@ def show_status(settings: Settings, out: Optional[TextIO] = None) -> None:
             # The other way round only when it holds something: production after a hotfix that has
             # not reached master yet, master with merge commits development never got.
             _compare(rep, git, behind, heads[behind], ahead, heads[ahead], also=True)
-    damaged = _deployed(rep, git, settings, heads.get(b.master), tested)
+    damaged = _deployed(rep, snapshot, settings, heads.get(b.master), tested)
     missing = [n for n in names if n not in heads]
     if missing:
         raise missing_branches(settings, missing)
@@ -70,22 +75,23 @@ def _compare(rep: Reporter, git: Git, ahead: str, ahead_sha: str, behind: str, b
         rep.say("    ... and {} more".format(count - _SHOWN))
 
 
-def _tested(git: Git, settings: Settings, say: Callable[[str], None]) -> Callable[[str], str]:
-    """``tested(revision)``: "tested" or "not tested (why)", from the results on the remote (read once)."""
-    store = _results.load(git, settings.remote)
+def _tested(snapshot: Snapshot, settings: Settings, say: Callable[[str], None]) -> Callable[[str], str]:
+    """``tested(revision)``: "tested" or "not tested (why)", from the results the snapshot holds."""
+    store = _results.load(snapshot.git, settings.remote, snapshot)
     if store.warning:
         say("warning: " + store.warning)
-    return lambda revision: _results.tested_mark(store, git, revision, settings)
+    return lambda revision: _results.tested_mark(store, snapshot.git, revision, settings)
 
 
-def _deployed(rep: Reporter, git: Git, settings: Settings, master_sha: Optional[str],
+def _deployed(rep: Reporter, snapshot: Snapshot, settings: Settings, master_sha: Optional[str],
               tested: Callable[[str], str]) -> Optional[LedgerDamaged]:
     """Per environment: what runs there, how far behind master, the last event.
 
     Returns the `LedgerDamaged` of the first environment whose records
     cannot be read (after listing the others), or None.
     """
-    ledger = Ledger.of(git, settings)
+    git = snapshot.git
+    ledger = Ledger.of(git, settings, snapshot)
     names = list(dict.fromkeys(list(settings.known_environments()) + ledger.environments()))
     damaged = None
     for environment in names:
@@ -172,8 +178,8 @@ def init(c: Context, dry_run: bool = False, line: Optional[str] = None) -> None:
 @boundary
 def locks(c: Context, line: Optional[str] = None) -> None:
     """List the locks held on the remote: who holds each, for how long, and whether its run is gone."""
-    git, settings = _reach(c, line)
-    held = list_locks(git, settings)
+    snapshot, settings = _reach(c, line)
+    held = list_locks(snapshot, settings)
     for name, _, info in held:
         state, lead_in = assessment(info, settings)
         hint = "{}: fab continuity.unlock {}{}".format(lead_in, name, settings.line_option)
@@ -193,8 +199,9 @@ def locks(c: Context, line: Optional[str] = None) -> None:
 @boundary
 def unlock(c: Context, name: str, yes: bool = False, line: Optional[str] = None) -> None:
     """Break a lock whose run is dead (after saying who held it)."""
-    git, settings = _reach(c, line)
-    held = {lock_name: (token, info) for lock_name, token, info in list_locks(git, settings)}
+    snapshot, settings = _reach(c, line)
+    git = snapshot.git
+    held = {lock_name: (token, info) for lock_name, token, info in list_locks(snapshot, settings)}
     if name not in held:
         raise UsageError("no lock {!r} is held on {} (held: {})".format(name, settings.remote, ", ".join(sorted(held)) or "none"))
     token, info = held[name]
@@ -206,6 +213,6 @@ def unlock(c: Context, name: str, yes: bool = False, line: Optional[str] = None)
     print("lock {} broken".format(name))
 
 
-def _reach(c: Context, line: Optional[str]) -> "tuple[Git, Settings]":
+def _reach(c: Context, line: Optional[str]) -> "tuple[Snapshot, Settings]":
     settings = _config.settings(c, line=line)
     return reach(settings), settings

@@ -19,10 +19,12 @@ from invoke import Exit
 from ._text import safe
 from .errors import ContinuityError, UsageError
 
-__all__ = ["boundary", "confirm", "Terminated", "left_behind", "LINE_HELP"]
+__all__ = ["boundary", "confirm", "Terminated", "left_behind", "LINE_HELP", "JUNIT_HELP"]
 
 #: The help of every task's ``--line`` option.
 LINE_HELP = "The development line to work on (a name under continuity.lines); default: the main line."
+#: The help of the ``--junit`` option of the pipeline and the tasks that deploy.
+JUNIT_HELP = "Write a JUnit XML report (a test case per stage and per check) to this path."
 
 #: What a cleanup could not undo in the task running now (see `left_behind`).
 _left: list[str] = []

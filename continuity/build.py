@@ -29,14 +29,14 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, TextIO
 
 from invoke import Context, task
 
 from . import config as _config
 from . import results as _results
-from ._proc import Result, run_shell
+from ._dataclass import dataclass
+from ._proc import Heartbeat, Result, run_shell
 from .boundary import LINE_HELP, boundary
 from .config import BuildStep
 from .errors import CommandFailed, ContinuityError
@@ -146,7 +146,8 @@ def run_steps(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: 
         if decision.run:
             rep.say("build: $ " + step.command)
             record = functools.partial(_told, rep, step, done)
-            run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record, committed=committed, verify=verify)
+            run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record, committed=committed, verify=verify,
+                     say=rep.say)
             ran.append(step.name)
     return "ran {}; skipped {}".format(", ".join(ran) or "nothing", len(decisions) - len(ran))
 
@@ -163,7 +164,7 @@ def _told(rep: Reporter, step: BuildStep, done: Optional[Callable[[BuildStep, Re
 
 def run_step(step: BuildStep, cwd: str, candidate: str, stamp_dir: str, env: Optional[Mapping[str, str]] = None,
              out: Optional[TextIO] = None, record: Optional[Callable[[str, str, Result], None]] = None,
-             committed: bool = True, verify: Optional[Verify] = None) -> Result:
+             committed: bool = True, verify: Optional[Verify] = None, say: Callable[[str], None] = print) -> Result:
     """Run one step; write its stamp on success, raise `CommandFailed` otherwise.
 
     ``record(name, command, result)`` is told about the run, failed or not.
@@ -171,10 +172,12 @@ def run_step(step: BuildStep, cwd: str, candidate: str, stamp_dir: str, env: Opt
     than it found it; that is a failure too, so it runs before the stamp: a
     build made from an edited tree is never "built at the candidate". With
     ``committed`` false (the work tree differs from ``candidate``), the stamp
-    says so: no later candidate skips the step on this build.
+    says so: no later candidate skips the step on this build. ``say`` gets
+    the heartbeat lines of a long run.
     """
     _write_stamp(stamp_dir, step, {"unfinished": candidate})
-    result = run_shell(step.command, cwd, timeout=step.timeout, env=env, out=out)
+    beat = Heartbeat(step.heartbeat, "build step '{}'".format(step.name), say)
+    result = run_shell(step.command, cwd, timeout=step.timeout, env=env, out=out, beat=beat)
     if record is not None:
         record(step.name, step.command, result)
     if not result.ok:

@@ -32,13 +32,13 @@ from ._text import safe
 from .boundary import LINE_HELP, boundary
 from .config import Settings
 from .errors import ContinuityError, UsageError
-from .git import Git
+from .git import Git, RefUpdate
 from .ledger import Ledger
 from .lock import remote_lock
 from .merge import merge_message, prepare
 from .publish import finish
 from .record import RunRecord, RunState, start_record
-from .remote import fetch_branches, reach
+from .remote import Snapshot, fetch_branches, reach, read_remote
 from .report import Reporter
 from .stage import Attempt, Candidate, perform, record_results
 from .workspace import exclusive, restored_head
@@ -126,24 +126,25 @@ def advance(c: Any, settings: Settings, name: str, rep: Optional[Reporter] = Non
     record = start_record("pipeline", settings, revisions={"base": "", "development": "", "candidate": ""})
     try:
         with exclusive(ws), restored_head(ws, say=rep.say), ExitStack() as held:
-            offered = _ready(ws.git, settings, name, rep, record, dry_run)
+            snapshot, offered = _ready(ws.git, settings, name, rep, record, dry_run)
+            if offered is not None and not dry_run:
+                Ledger.of(ws.git, settings, snapshot).check(settings.auto_deploy)
+                with rep.stage("lock") as info:
+                    lock = held.enter_context(remote_lock(ws.git, settings, "pipeline", say=rep.say))
+                    info["detail"] = "pipeline lock on {}".format(settings.remote)
+                if lock.waited:  # someone may have advanced it while we waited
+                    snapshot, offered = _ready(ws.git, settings, name, rep, record)
             if offered is None or dry_run:
                 if offered is not None:
                     _plan(rep, settings, offered)
                 finish(settings, rep, record, summary=record.summary, junit=junit, send=False)
                 rep.summary(record.summary)
                 return record
-            Ledger.of(ws.git, settings).check(settings.auto_deploy)
-            with rep.stage("lock") as info:
-                lock = held.enter_context(remote_lock(ws.git, settings, "pipeline", say=rep.say))
-                info["detail"] = "pipeline lock on {}".format(settings.remote)
-            if _ready(ws.git, settings, name, rep, record) is None:  # someone advanced it while we waited
-                finish(settings, rep, record, summary=record.summary, junit=junit, send=False)
-                rep.summary(record.summary)
-                return record
             made = Candidate(offered.sha, offered.base, offered.development, offered.fast_forward)
+            stages = [_build.STAGE, _push.STAGE, _deploy.STAGE]
             attempt = Attempt(c, settings, ws, rep, record, base=offered.base, development=offered.development,
-                              deploy_task=deploy_task, lock=lock, candidate=made)
+                              deploy_task=deploy_task, lock=lock, candidate=made, snapshot=snapshot, held=held,
+                              boarding=[record_results] + [stage.board for stage in stages if stage.board])
             _through(attempt, offered)
     except BaseException as exc:
         summary = ("FAILED: " if isinstance(exc, ContinuityError) else "") + (
@@ -167,40 +168,39 @@ def _plan(rep: Reporter, settings: Settings, offered: _results.Offered) -> None:
     rep.say("plan: dry run: nothing was pushed or deployed")
 
 
-
 def _through(attempt: Attempt, offered: _results.Offered) -> None:
-    """Build (the steps this workspace has not built), push, deploy."""
-    settings, rep = attempt.settings, attempt.rep
+    """Build (the steps this workspace has not built), push (deleting the candidate's ref with master), deploy."""
+    settings = attempt.settings
     attempt.check_out()
+    attempt.rides.append(RefUpdate(offered.ref, "", offered.record))  # gone with the master push that takes it
     try:
         perform(_build.STAGE, attempt)
         perform(_push.STAGE, attempt)
     except ContinuityError:
         record_results(attempt)
         raise
-    record_results(attempt)
     if not attempt.pushed:
         raise UsageError("{} moved on {} while we held the lock; nothing was pushed: make a new candidate with "
                          "`fab continuity.candidate{}`".format(settings.branches.master, settings.remote,
                                                                settings.line_option))
-    if not _results.withdraw(attempt.git, settings.remote, offered):
-        rep.say("warning: could not delete {} on {}".format(offered.ref, settings.remote))
     perform(_deploy.STAGE, attempt)
 
 
 def _ready(git: Git, settings: Settings, name: str, rep: Reporter, record: RunRecord,
-           dry_run: bool = False) -> Optional[_results.Offered]:
-    """The candidate, once it is shown to be master's next revision and tested; None when master already is it."""
+           dry_run: bool = False) -> tuple[Snapshot, Optional[_results.Offered]]:
+    """The snapshot, and the candidate once it is shown to be master's next revision and tested (None when
+    master already is it)."""
     b = settings.branches
     with rep.stage("fetch") as info:
-        heads = fetch_branches(git, settings, dry_run=dry_run)
-        offered = _results.find_candidate(git, settings.remote, name)
+        snapshot = read_remote(git, settings, dry_run=dry_run)  # one connection: branches, results, candidates
+        heads = snapshot.heads
+        offered = _results.find_candidate(git, settings.remote, name, snapshot=snapshot)
         info["detail"] = "candidate {} {}, {} {}".format(offered.id, offered.sha[:12], b.master, heads[b.master][:12])
     record.revisions.update(base=offered.base, development=offered.development, candidate=offered.sha)
     if heads[b.master] == offered.sha:
         record.state = RunState.NOTHING_TO_DO
         record.summary = "nothing to do; {} is at candidate {} ({})".format(b.master, offered.id, offered.sha[:12])
-        return None
+        return snapshot, None
     if offered.line != settings.line:
         raise UsageError("candidate {} was made for line {}, not {}: pass --line {}".format(
             offered.id, offered.line or "?", settings.line, offered.line))
@@ -212,7 +212,7 @@ def _ready(git: Git, settings: Settings, name: str, rep: Reporter, record: RunRe
                                                               settings.line_option))
     with rep.stage("results") as info:
         tree = _results.tree_of(git, offered.sha)
-        store = _results.load(git, settings.remote)
+        store = _results.load(git, settings.remote, snapshot)
         verdict = store.verdict(tree, _results.check_units(settings.checks))
         if store.warning:
             rep.say("warning: " + store.warning)
@@ -225,7 +225,7 @@ def _ready(git: Git, settings: Settings, name: str, rep: Reporter, record: RunRe
         record.state = RunState.PLANNED
         record.summary = "dry run; {} would go from {} to candidate {} ({})".format(
             b.master, offered.base[:12], offered.id, offered.sha[:12])
-    return offered
+    return snapshot, offered
 
 
 # -- fab continuity.results -----------------------------------------------------------
@@ -241,15 +241,15 @@ def _ready(git: Git, settings: Settings, name: str, rep: Reporter, record: RunRe
 def results(c: Context, revision: Optional[str] = None, line: Optional[str] = None) -> None:
     """List the check and build step results recorded for a revision's tree (default: master)."""
     settings = _config.settings(c, line=line)
-    git = reach(settings)
-    heads = fetch_branches(git, settings, [settings.branches.master], dry_run=True)
+    snapshot = reach(settings, [settings.branches.master])
+    git, heads = snapshot.git, snapshot.heads
     name = revision or settings.branches.master
     sha = heads.get(name) or git.commit("refs/remotes/{}/{}".format(settings.remote, name)) or git.commit(name)
     if sha is None:
         raise UsageError("unknown revision {!r}; give a commit, tag or branch that exists here or on the "
                          "remote".format(name))
     tree = _results.tree_of(git, sha)
-    store = _results.load(git, settings.remote)
+    store = _results.load(git, settings.remote, snapshot)
     if store.warning:
         print("warning: " + store.warning)
     found = store.for_tree(tree)

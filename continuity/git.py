@@ -13,11 +13,11 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, Optional
+from typing import IO, Any, NamedTuple, Optional
 
 from .errors import GitError, UsageError
 
-__all__ = ["Git", "PushResult", "PendingPush", "ZERO"]
+__all__ = ["Git", "PushResult", "PendingPush", "RefUpdate", "ZERO"]
 
 ZERO = "0" * 40
 
@@ -43,12 +43,41 @@ _CONTENTION = (
 )
 
 
+class RefUpdate(NamedTuple):
+    """One ref of an atomic push: move ``ref`` to ``new`` ("" = delete) only if it is ``old`` ("" = absent)."""
+
+    ref: str
+    new: str
+    old: str
+
+
+#: A ref the remote named in "cannot lock ref 'R': is at X but expected Y" (a race at its ref lock).
+_RACED = re.compile(r"cannot lock ref '([^']+)': (?:is at|reference already exists)")
+
+
 class PushResult:
-    """What ``git push --porcelain`` said about each ref."""
+    """What ``git push --porcelain`` said about each ref.
+
+    ``statuses`` is {ref: flag and summary} from the porcelain lines
+    (``*`` new, `` `` moved, ``-`` deleted, ``=`` up to date, ``!`` rejected).
+    ``stale`` names the refs whose lease failed: with ``--atomic``, git marks
+    a lease that fails on our side "stale info" and every other ref "atomic
+    push failed", so a refusal says which ref was not what we expected without
+    another connection. A race lost at the remote's own ref lock is named in
+    its "cannot lock ref" line.
+    """
 
     def __init__(self, ok: bool, output: str) -> None:
         self.ok = ok  # False: refused because a ref was not what we expected
         self.output = output
+        self.statuses: dict[str, str] = {}
+        for line in output.splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3 and len(parts[0]) == 1 and parts[0] in "*+-=! " and ":" in parts[1]:
+                self.statuses[parts[1].rsplit(":", 1)[1]] = parts[0] + " " + parts[2]
+        self.stale = {ref for ref, status in self.statuses.items()
+                      if status.startswith("!") and any(sign in status for sign in _CONTENTION)}
+        self.stale.update(_RACED.findall(output))
 
     @property
     def up_to_date(self) -> bool:
@@ -65,6 +94,7 @@ class Git:
         self.timeout = timeout
         self.env = dict(os.environ, **_QUIET_ENV)
         self._identity: Optional[dict[str, str]] = None  # computed once: see identity_env
+        self._empty_tree: Optional[str] = None
 
     def run(self, *args: str, check: bool = True, input: Optional[str] = None,
             env: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None) -> str:
@@ -77,6 +107,13 @@ class Git:
     def ok(self, *args: str) -> bool:
         """True when ``git ARGS`` exits 0."""
         return self._spawn(args, None, None, None).returncode == 0
+
+    def call_bytes(self, *args: str, input: bytes) -> bytes:
+        """Run ``git ARGS`` with ``input`` and return its raw standard output (``cat-file --batch``)."""
+        proc = self._spawn(args, input, None, None, raw=True)  # type: ignore[arg-type]
+        if proc.returncode:
+            raise GitError(_describe(args, proc), args, proc.stderr.decode("utf-8", "replace"))
+        return bytes(proc.stdout)
 
     def call(self, *args: str, env: Optional[Mapping[str, str]] = None,
              timeout: Optional[float] = None) -> "subprocess.CompletedProcess[str]":
@@ -124,6 +161,8 @@ class Git:
         return proc.stdout.strip() if proc.returncode == 0 else None
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        if ancestor == descendant and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", ancestor):
+            return True  # a commit is its own ancestor: no process to learn it
         proc = self._spawn(("merge-base", "--is-ancestor", ancestor, descendant), None, None, None)
         if proc.returncode > 1:
             raise GitError(_describe(("merge-base", "--is-ancestor", ancestor, descendant), proc))
@@ -241,6 +280,18 @@ class Git:
         proc = self._spawn(args, None, None, None)
         return _push_result(remote, args, proc)
 
+    def transact(self, remote: str, updates: Iterable[RefUpdate]) -> PushResult:
+        """Push ``updates`` (`RefUpdate`) in one atomic push: all of them, or none when one is stale."""
+        updates = list(updates)
+        return self.push(remote, [(u.new, u.ref) for u in updates], leases=[(u.ref, u.old) for u in updates])
+
+    def start_transaction(self, remote: str, updates: Iterable[RefUpdate],
+                          timeout: Optional[float] = None) -> "PendingPush":
+        """`transact`, started as `start_push` starts a push (in a session of its own)."""
+        updates = list(updates)
+        return self.start_push(remote, [(u.new, u.ref) for u in updates], leases=[(u.ref, u.old) for u in updates],
+                               timeout=timeout)
+
     def start_push(self, remote: str, updates: Iterable[tuple[str, str]], leases: Iterable[tuple[str, str]] = (),
                    timeout: Optional[float] = None) -> "PendingPush":
         """Start the push `push` would make; return a `PendingPush` to wait on.
@@ -250,6 +301,12 @@ class Git:
         Ctrl-C sent to our process group does not cut it off mid-flight.
         """
         return PendingPush(self, remote, _push_args(remote, updates, leases), timeout or self.timeout)
+
+    def empty_tree(self) -> str:
+        """The empty tree, written once: lock tokens and ledger entries are commits of it."""
+        if self._empty_tree is None:
+            self._empty_tree = self.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
+        return self._empty_tree
 
     def identity_env(self) -> dict[str, str]:
         """Fill in a committer identity for our commits when git has none.

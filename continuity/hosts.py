@@ -18,19 +18,18 @@ import os
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from invoke.exceptions import CommandTimedOut, Failure
 
+from ._dataclass import dataclass
 from ._text import one_line
 from .config import Environment
 from .errors import ContinuityError, DeployError
 
 Say = Callable[[str], None]
 
-__all__ = ["deploy_hosts", "HostResult", "describe_failure", "error_line", "DEFAULT_CONNECT_TIMEOUT"]
+__all__ = ["deploy_hosts", "HostResult", "describe_failure", "error_line", "probe_host", "DEFAULT_CONNECT_TIMEOUT"]
 
 #: Seconds to wait for a host to answer when neither the environment, nor
 #: ``~/.ssh/config``, nor Fabric's ``timeouts.connect`` sets a limit: a CI
@@ -90,6 +89,8 @@ class _Run:
 
 def _run_all(c: Any, task: Any, target: Environment, kwargs: dict[str, Any], workers: int,
              say: Say) -> list[HostResult]:
+    from concurrent.futures import ThreadPoolExecutor  # here: only a deploy needs its threads
+
     run = _Run(c, task, target, kwargs, say)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="continuity-deploy")
     futures = [pool.submit(_deploy_one, run, host) for host in target.hosts]
@@ -178,6 +179,35 @@ def _connect(c: Any, target: Environment, host: str) -> Any:
     # Remote commands see the revision too.
     connection.config.run.env = dict(connection.config.run.env or {}, **_continuity_env())
     return connection
+
+
+def probe_host(c: Any, target: Environment, host: str, timeout: float) -> tuple[str, Optional[str]]:
+    """Connect to ``host`` as a deploy would, log in and run ``true``; change nothing there.
+
+    Returns (``user@host:port``, None) when that worked, else (where, why
+    not, in one line). The connection is the deploy's own (`_connect`:
+    ``~/.ssh/config``, the environment's user, port and key); ``timeout``
+    bounds the connect (unless the environment sets ``connect_timeout``)
+    and the command.
+    """
+    try:
+        connection = _connect(c, target, host)
+    except ValueError as exc:
+        return host, str(exc)
+    if not target.connect_timeout:
+        connection.connect_timeout = math.ceil(min(connection.connect_timeout, timeout))
+    where = "{}@{}:{}".format(connection.user, connection.host, connection.port)
+    try:
+        connection.open()
+        try:
+            connection.run("true", hide=True, in_stream=False, timeout=math.ceil(timeout))
+        except Exception as exc:
+            return where, "logged in to {}, but `true` failed: {}".format(where, error_line(exc))
+    except Exception as exc:
+        return where, _connect_error(exc, connection)
+    finally:
+        _close(connection)
+    return where, None
 
 
 def _continuity_env() -> dict[str, str]:

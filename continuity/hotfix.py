@@ -27,16 +27,16 @@ from . import build as _build
 from . import config as _config
 from . import merge as _merge
 from . import test as _test
-from .boundary import LINE_HELP, boundary
+from .boundary import JUNIT_HELP, LINE_HELP, boundary
 from .build import Decision
 from .config import Settings
 from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
 from .errors import ContinuityError, UsageError
-from .git import Git
+from .git import Git, RefUpdate
 from .ledger import Ledger
 from .publish import reported
 from .record import RunState, start_record
-from .remote import HEADS, fetch_branches, remote_heads
+from .remote import HEADS, Snapshot, missing_branches, read_remote, remote_heads
 from .report import Reporter
 from .stage import Candidate
 from .workspace import Workspace, command_env, exclusive, require_candidate, restored_head
@@ -86,7 +86,9 @@ def start(c: Context, name: str, dry_run: bool = False, line: Optional[str] = No
     rep = Reporter()
     ws, _ = preflight(settings, need_deploy=False, names=[settings.branches.production])
     branch = _branch(settings, ws.git, name)
-    heads = remote_heads(ws.git, settings.remote, [settings.branches.production, branch])
+    heads = remote_heads(ws.git, settings.remote, [settings.branches.production, branch])  # one ls-remote
+    if settings.branches.production not in heads:
+        raise missing_branches(settings, [settings.branches.production])
     if branch in heads:
         raise UsageError("{} already exists on {} (at {}); finish it or pick another name".format(
             branch, settings.remote, heads[branch][:12]))
@@ -109,12 +111,15 @@ def start(c: Context, name: str, dry_run: bool = False, line: Optional[str] = No
         "tag": "Tag production's new revision with this name (default: continuity.hotfix.tag, if set).",
         "dry_run": "Print the plan; merge, check, push, deploy and delete nothing.",
         "line": LINE_HELP,
+        "junit": JUNIT_HELP,
     }
 )
 @boundary
-def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = False, line: Optional[str] = None) -> None:
+def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = False, line: Optional[str] = None,
+           junit: Optional[str] = None) -> None:
     """Check hotfix/NAME, merge it into production and development, push, tag, deploy, delete it."""
     settings = _config.settings(c, line=line)
+    junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
     b = settings.branches
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=settings.hotfix.deploy, names=[b.production, b.development])
@@ -122,18 +127,23 @@ def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = Fal
     branch = _branch(settings, git, name)
     tag = _tag(settings, git, name, tag)
     with exclusive(ws), restored_head(ws, say=rep.say):
-        if branch not in remote_heads(git, settings.remote, [branch]):
+        # One read: both sides, the hotfix branch and the ledgers.
+        snapshot = read_remote(git, settings, [b.production, b.development, branch], dry_run=dry_run, require=False)
+        heads = snapshot.heads
+        missing = [n for n in (b.production, b.development) if n not in heads]
+        if missing:
+            raise missing_branches(settings, missing)
+        if branch not in heads:
             look = ("`fab continuity.history {}{}` shows its deploy".format(settings.production_environment,
                                                                             settings.line_option)
                     if settings.hotfix.deploy else "`fab continuity.status{}` shows where {} stands".format(
                         settings.line_option, b.production))
             raise UsageError("no branch {} on {}: nothing to finish (if it was finished, {})".format(
                 branch, settings.remote, look))
-        heads = fetch_branches(git, settings, [b.production, b.development, branch], dry_run=dry_run)
         plan = _plan(git, settings, branch, heads, _advice(settings, name))
         candidate = plan["production"]
         decisions = _build.plan(git, settings.build, candidate.sha, ws.build_stamps) if candidate else []
-        skip = _deploy_decision(git, settings, heads, plan) if settings.hotfix.deploy else None
+        skip = _deploy_decision(git, settings, heads, plan, snapshot) if settings.hotfix.deploy else None
         _say_plan(rep, settings, branch, heads, plan, tag, decisions)
         if skip:
             rep.say("plan: {}: {}".format(settings.production_environment, skip))
@@ -142,21 +152,29 @@ def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = Fal
             return
         record = start_record("hotfix", settings, revisions={"base": heads[b.production], "candidate": heads[branch]},
                               commits=git.commits("{}..{}".format(heads[b.production], heads[branch])))
-        with reported(settings, rep, record):
+        with reported(settings, rep, record, junit):
             if plan["production"] is not None:
                 _check(rep, ws, settings, plan["production"], decisions)
-            production = _push(git, settings, branch, heads, plan, tag, _finish_command(settings, name))
+            again = _finish_command(settings, name)
+            updates, production = _updates(git, settings, heads, plan, tag)
+            delete = RefUpdate(HEADS + branch, "", heads[branch])
+            deleted = []
             if settings.hotfix.deploy:
+                # The merges and the tag ride on the push that takes the deploy lock; the branch's deletion on
+                # the one that records the deploy.
                 environment = settings.environment(settings.production_environment)
                 result = deploy_revision(c, user_task, git, settings, environment, production, say=rep.say,
-                                         policy=DeployPolicy.hotfix())
+                                         policy=DeployPolicy.hotfix(), snapshot=snapshot, rides=updates,
+                                         moved=lambda: _moved(settings, again),
+                                         after=[delete], after_landed=lambda: deleted.append(True))
                 record.deployed = {environment.name: result}
                 rep.say("deploy: {}: {}".format(environment.name, result))
-            ref = HEADS + branch
-            if not git.push(settings.remote, [("", ref)], leases=[(ref, heads[branch])]).ok:
+            else:
+                deleted += _push(git, settings, updates, delete, again)
+            if not deleted and not git.transact(settings.remote, [delete]).ok:
                 raise ContinuityError(
                 "{} moved while finishing; its new commits are not merged yet: run "
-                "`{}` again".format(branch, _finish_command(settings, name)))
+                "`{}` again".format(branch, again))
             record.state = RunState.FINISHED
             record.summary = "{} finished; {} at {}; {} deleted".format(name, b.production, production[:12], branch)
             if not settings.hotfix.deploy:  # the branch moved, the environment did not: say so
@@ -165,11 +183,11 @@ def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = Fal
             rep.say("result: " + record.summary)
 
 
-def _deploy_decision(git: Git, settings: Settings, heads: Heads, plan: Plan) -> Optional[str]:
+def _deploy_decision(git: Git, settings: Settings, heads: Heads, plan: Plan, snapshot: Snapshot) -> Optional[str]:
     """Refuse what the deploy would refuse (a damaged ledger, a revision marked bad) before production moves."""
     environment = settings.production_environment
     revision = plan["production"].sha if plan["production"] else heads[settings.branches.production]
-    state = Ledger.of(git, settings).state(environment)
+    state = Ledger.of(git, settings, snapshot).state(environment)
     return deploy_decision(git, settings, state, environment, revision, DeployPolicy.hotfix())
 
 
@@ -236,29 +254,44 @@ def _check(rep: Reporter, ws: Workspace, settings: Settings, candidate: Candidat
     require_candidate(ws, candidate.sha, "the build or the checks")
 
 
-def _push(git: Git, settings: Settings, branch: str, heads: Heads, plan: Plan, tag: Optional[str], again: str) -> str:
-    """One atomic push of both sides and the tag; return production's new revision."""
+def _updates(git: Git, settings: Settings, heads: Heads, plan: Plan,
+             tag: Optional[str]) -> tuple[list[RefUpdate], str]:
+    """The merges of both sides and the tag, for one atomic push; and production's new revision.
+
+    The tag is looked up on the remote first (one ``ls-remote``, only when a
+    tag is asked for): one that already names production is left as it is.
+    """
     b = settings.branches
     production = plan["production"].sha if plan["production"] else heads[b.production]
-    updates, leases = [], []
+    updates = []
     for side, name in (("production", b.production), ("development", b.development)):
         merged = plan[side]
         if merged is not None:
-            updates.append((merged.sha, HEADS + name))
-            leases.append((HEADS + name, heads[name]))
+            updates.append(RefUpdate(HEADS + name, merged.sha, heads[name]))
     if tag:
         existing = git.ls_remote(settings.remote, "refs/tags/" + tag).get("refs/tags/" + tag)
         if existing and existing != production:
             raise UsageError("tag {} already exists on {} at {}; pick another with --tag".format(tag, settings.remote, existing[:12]))
         if not existing:
-            updates.append((production, "refs/tags/" + tag))
-            leases.append(("refs/tags/" + tag, ""))
-    if updates and not git.push(settings.remote, updates, leases=leases).ok:
-        raise ContinuityError(
-            "{} or {} moved on {} meanwhile; nothing was pushed. Run `{}` again "
-            "(if another run finished this hotfix, it will say there is nothing left to do).".format(
-                b.production, b.development, settings.remote, again))
-    return production
+            updates.append(RefUpdate("refs/tags/" + tag, production, ""))
+    return updates, production
+
+
+def _push(git: Git, settings: Settings, updates: list[RefUpdate], delete: RefUpdate, again: str) -> list[bool]:
+    """One atomic push of both sides, the tag and the branch's deletion; [True] when the deletion went with it."""
+    if git.transact(settings.remote, updates + [delete]).ok:
+        return [True]
+    if updates and not git.transact(settings.remote, updates).ok:
+        raise _moved(settings, again)
+    return []
+
+
+def _moved(settings: Settings, again: str) -> ContinuityError:
+    b = settings.branches
+    return ContinuityError(
+        "{} or {} moved on {} meanwhile; nothing was pushed. Run `{}` again "
+        "(if another run finished this hotfix, it will say there is nothing left to do).".format(
+            b.production, b.development, settings.remote, again))
 
 
 ns = Collection("hotfix", start, finish)

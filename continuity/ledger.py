@@ -10,13 +10,18 @@ Per environment, two refs on the remote (under the line's prefix,
 ``ledger/ENV``
     a chain of small commits of the empty tree, newest first, one per event.
     Each message holds ``key: value`` lines: environment, revision, result
-    (``deployed``, ``failed`` or ``bad``), time, by (BUILD_URL or user@host),
+    (``deploying``, ``deployed``, ``failed`` or ``bad``), time, by (BUILD_URL or user@host),
     task, line, previous revision, and extra fields such as an image digest.
     The chain does not reference the project's commits, so fetching it is
     cheap.
 
-Both are updated in one atomic push, guarded by leases, under the
-environment's deploy lock. Any clone that can fetch from the remote can read
+A deploy writes two entries: an *intent* (``result: deploying``) in the
+push that takes the environment's deploy lock, and its outcome (``deployed``
+or ``failed``, whose parent is the intent) in the push that moves
+``deployed/ENV`` and releases the lock. The lease on ``ledger/ENV`` in the
+first push proves that what the task read is still current when it holds
+the lock; an intent with no outcome is a run that stopped. Both refs are
+only ever changed together, in atomic pushes guarded by leases. Any clone that can fetch from the remote can read
 the ledger: ``fab continuity.history ENV``.
 """
 
@@ -26,19 +31,23 @@ import re
 import shlex
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from ._dataclass import dataclass
 from ._text import one_line
 from .config import Settings
 from .errors import ContinuityError, UsageError
-from .git import Git
+from .git import Git, RefUpdate
 from .record import build_url
+from .remote import Snapshot
 
-__all__ = ["Ledger", "LedgerDamaged", "Entry", "who", "now", "build_url", "annotate", "take_annotations"]
+__all__ = ["Ledger", "LedgerDamaged", "Entry", "State", "DEPLOYING", "who", "now", "build_url", "annotate", "take_annotations"]
 
 _FIELDS = ("environment", "revision", "result", "time", "by", "task", "line", "previous")
+#: The result of an intent: the entry a deploy writes when it takes the lock, before its outcome.
+DEPLOYING = "deploying"
 _ATTEMPTS = 5
 
 
@@ -47,13 +56,19 @@ class Entry:
     sha: str  # the ledger commit
     environment: str = ""
     revision: str = ""
-    result: str = ""  # deployed | failed | bad
+    result: str = ""  # deploying | deployed | failed | bad
     time: str = ""
     by: str = ""
     task: str = ""
     line: str = ""
     previous: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    parent: str = ""  # the previous ledger commit ("" for the first)
+
+    @property
+    def unsettled(self) -> bool:
+        """An intent that no outcome followed (state() hides the intents that one did)."""
+        return self.result == DEPLOYING
 
 
 @dataclass
@@ -129,16 +144,28 @@ class LedgerDamaged(UsageError):
 class Ledger:
     """The ledger of one line on the remote: its ``deployed/ENV`` and ``ledger/ENV`` refs."""
 
-    def __init__(self, git: Git, remote: str, prefix: str, line_option: str = "") -> None:
+    def __init__(self, git: Git, remote: str, prefix: str, line_option: str = "",
+                 snapshot: Optional[Snapshot] = None) -> None:
         self.git = git
         self.remote = remote
         self.prefix = prefix
         self.line_option = line_option  # " --line NAME" for the commands we suggest
+        self.snapshot = snapshot  # what the task read from the remote; None: ask the remote (ls-remote)
 
     @classmethod
-    def of(cls, git: Git, settings: Settings) -> "Ledger":
-        """The ledger of the line ``settings`` are for."""
-        return cls(git, settings.remote, settings.refs_prefix, settings.line_option)
+    def of(cls, git: Git, settings: Settings, snapshot: Optional[Snapshot] = None) -> "Ledger":
+        """The ledger of the line ``settings`` are for, as ``snapshot`` shows it (else as the remote says now)."""
+        return cls(git, settings.remote, settings.refs_prefix, settings.line_option, snapshot)
+
+    def _listed(self, *patterns: str) -> dict[str, str]:
+        """{ref: sha} on the remote for ``patterns`` (exact refs, or ``PREFIX/*``): from the snapshot if any."""
+        if self.snapshot is None:
+            return self.git.ls_remote(self.remote, *patterns)
+        found = {}
+        for ref, sha in self.snapshot.under(self.prefix).items():
+            if any(ref == p or (p.endswith("/*") and ref.startswith(p[:-1])) for p in patterns):
+                found[ref] = sha
+        return found
 
     def deployed_ref(self, environment: str) -> str:
         return self.prefix + "deployed/" + environment
@@ -148,7 +175,7 @@ class Ledger:
 
     def environments(self) -> list[str]:
         """Environments with a deploy record or a ledger on the remote."""
-        refs = self.git.ls_remote(self.remote, self.prefix + "deployed/*", self.prefix + "ledger/*")
+        refs = self._listed(self.prefix + "deployed/*", self.prefix + "ledger/*")
         names = set()
         for ref in refs:
             kind, _, name = ref[len(self.prefix):].partition("/")
@@ -157,11 +184,19 @@ class Ledger:
         return sorted(names)
 
     def state(self, environment: str, limit: Optional[int] = None) -> State:
-        """What the remote records for ``environment``; `LedgerDamaged` when a ref is not a commit."""
+        """What the remote records for ``environment``; `LedgerDamaged` when a ref is not a commit.
+
+        The entries leave out the intents that an outcome followed; up to
+        ``limit`` of them, newest first.
+        """
         refs = self.check([environment])
         head = refs.get(self.ledger_ref(environment), "")
         deployed = refs.get(self.deployed_ref(environment), "")
-        return State(deployed, head, self._entries(head, limit) if head else [])
+        # An outcome hides at most one intent: 2 * limit + 1 entries hold ``limit`` shown ones.
+        entries = self._entries(head, 2 * limit + 1 if limit else None) if head else []
+        settled = {entry.parent for entry in entries if entry.result != DEPLOYING}
+        entries = [entry for entry in entries if not (entry.result == DEPLOYING and entry.sha in settled)]
+        return State(deployed, head, entries[:limit] if limit else entries)
 
     def check(self, environments: Iterable[str]) -> dict[str, str]:
         """{ref: sha} of the environments' refs on the remote, each fetched here and a commit.
@@ -173,12 +208,17 @@ class Ledger:
         command that repairs it. Both are found by the same ``ls-remote``.
         """
         names = [ref for env in environments for ref in (self.ledger_ref(env), self.deployed_ref(env))]
-        on_remote = self.git.ls_remote(self.remote, *names, *[ref + "/*" for ref in names]) if names else {}
+        on_remote = self._listed(*names, *[ref + "/*" for ref in names]) if names else {}
         nested = sorted(ref for ref in on_remote if any(ref.startswith(name + "/") for name in names))
         if nested:
             raise self._nested(nested)
         refs = {ref: sha for ref, sha in on_remote.items() if ref in names}
         if not refs:
+            return refs
+        if self.snapshot is not None:  # the read fetched every object and knows its type
+            for ref in names:
+                if ref in refs and self.snapshot.kind(ref) != "commit":
+                    raise self._damaged(ref, refs[ref], self.snapshot.kind(ref))
             return refs
         wanted = [ref for ref, sha in refs.items() if not self.git.commit(sha)]
         if wanted:
@@ -218,16 +258,16 @@ class Ledger:
                 environment, self.remote, nested[0], more, parent, shlex.join(repair)))
 
     def _entries(self, head: str, limit: Optional[int]) -> list[Entry]:
-        args = ["log", "--format=%H%x00%B%x1e"]
+        args = ["log", "--format=%H%x00%P%x00%B%x1e"]
         if limit:
             args.append("--max-count={}".format(limit))
         out = self.git.run(*args, head, "--")
         entries = []
         for chunk in out.split("\x1e"):
             chunk = chunk.strip("\n")
-            if "\0" in chunk:
-                sha, body = chunk.split("\0", 1)
-                entries.append(_parse(sha.strip(), body))
+            if chunk.count("\0") >= 2:
+                sha, parents, body = chunk.split("\0", 2)
+                entries.append(_parse(sha.strip(), body, parents.split()[0] if parents.split() else ""))
         return entries
 
     def append(self, environment: str, records: Sequence[dict[str, Any]], deployed: Optional[str] = None,
@@ -262,6 +302,24 @@ class Ledger:
             "could not record the deploy of {} in the ledger on {}: it kept changing".format(environment, self.remote)
         )
 
+    def commit_records(self, parent: str, environment: str, records: Sequence[dict[str, Any]]) -> str:
+        """Commit ``records`` on top of ledger commit ``parent`` (nothing is pushed); the new head."""
+        head = parent
+        for record in records:
+            head = self._commit(head, environment, record)
+        return head
+
+    def updates(self, environment: str, state: State, head: str, deployed: Optional[str] = None) -> list[RefUpdate]:
+        """The ref updates that move ``ledger/ENV`` from ``state.head`` to ``head`` (and deployed/ENV).
+
+        They go into an atomic push, with whatever else must land with them
+        (a lock taken or released, a branch moved): see `continuity.lock.push_coordinated`.
+        """
+        updates = [RefUpdate(self.ledger_ref(environment), head, state.head)]
+        if deployed:
+            updates.append(RefUpdate(self.deployed_ref(environment), deployed, state.deployed))
+        return updates
+
     def _commit(self, parent: str, environment: str, record: dict[str, Any]) -> str:
         fields = dict(record, environment=environment)
         fields.setdefault("time", now())
@@ -269,18 +327,18 @@ class Ledger:
         title = "{} {} {}".format(environment, fields.get("result", "?"), (fields.get("revision") or "")[:12])
         # Values (an error, an annotation, BUILD_URL) stay on the remote for good: redacted, one line each.
         body = "".join("{}: {}\n".format(k, one_line(str(v))) for k, v in fields.items() if v not in (None, ""))
-        tree = self.git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
+        tree = self.git.empty_tree()
         args = ["commit-tree", tree, "-m", "continuity ledger: " + title, "-m", body]
         if parent:
             args[2:2] = ["-p", parent]
         return self.git.run(*args, env=self.git.identity_env())
 
 
-def _parse(sha: str, body: str) -> Entry:
+def _parse(sha: str, body: str, parent: str = "") -> Entry:
     values: dict[str, str] = {}
     for line in body.splitlines():
         key, sep, value = line.partition(": ")
         if sep and key and " " not in key:
             values[key] = value.strip()
     known = {k: values.pop(k, "") for k in _FIELDS}
-    return Entry(sha=sha, extra=values, **known)
+    return Entry(sha=sha, extra=values, parent=parent, **known)

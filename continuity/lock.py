@@ -26,6 +26,16 @@ alive:
 
 A lock held for longer than ``lock_stale_after`` is reported as probably
 stale, with the command that breaks it: ``fab continuity.unlock NAME``.
+
+Riding other pushes: taking a lock, and releasing it, can be part of a push
+that changes other refs too (`push_coordinated`): a deploy takes its
+environment's lock in the push that appends its ledger intent, and releases
+it in the push that records the outcome, so a deploy costs no push of its
+own for the lock. The waiting loop (`remote_lock`) is for when the lock is
+held (contention); a lock taken by a combined push is held the same way
+(`HeldLock.held`): renewed, checked, let go. ``HeldLock.rides`` are ref
+updates that go with the lock's release push when nothing else carried
+them.
 """
 
 import math
@@ -34,7 +44,6 @@ import shlex
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -44,12 +53,14 @@ from ._text import one_line
 from .boundary import left_behind
 from .config import Settings
 from .errors import ContinuityError, GitError, LockError, UsageError
-from .git import Git, PendingPush
+from .git import Git, PendingPush, PushResult, RefUpdate
+from .remote import Snapshot
 
 Say = Callable[[str], None]
 Info = dict[str, str]  # what a token says about its holder
 
-__all__ = ["remote_lock", "HeldLock", "list_locks", "break_lock", "who", "describe_age", "assessment"]
+__all__ = ["remote_lock", "HeldLock", "push_coordinated", "free_or_gone", "holder_of", "list_locks", "break_lock",
+           "who", "describe_age", "assessment", "stale"]
 
 #: How long an interrupted lock push may take to finish: the remote may be
 #: applying it, and only once git has finished do we know what to clean up.
@@ -84,39 +95,42 @@ class HeldLock:
         self.lease = settings.lock_lease
         self.lost: Optional[str] = None  # why the lock is no longer ours, once we know
         self.taken = False  # we had it
+        self.waited = False  # it was held when we first tried to take it
+        self.release_in_doubt = False  # a push that releases it was interrupted: it may be gone already
         self.maybe_ours = False  # the remote may hold a token of ours (taken, or a push in doubt)
         self.cut_short = False  # a push that takes the lock was stopped before git could tell us
         self._fields = _fields(name, self.lease)
-        self._tree = git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
+        self._tree = git.empty_tree()
         self._renewals = 0
         self.token = self._new_token()
         self.tokens = {self.token}  # every token we pushed or tried to push
         self._confirmed = time.monotonic()  # when the push of ``token`` started (set again once it is taken)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        #: Ref updates for the push that releases the lock, when the run ends before another push carried
+        #: them (a stage adds its results here; a stale one is dropped and the lock released alone).
+        self.rides: list[RefUpdate] = []
 
     # -- taking it -------------------------------------------------------
 
     def take(self, holder: str) -> bool:
         """Push our token over ``holder`` ("" = a free lock); True when it is ours."""
-        started = time.monotonic()
-        self.maybe_ours = True
-        pending = self._start_push([(self.token, self.ref)], holder)
-        try:
-            taken = pending.result().ok
-        except BaseException:
-            try:
-                pending.settle(_GRACE)
-            finally:
-                self.cut_short = pending.cut_short
-            raise
-        self.taken = self.maybe_ours = taken
-        self._confirmed = started
-        return taken
+        return push_coordinated(self.git, self.settings, [], take=[(self, holder)]).ok
 
     # -- holding it ------------------------------------------------------
 
+    @contextmanager
+    def held(self) -> Iterator["HeldLock"]:
+        """Hold a lock that a combined push took (`push_coordinated`): renew it, and let it go at the end."""
+        try:
+            if self.taken and self._thread is None:
+                self.start_renewing()
+            yield self
+        finally:
+            self.let_go()
+
     def start_renewing(self) -> None:
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew_loop, name="continuity-lock-" + self.name, daemon=True)
         self._thread.start()
 
@@ -171,6 +185,7 @@ class HeldLock:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()  # never race the release: a renewal push ends within a lease
+            self._thread = None
 
     # -- letting it go ---------------------------------------------------
 
@@ -191,8 +206,12 @@ class HeldLock:
     def _let_go(self) -> None:
         self._stop_renewing()
         problem = None
+        rides, self.rides = self.rides, []
         try:
-            if self._delete(self.token):
+            if rides and self._delete(self.token, rides):
+                self.maybe_ours = False
+                return
+            if self._delete(self.token):  # (again without rides: one of them was stale)
                 self.maybe_ours = False
                 return
         except ContinuityError as exc:
@@ -203,7 +222,7 @@ class HeldLock:
         if self.cut_short:
             self._leave("lock {} may yet appear on {}: the push that takes it was cut short and the remote may "
                         "still apply it".format(self.ref, self.settings.remote))
-        elif self.taken and problem is None and not self.lost:
+        elif self.taken and problem is None and not self.lost and not self.release_in_doubt:
             self.say("warning: lock {} was no longer ours when we released it".format(self.ref))
 
     def _verify(self, problem: Optional[ContinuityError]) -> bool:
@@ -228,9 +247,10 @@ class HeldLock:
             self.ref, self.settings.remote, " ({})".format(problem) if problem else ""))
         return True
 
-    def _delete(self, token: str) -> bool:
-        """Delete the lock if it holds ``token``; True when it did."""
-        pending = self._start_push([("", self.ref)], token)
+    def _delete(self, token: str, rides: list[RefUpdate] = []) -> bool:  # noqa: B006 - never mutated
+        """Delete the lock if it holds ``token`` (with ``rides``, atomically); True when it did."""
+        updates = [RefUpdate(self.ref, "", token)] + rides
+        pending = self.git.start_transaction(self.settings.remote, updates)
         try:
             return pending.result().ok
         except BaseException:
@@ -250,6 +270,7 @@ class HeldLock:
         return self.git.start_push(self.settings.remote, updates, leases=[(self.ref, expected)], timeout=timeout)
 
     def _current(self) -> Optional[str]:
+        """The lock's token on the remote now (a connection: for the contention and cleanup paths only)."""
         return self.git.ls_remote(self.settings.remote, self.ref).get(self.ref)
 
     def _new_token(self) -> str:
@@ -258,8 +279,91 @@ class HeldLock:
         return self.git.run("commit-tree", self._tree, "-m", message, env=self.git.identity_env())
 
 
+def push_coordinated(git: Git, settings: Settings, updates: list[RefUpdate],
+                     take: list[tuple["HeldLock", str]] = [],  # noqa: B006 - never mutated
+                     release: list["HeldLock"] = []) -> PushResult:  # noqa: B006
+    """One atomic push of ``updates`` that also takes the locks ``take`` and releases the locks ``release``.
+
+    ``take`` is [(lock, the token it must hold now, "" = free)]; each
+    lock's own token replaces it. Every update is guarded by its lease, so
+    the remote applies all of it or nothing; `PushResult.stale` says which
+    ref was not what we expected. Like a lock's own pushes, it runs in a
+    session of its own and an interruption waits for it to finish, so that
+    the locks it may have taken are cleaned up (`HeldLock.let_go`). A lock
+    in ``release`` stops renewing for the push (its token must not change
+    under it) and starts again when the push is refused; its ``rides`` go
+    with it.
+    """
+    for lock in release:
+        lock._stop_renewing()
+        lock.release_in_doubt = True
+    everything = list(updates)
+    for lock, holder in take:
+        lock.maybe_ours = True
+        everything.append(RefUpdate(lock.ref, lock.token, holder))
+    everything += [RefUpdate(lock.ref, "", lock.token) for lock in release]
+    everything += [ride for lock in release for ride in lock.rides]  # what was to go with the release
+    started = time.monotonic()
+    pending = git.start_transaction(settings.remote, everything)
+    try:
+        result = pending.result()
+    except BaseException:
+        try:
+            pending.settle(_GRACE)
+        finally:
+            for lock, _ in take:
+                lock.cut_short = pending.cut_short
+        raise
+    for lock, _ in take:
+        lock.taken = lock.maybe_ours = result.ok
+        lock._confirmed = started
+    for lock in release:
+        lock.release_in_doubt = False
+        if result.ok:
+            lock.maybe_ours, lock.rides = False, []
+        elif not lock.lost:
+            lock.start_renewing()
+    return result
+
+
+def free_or_gone(snapshot: Snapshot, ref: str, say: Say = print) -> Optional[str]:
+    """The lease that takes lock ``ref`` as ``snapshot`` shows it: "" (free), a gone holder's token, or None.
+
+    A holder that ran here and whose process is gone (the fast path) may be
+    replaced at once; any other holder, or anything odd at ``ref`` (not a
+    token, refs nested under it), is None: take the waiting path
+    (`remote_lock`), which says what it is.
+    """
+    if snapshot.under(ref + "/"):
+        return None
+    sha = snapshot.sha(ref)
+    if not sha:
+        return ""
+    info = _info(snapshot.kind(ref), _message(snapshot.body(sha)) if snapshot.kind(ref) == "commit" else "")
+    if _FOREIGN in info or not _dead_here(info):
+        return None
+    say("lock {} was held by a run that is gone ({}); taking it over".format(ref, who(info)))
+    return sha
+
+
+def holder_of(snapshot: Snapshot, ref: str) -> tuple[bool, bool]:
+    """(held, its holder is surely gone) for lock ``ref`` as ``snapshot`` shows it."""
+    sha = snapshot.sha(ref)
+    if not sha:
+        return False, False
+    info = _info(snapshot.kind(ref), _message(snapshot.body(sha)) if snapshot.kind(ref) == "commit" else "")
+    return True, _FOREIGN in info or _dead_here(info)
+
+
+def _message(body: str) -> str:
+    """A commit's message from its raw object (``cat-file --batch``)."""
+    return body.split("\n\n", 1)[1] if "\n\n" in body else ""
+
+
 def _fields(name: str, lease: float) -> Info:
     """What our tokens say about us: who holds the lock, and how to tell it is gone."""
+    import uuid  # here, not at the top: it imports `platform`, ~3 ms of every `fab` start
+
     here = _here()
     return {
         "lock": name,
@@ -289,6 +393,7 @@ def _acquire(lock: "HeldLock", poll: float) -> None:
     while True:
         if _take_free(lock):
             return
+        lock.waited = True
         polled = time.monotonic()
         holder, info = _holder(lock.git, settings.remote, lock.ref)
         if not holder:
@@ -391,13 +496,16 @@ def _holder(git: Git, remote: str, ref: str) -> tuple[Optional[str], Info]:
         if proc.returncode:
             return sha, {}
     kind = git.run("cat-file", "-t", sha, check=False)
+    return sha, _info(kind, git.run("log", "-1", "--format=%B", sha, check=False) if kind == "commit" else "")
+
+
+def _info(kind: str, message: str) -> Info:
+    """What a lock ref holding an object of type ``kind`` with ``message`` says about its holder."""
     if kind != "commit":
-        return sha, {_FOREIGN: "a {}".format(kind or "missing object")}
-    body = git.run("log", "-1", "--format=%B", sha, check=False)
-    if not body.startswith("continuity lock\n"):
-        return sha, {_FOREIGN: "a commit that is not a continuity lock token"}
-    info = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
-    return sha, info
+        return {_FOREIGN: "a {}".format(kind or "missing object")}
+    if not message.startswith("continuity lock\n"):
+        return {_FOREIGN: "a commit that is not a continuity lock token"}
+    return dict(line.split(": ", 1) for line in message.splitlines() if ": " in line)
 
 
 #: Set in a holder's info when the ref holds something no continuity run wrote:
@@ -524,18 +632,32 @@ def assessment(info: Info, settings: Settings) -> tuple[str, str]:
     return "", "if its run is dead"
 
 
+def stale(info: Info, settings: Settings) -> bool:
+    """The lock needs a person: no run will ever take it over by itself.
+
+    That is a ref no continuity run wrote, or a lock held for longer than
+    ``lock_stale_after`` whose holder is not known to be gone (a holder that
+    still renews it, or an older continuity's token without a lease). A
+    lock whose run is gone is not stale: the next run takes it over.
+    """
+    if _FOREIGN in info:
+        return True
+    lease = _lease(info)
+    if _dead_here(info) or (lease and _age(info, "renewed" if info.get("renewed") else "started") > lease):
+        return False
+    return _age(info) > settings.lock_stale_after
+
+
 # -- the tasks -----------------------------------------------------------------------
 
 
-def list_locks(git: Git, settings: Settings) -> list[tuple[str, str, Info]]:
-    """[(name, token, info)] of the line's locks on the remote."""
+def list_locks(snapshot: Snapshot, settings: Settings) -> list[tuple[str, str, Info]]:
+    """[(name, token, info)] of the line's locks, as ``snapshot`` shows them (one ``cat-file --batch``)."""
     prefix = settings.refs_prefix + "locks/"
-    found = []
-    for ref in sorted(git.ls_remote(settings.remote, prefix + "*")):
-        holder, info = _holder(git, settings.remote, ref)
-        if holder:
-            found.append((ref[len(prefix):], holder, info))
-    return found
+    refs = snapshot.under(prefix)
+    snapshot.read_bodies(sha for ref, sha in refs.items() if snapshot.kind(ref) == "commit")
+    return [(ref[len(prefix):], sha, _info(snapshot.kind(ref), _message(snapshot.body(sha))))
+            for ref, sha in refs.items()]
 
 
 def break_lock(git: Git, settings: Settings, name: str, token: str) -> bool:

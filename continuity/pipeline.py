@@ -4,7 +4,7 @@ The pipeline composes the stages of the other modules, in this order:
 
 preflight  settings, the deploy task, the checkout, the remote, branch names
 fetch      pin development's revision and master's revision on the remote
-lock       the line's pipeline lock, once there is something to do; then fetch again
+lock       the line's pipeline lock, once there is something to do (fetch again if we had to wait)
 merge      the candidate: development merged into master (nothing changes yet)  `merge.STAGE`
 build      the build steps whose inputs changed, on the candidate                `build.STAGE`
 check      every check on exactly the candidate's tree                           `test.check_stage`
@@ -36,14 +36,14 @@ from . import merge as _merge
 from . import push as _push
 from . import test as _test
 from ._text import redact
-from .boundary import LINE_HELP, boundary
+from .boundary import JUNIT_HELP, LINE_HELP, boundary
 from .config import Settings
 from .errors import ContinuityError, GitError
 from .ledger import Ledger
 from .lock import remote_lock
 from .publish import finish
 from .record import RunRecord, RunState, start_record
-from .remote import fetch_branches
+from .remote import read_remote
 from .report import Reporter
 from .stage import Attempt, Stage, compose, perform, plan_lines, record_results
 from .workspace import Workspace, exclusive, restored_head
@@ -65,7 +65,7 @@ def stages(settings: Settings) -> list[Stage]:
 @task(
     help={
         "dry_run": "Fetch, merge in memory and print the plan; build, check, push and deploy nothing.",
-        "junit": "Write a JUnit XML report (a test case per stage and per check) to this path.",
+        "junit": JUNIT_HELP,
         "candidate": "Advance master to this candidate (`fab continuity.candidate`) once every check and shard "
                      "passed on its tree, then deploy.",
         "line": LINE_HELP,
@@ -120,7 +120,7 @@ def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Op
 
 def _with_commits(ws: Optional[Workspace], record: RunRecord) -> RunRecord:
     """The commits the run brings in (base..development), for the notifications."""
-    if ws is not None and record.base and record.development:
+    if ws is not None and record.base and record.development and record.base != record.development:
         try:
             record.commits = ws.git.commits("{}..{}".format(record.base, record.development))
         except GitError:
@@ -147,7 +147,8 @@ def _run(c: Any, settings: Settings, ws: Workspace, deploy_task: Any, rep: Repor
     ledgers_checked = False
     while attempts < settings.max_attempts:
         with rep.stage("fetch") as info:
-            heads = fetch_branches(git, settings, dry_run=dry_run)
+            snapshot = read_remote(git, settings, dry_run=dry_run)  # one connection: branches, locks, ledgers
+            heads = snapshot.heads
             pinned = development or heads[branches.development]
             base = heads[branches.master]
             info["detail"] = "{} {}, {} {}".format(branches.development, pinned[:12], branches.master, base[:12])
@@ -158,18 +159,21 @@ def _run(c: Any, settings: Settings, ws: Workspace, deploy_task: Any, rep: Repor
             _push.sync_development(git, settings, pinned, base, rep.say, dry_run=dry_run)  # an earlier run could not
             return
         if not ledgers_checked:  # a damaged ledger would refuse the deploy after master moved: refuse now
-            Ledger.of(git, settings).check(settings.auto_deploy)
+            Ledger.of(git, settings, snapshot).check(settings.auto_deploy)
             ledgers_checked = True
         if not locked:
             with rep.stage("lock") as info:
                 lock = held.enter_context(remote_lock(git, settings, "pipeline", say=rep.say))
                 info["detail"] = "pipeline lock on {}".format(settings.remote)
             locked = True
-            continue  # fetch again: another run may have moved things while we waited
+            if lock.waited:
+                continue  # fetch again: another run moved things while we waited
+            # Taken at once: what we read is what the lock protects (the master push is a compare-and-swap anyway).
         development = pinned
         attempts += 1
         attempt = Attempt(c, settings, ws, rep, record, base=base, development=development, deploy_task=deploy_task,
-                          lock=lock)
+                          lock=lock, snapshot=snapshot, held=held,
+                          boarding=[stage.board for stage in pipeline_stages if stage.board])
         if not _try(attempt, pipeline_stages, dry_run):
             return
         if attempt.pushed:

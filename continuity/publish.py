@@ -4,6 +4,7 @@ Neither ever changes a run's result: a report that cannot be written is a
 warning, a notification that fails is reported by `continuity.notify`.
 """
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Optional
@@ -47,15 +48,20 @@ def finish(settings: Settings, rep: Reporter, record: RunRecord, exc: Optional[B
 
 
 @contextmanager
-def reported(settings: Settings, rep: Reporter, record: RunRecord) -> Iterator[RunRecord]:
+def reported(settings: Settings, rep: Reporter, record: RunRecord, junit: Optional[str] = None) -> Iterator[RunRecord]:
     """Give a task other than the pipeline the same JUnit report and notifications.
 
     The task fills ``record`` as it goes: ``revisions``, ``deployed``,
-    ``commits``, ``state`` and ``summary``.
+    ``commits``, ``state`` and ``summary``; this times it. ``junit`` (the
+    task's ``--junit``, made absolute when it started) wins over
+    ``continuity.junit``.
     """
+    start = time.monotonic()
     try:
         yield record
     except BaseException as exc:
-        finish(settings, rep, record, exc, where=record.task)
+        record.seconds = time.monotonic() - start
+        finish(settings, rep, record, exc, where=record.task, junit=junit)
         raise
-    finish(settings, rep, record)
+    record.seconds = time.monotonic() - start
+    finish(settings, rep, record, junit=junit)

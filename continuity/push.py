@@ -2,17 +2,20 @@
 
 The remote moves master only if it is still the revision the candidate was
 made from; otherwise the push is refused (the stage's status is
-``refused``) and the pipeline starts again on the new master. Then, after a
-merge commit, development is brought along (`sync_development`).
+``refused``) and the pipeline starts again on the new master. The same
+atomic push brings development along after a merge commit, carries what the
+other stages put on it (`stage.Attempt`: the deploy stage's locks and ledger
+intents, rides) and releases the pipeline lock: one connection.
 """
 
 from typing import Callable, Optional
 
 from .config import Settings
-from .errors import GitError
-from .git import Git, PushResult
+from .errors import GitError, LockError
+from .git import Git, PushResult, RefUpdate
+from .lock import push_coordinated
 from .record import RunState, StageStatus
-from .remote import remote_heads, swap
+from .remote import HEADS, remote_heads, swap
 from .stage import Attempt, Candidate, Done, Stage
 from .workspace import require_candidate
 
@@ -24,11 +27,77 @@ def _run(attempt: Attempt) -> Done:
     assert candidate is not None and attempt.lock is not None
     require_candidate(attempt.ws, candidate.sha, "the build or the checks")
     attempt.lock.check("pushing " + settings.branches.master)  # a run that lost its lock pushes nothing
-    pushed = swap(attempt.git, settings.remote, settings.branches.master, candidate.sha, candidate.base)
+    for board in attempt.boarding:
+        board(attempt)
+    pushed = _push(attempt, candidate)
     attempt.pushed = pushed is not None
     if attempt.pushed:
         attempt.record.state = RunState.PUSHED
     return Done(_detail(pushed, settings, candidate), StageStatus.OK if pushed else StageStatus.REFUSED)
+
+
+def _push(attempt: Attempt, candidate: Candidate) -> Optional[PushResult]:
+    """master base -> candidate in one atomic push with what rides on it, releasing the pipeline lock.
+
+    Refused when master moved (None: the pipeline starts again, still
+    holding its lock). When something else was stale, it is dropped and the
+    push tried again: development (the next run brings it along), a ride,
+    or the deploy coordination as a whole (the deploy stage then waits for
+    its locks). When the remote refuses the push outright (a hook, a
+    permission), it is tried again without development, then with master
+    alone: master's push is what must not fail for the rest.
+    """
+    settings, lock = attempt.settings, attempt.lock
+    assert lock is not None
+    master = RefUpdate(HEADS + settings.branches.master, candidate.sha, candidate.base)
+    development = _development(settings, candidate)
+    refused: Optional[GitError] = None  # why development could not come along
+    while True:
+        coordination, takes = attempt.coordination, attempt.takes
+        updates = [master] + ([development] if development else []) + attempt.rides + coordination
+        try:
+            result = push_coordinated(attempt.git, settings, updates, take=takes, release=[lock])
+        except GitError as exc:
+            if development is not None:
+                development, refused = None, exc
+            elif coordination or takes or attempt.rides or lock.rides:
+                attempt.coordination, attempt.takes, attempt.claims, attempt.rides = [], [], {}, []
+                lock.rides = []
+            else:
+                raise
+            continue
+        if result.ok:
+            if refused is not None:
+                attempt.rep.say("warning: could not bring {} to {}: {}; the next run tries again".format(
+                    settings.branches.development, candidate.sha[:12], refused))
+            attempt.coordinated = bool(coordination or takes)
+            for held, _ in takes:
+                held.start_renewing()
+            attempt.brought = None if _development(settings, candidate) is None or refused else development is not None
+            return result
+        stale = result.stale
+        if lock.ref in stale:
+            lock.check("pushing " + settings.branches.master)  # raises: the renewal that lost it says why
+            raise LockError("lost lock {}; stopped before pushing {}".format(lock.ref, settings.branches.master))
+        dropped: set[str] = set()
+        if development is not None and development.ref in stale:
+            dropped.add(development.ref)
+            development = None
+        dropped |= {ride.ref for ride in attempt.rides + lock.rides if ride.ref in stale}
+        attempt.rides = [ride for ride in attempt.rides if ride.ref not in stale]
+        lock.rides = [ride for ride in lock.rides if ride.ref not in stale]
+        if stale & ({u.ref for u in coordination} | {held.ref for held, _ in takes}):
+            attempt.coordination, attempt.takes, attempt.claims = [], [], {}
+            dropped.add("coordination")
+        if master.ref in stale or not dropped:
+            return None
+
+
+def _development(settings: Settings, candidate: Candidate) -> Optional[RefUpdate]:
+    """development brought along to a merge commit (a fast-forward leaves it where master goes)."""
+    if not settings.sync_development or candidate.development == candidate.sha:
+        return None
+    return RefUpdate(HEADS + settings.branches.development, candidate.sha, candidate.development)
 
 
 def _detail(pushed: Optional[PushResult], settings: Settings, candidate: Candidate) -> str:
@@ -41,9 +110,17 @@ def _detail(pushed: Optional[PushResult], settings: Settings, candidate: Candida
 
 
 def _bring_development(attempt: Attempt) -> None:
-    if attempt.pushed and attempt.candidate is not None:
-        sync_development(attempt.git, attempt.settings, attempt.candidate.development, attempt.candidate.sha,
-                         attempt.rep.say)
+    """Say what became of development, which rode on the master push after a merge commit."""
+    settings, candidate = attempt.settings, attempt.candidate
+    if not attempt.pushed or candidate is None or attempt.brought is None:
+        return
+    name = settings.branches.development
+    if attempt.brought:
+        attempt.rep.say("{} brought to {} {} (fast-forward from {})".format(
+            name, settings.branches.master, candidate.sha[:12], candidate.development[:12]))
+    else:
+        attempt.rep.say("{} moved on {} meanwhile: left as it is; the next run merges it and brings {} along "
+                        "then".format(name, settings.remote, name))
 
 
 def _plan(attempt: Attempt) -> list[str]:

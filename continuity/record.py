@@ -14,10 +14,11 @@ and serialize to JSON as those strings.
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import Enum
 from typing import Any, Optional, Protocol
 
+from ._dataclass import dataclass
 from ._text import one_line
 
 __all__ = ["RunState", "StageStatus", "StageRecord", "CheckRecord", "RunRecord", "start_record", "close_record",
@@ -97,6 +98,7 @@ class RunRecord:
     build_url: str = ""
     remote: str = ""
     branches: dict[str, str] = field(default_factory=dict)  # role -> branch name
+    seconds: float = 0.0  # the whole run, when a task timed it (`publish.reported`); else its stages add up
 
     @property
     def base(self) -> str:

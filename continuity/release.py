@@ -14,7 +14,7 @@ and leaves an entry in the ledger (see `continuity.ledger`).
 
 import dataclasses
 import shlex
-from typing import Optional
+from typing import Any, Optional
 
 from invoke import Context, task
 
@@ -22,15 +22,16 @@ from . import config as _config
 from . import docker as _docker
 from . import results as _results
 from ._text import safe
-from .boundary import LINE_HELP, boundary, confirm
+from .boundary import JUNIT_HELP, LINE_HELP, boundary, confirm
 from .config import Environment, Settings
 from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
 from .errors import ContinuityError, UsageError
-from .git import Git
+from .git import Git, RefUpdate
 from .ledger import Ledger, State
+from .lock import holder_of
 from .publish import reported
 from .record import RunState, start_record
-from .remote import fetch_branches, reach
+from .remote import HEADS, reach, read_remote
 from .report import Reporter
 from .workspace import exclusive, restored_head
 
@@ -64,10 +65,11 @@ def _revision(git: Git, name: Optional[str], settings: Settings, heads: Heads) -
 
 
 def _tested_only(git: Git, settings: Settings, revision: str, force: bool, command: list[str],
-                 policy: DeployPolicy) -> DeployPolicy:
+                 policy: DeployPolicy, snapshot: Any) -> DeployPolicy:
     """A revision named with --revision must have passed every check on its tree; ``--force`` lets it through,
     and the policy then says so (the ledger entry gets ``forced: true``). ``command`` is the task's, to rerun."""
-    refusal = _results.untested_refusal(git, settings, revision, shlex.join(command + ["--force"]) + settings.line_option)
+    refusal = _results.untested_refusal(git, settings, revision, shlex.join(command + ["--force"]) + settings.line_option,
+                                        snapshot)
     if refusal is None:
         return policy
     if not force:
@@ -96,13 +98,15 @@ def _environment(settings: Settings, name: str) -> Environment:
         "force": "Deploy even a revision marked bad by a rollback, or one whose tree was never tested.",
         "dry_run": "Say what would be deployed; deploy and record nothing.",
         "line": LINE_HELP,
+        "junit": JUNIT_HELP,
     },
 )
 @boundary
 def deploy(c: Context, environment: str, revision: Optional[str] = None, force: bool = False, dry_run: bool = False,
-           line: Optional[str] = None) -> None:
+           line: Optional[str] = None, junit: Optional[str] = None) -> None:
     """Deploy master (or a revision on it) to an environment, through your deploy task."""
     settings = _config.settings(c, line=line)
+    junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
     target = _environment(settings, environment)
     if target.name == settings.production_environment:
         raise UsageError("production moves with the production branch: use `fab continuity.promote{}` (or a "
@@ -110,13 +114,13 @@ def deploy(c: Context, environment: str, revision: Optional[str] = None, force: 
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=True, names=[settings.branches.master])
     with exclusive(ws), restored_head(ws, say=rep.say):
-        heads = fetch_branches(ws.git, settings, [settings.branches.master], dry_run=dry_run)
-        sha = _revision(ws.git, revision, settings, heads)
+        snapshot = read_remote(ws.git, settings, [settings.branches.master], dry_run=dry_run)
+        sha = _revision(ws.git, revision, settings, snapshot.heads)
         policy = DeployPolicy.manual(revision, force)
         if revision:
             policy = _tested_only(ws.git, settings, sha, force,
-                                  ["fab", "continuity.deploy", target.name, "--revision", revision], policy)
-        state = Ledger.of(ws.git, settings).state(target.name)
+                                  ["fab", "continuity.deploy", target.name, "--revision", revision], policy, snapshot)
+        state = Ledger.of(ws.git, settings, snapshot).state(target.name)
         current = state.deployed
         rep.say("plan: deploy {} to {} (now running: {}){}".format(
             sha[:12], target.name, current[:12] or "nothing recorded", _forced_note(policy)))
@@ -125,8 +129,9 @@ def deploy(c: Context, environment: str, revision: Optional[str] = None, force: 
             rep.say("dry run: nothing was deployed or recorded")
             return
         record = start_record("deploy", settings, revisions={"candidate": sha, "base": current})
-        with reported(settings, rep, record):
-            result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say, policy=policy)
+        with reported(settings, rep, record, junit):
+            result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say,
+                                     policy=policy, snapshot=snapshot)
             record.deployed, record.state = {target.name: result}, RunState.DEPLOYED
             record.summary = "{}: {}".format(target.name, result)
             rep.say("result: {}: {}".format(target.name, result))
@@ -154,28 +159,31 @@ def _dry_run_decision(rep: Reporter, git: Git, settings: Settings, state: State,
         "yes": "Do not ask for confirmation (for CI, which has no terminal).",
         "dry_run": "Print the plan; move, push and deploy nothing.",
         "line": LINE_HELP,
+        "junit": JUNIT_HELP,
     }
 )
 @boundary
 def promote(c: Context, revision: Optional[str] = None, force: bool = False, yes: bool = False,
-            dry_run: bool = False, line: Optional[str] = None) -> None:
+            dry_run: bool = False, line: Optional[str] = None, junit: Optional[str] = None) -> None:
     """Move production to master's revision (fast-forward only), push, deploy production."""
     settings = _config.settings(c, line=line)
+    junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
     b = settings.branches
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=True, names=[b.master, b.production, b.development])
     git = ws.git
     with exclusive(ws), restored_head(ws, say=rep.say):
-        heads = fetch_branches(git, settings, [b.master, b.production, b.development], dry_run=dry_run)
+        snapshot = read_remote(git, settings, [b.master, b.production, b.development], dry_run=dry_run)
+        heads = snapshot.heads
         target = _revision(git, revision, settings, heads)
         production = heads[b.production]
         _require_fast_forward(git, settings, production, target, heads[b.master], heads[b.development])
         policy = DeployPolicy.promote()
         if revision:
             policy = _tested_only(git, settings, target, force, ["fab", "continuity.promote", "--revision", revision],
-                                  policy)
+                                  policy, snapshot)
         environment = settings.environment(settings.production_environment)
-        state = Ledger.of(git, settings).state(environment.name)
+        state = Ledger.of(git, settings, snapshot).state(environment.name)
         if target in state.bad:
             raise UsageError(
                 "{} is marked bad for {} (a rollback replaced it); fix forward: let the pipeline bring a "
@@ -192,11 +200,14 @@ def promote(c: Context, revision: Optional[str] = None, force: bool = False, yes
         confirm("Promote {} to {}?".format(target[:12], environment.name), yes)
         record = start_record("promote", settings, revisions={"base": production, "candidate": target},
                               commits=git.commits("{}..{}".format(production, target)) if production != target else [])
-        with reported(settings, rep, record):
+        with reported(settings, rep, record, junit):
             _docker.before_promote(settings, target)  # the tested image exists, before anything moves
-            _move_production(git, settings, production, target)
-            _docker.after_promote(settings, ws, target, rep.say)
-            result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say, policy=policy)
+            # production moves in the push that takes the deploy lock (and writes the ledger intent)
+            result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say,
+                                     policy=policy, snapshot=snapshot,
+                                     rides=_move_production(settings, production, target),
+                                     moved=lambda: _production_moved(settings),
+                                     landed=lambda: _docker.after_promote(settings, ws, target, rep.say))
             record.deployed, record.state = {environment.name: result}, RunState.DEPLOYED
             record.summary = "{} at {}; {}: {}".format(b.production, target[:12], environment.name, result)
             rep.say("result: " + record.summary)
@@ -243,15 +254,16 @@ def _print_promotion(rep: Reporter, git: Git, settings: Settings, production: st
         rep.say("    ... and {} more".format(count - len(commits)))
 
 
-def _move_production(git: Git, settings: Settings, production: str, target: str) -> None:
+def _move_production(settings: Settings, production: str, target: str) -> list[RefUpdate]:
+    """The production branch from ``production`` to ``target``, for the push that takes the deploy lock."""
     if production == target:
-        return
-    ref = "refs/heads/" + settings.branches.production
-    if not git.push(settings.remote, [(target, ref)], leases=[(ref, production)]).ok:
-        raise ContinuityError(
-            "{} moved on {} meanwhile; nothing was pushed. Run promote again.".format(
-                settings.branches.production, settings.remote)
-        )
+        return []
+    return [RefUpdate(HEADS + settings.branches.production, target, production)]
+
+
+def _production_moved(settings: Settings) -> ContinuityError:
+    return ContinuityError("{} moved on {} meanwhile; nothing was pushed. Run promote again.".format(
+        settings.branches.production, settings.remote))
 
 
 # -- rollback -------------------------------------------------------------------
@@ -265,21 +277,24 @@ def _move_production(git: Git, settings: Settings, production: str, target: str)
         "force": "Go back to a --revision whose tree was never tested.",
         "dry_run": "Say what would be redeployed and marked bad; change nothing.",
         "line": LINE_HELP,
+        "junit": JUNIT_HELP,
     }
 )
 @boundary
 def rollback(c: Context, environment: str, revision: Optional[str] = None, force: bool = False,
-             dry_run: bool = False, line: Optional[str] = None) -> None:
+             dry_run: bool = False, line: Optional[str] = None, junit: Optional[str] = None) -> None:
     """Redeploy the previous good revision of an environment and mark the replaced one bad."""
     settings = _config.settings(c, line=line)
+    junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
     target = _environment(settings, environment)
     b = settings.branches
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=True, names=[b.master, b.production])
     git = ws.git
     with exclusive(ws), restored_head(ws, say=rep.say):
-        heads = fetch_branches(git, settings, [b.master, b.production], dry_run=dry_run)
-        state = Ledger.of(git, settings).state(target.name)
+        snapshot = read_remote(git, settings, [b.master, b.production], dry_run=dry_run)
+        heads = snapshot.heads
+        state = Ledger.of(git, settings, snapshot).state(target.name)
         if not state.deployed:
             raise UsageError("nothing is recorded as deployed to {}; there is nothing to roll back".format(target.name))
         back = _rollback_target(git, settings, state, revision, target.name, heads)
@@ -289,7 +304,8 @@ def rollback(c: Context, environment: str, revision: Optional[str] = None, force
         policy = DeployPolicy.rollback(state.deployed)
         if revision:
             policy = _tested_only(git, settings, back, force,
-                                  ["fab", "continuity.rollback", target.name, "--revision", revision], policy)
+                                  ["fab", "continuity.rollback", target.name, "--revision", revision], policy,
+                                  snapshot)
         rep.say("plan: redeploy {} to {} in place of {}, and mark {} bad for {}".format(
             back[:12], target.name, state.deployed[:12], state.deployed[:12], target.name))
         if dry_run:
@@ -297,8 +313,9 @@ def rollback(c: Context, environment: str, revision: Optional[str] = None, force
             rep.say("dry run: nothing was deployed or recorded")
             return
         record = start_record("rollback", settings, revisions={"base": state.deployed, "candidate": back})
-        with reported(settings, rep, record):
-            result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say, policy=policy)
+        with reported(settings, rep, record, junit):
+            result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say,
+                                     policy=policy, snapshot=snapshot)
             record.deployed, record.state = {target.name: result}, RunState.DEPLOYED
             record.summary = "{}: {}; {} marked bad".format(target.name, result, state.deployed[:12])
             rep.say("result: " + record.summary)
@@ -339,12 +356,13 @@ def history(c: Context, environment: str, limit: Optional[str] = None, line: Opt
     """List the deploys of an environment from the ledger on the remote, newest first."""
     settings = _config.settings(c, line=line)
     name = _config.environment_name(environment)
-    git = reach(settings)
     try:
         count = int(limit) if limit is not None else 20
     except ValueError:
         raise UsageError("--limit takes a whole number, got {!r}".format(limit)) from None
-    state = Ledger.of(git, settings).state(name, limit=max(count, 1))
+    snapshot = reach(settings)  # one fetch: every ledger and lock of the remote
+    state = Ledger.of(snapshot.git, settings, snapshot).state(name, limit=max(count, 1))
+    held, gone = holder_of(snapshot, settings.refs_prefix + "locks/deploy-" + name)
     if not state.entries:
         print("no deploys of {} are recorded on {}".format(name, settings.remote))
         return
@@ -352,6 +370,9 @@ def history(c: Context, environment: str, limit: Optional[str] = None, line: Opt
     print("{:<20} {:<8} {:<12} {:<9} {}".format("time", "result", "revision", "task", "by"))
     for entry in state.entries:
         mark = " (marked bad)" if entry.result == "deployed" and entry.revision in bad else ""
+        if entry.unsettled:
+            running = entry is state.entries[0] and held and not gone  # its run still holds the lock
+            mark = " (in progress)" if running else " (no outcome recorded: the run stopped)"
         extra = "".join("  {}={}".format(k, v) for k, v in sorted(entry.extra.items()))
         # safe(): an entry written by an older continuity may hold credentials in its BUILD_URL.
         print(safe("{:<20} {:<8} {:<12} {:<9} {}{}{}".format(

@@ -40,10 +40,11 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
+from ._dataclass import dataclass
 from ._text import one_line
 from .config import BuildStep, Command, Settings
 from .errors import ContinuityError, GitError, UsageError
@@ -53,6 +54,7 @@ from .record import build_url
 __all__ = ["REF", "PASSED", "FAILED", "TIMED_OUT", "FLAKY", "Unit", "Recorded", "Store", "Verdict", "ResultsDamaged",
            "definition", "check_units", "build_unit", "recorded", "tree_of", "load", "publish", "build_label",
            "CANDIDATES", "Offered", "offer", "find_candidate", "withdraw", "tested_note", "untested_refusal", "commit_on",
+           "ride",
            "tested_mark"]
 
 REF = "refs/continuity/results"
@@ -95,6 +97,7 @@ class Unit:
     shards: int = 1
     reuse: bool = True
     timeout: Optional[float] = None
+    heartbeat: float = 0.0  # seconds between "still running" lines, 0 for none
 
     @property
     def file(self) -> str:
@@ -120,8 +123,8 @@ def check_units(checks: Iterable[Command]) -> list[Unit]:
     for check in checks:
         key = definition("check", check.command, check.shards)
         shards = range(1, check.shards + 1) if check.shards > 1 else [0]
-        units += [Unit("check", check.name, check.command, key, shard, check.shards, check.reuse, check.timeout)
-                  for shard in shards]
+        units += [Unit("check", check.name, check.command, key, shard, check.shards, check.reuse, check.timeout,
+                       check.heartbeat) for shard in shards]
     return units
 
 
@@ -349,16 +352,44 @@ def _matches(rec: Recorded, name: str, tree: str) -> bool:
         rec.tree in ("", tree)
 
 
-def load(git: Git, remote: str) -> Store:
-    """Read ``refs/continuity/results`` from ``remote``: a `Store` (empty when there is none or it is damaged)."""
+def load(git: Git, remote: str, snapshot: Any = None) -> Store:
+    """``refs/continuity/results`` on ``remote``: a `Store` (empty when there is none or it is damaged).
+
+    From ``snapshot`` (a `remote.Snapshot`, which holds every
+    ``refs/continuity/`` ref and its objects) when the task read one: no
+    connection then; else read from the remote.
+    """
+    if snapshot is not None:
+        head, kind = snapshot.sha(REF), snapshot.kind(REF)
+        return _store(git, remote, head, "" if not head or kind == "commit" else _not_a_commit(remote, head, kind))
     head = _remote_head(git, remote)
-    if not head:
-        return Store(git)
-    problem = _check_head(git, remote, head)
+    return _store(git, remote, head, _check_head(git, remote, head) if head else "")
+
+
+def _store(git: Git, remote: str, head: str, problem: str) -> Store:
     if problem:
         return Store(git, warning=problem + "; results are treated as absent: nothing is reused and no revision "
                      "counts as tested. " + _repair(remote))
     return Store(git, head)
+
+
+def ride(git: Git, remote: str, rides: list[Any], records: Sequence[Recorded], store: Store,
+         update: Callable[[str, str, str], Any]) -> bool:
+    """Put ``records`` on ``rides`` (a push's ref updates): one update of `REF`, chained on one already there.
+
+    ``update(ref, new, old)`` makes the ref update (`git.RefUpdate`). False
+    when the results ref is damaged: nothing is put on it then.
+    """
+    if store.warning:
+        return False
+    index = next((i for i, r in enumerate(rides) if r.ref == REF), None)
+    parent, old = (rides[index].new, rides[index].old) if index is not None else (store.head, store.head)
+    commit = commit_on(git, parent, records)
+    if index is None:
+        rides.append(update(REF, commit, old))
+    else:
+        rides[index] = update(REF, commit, old)
+    return True
 
 
 def _remote_head(git: Git, remote: str) -> str:
@@ -370,9 +401,11 @@ def _check_head(git: Git, remote: str, head: str) -> str:
     if not git.commit(head):
         git.fetch_objects(remote, REF)
     kind = git.call("cat-file", "-t", head).stdout.strip() or "missing object"
-    if kind == "commit":
-        return ""
-    return "{} on {} is a {} ({}), not a commit".format(REF, remote, kind, head[:12])
+    return "" if kind == "commit" else _not_a_commit(remote, head, kind)
+
+
+def _not_a_commit(remote: str, head: str, kind: str) -> str:
+    return "{} on {} is a {} ({}), not a commit".format(REF, remote, kind or "missing object", head[:12])
 
 
 def _repair(remote: str) -> str:
@@ -446,11 +479,12 @@ def tested_note(store: Store, tree: str, settings: Settings) -> str:
     return "" if verdict.ok else "not tested: " + verdict.problem()
 
 
-def untested_refusal(git: Git, settings: Settings, revision: str, force_command: str) -> Optional[str]:
+def untested_refusal(git: Git, settings: Settings, revision: str, force_command: str,
+                     snapshot: Any = None) -> Optional[str]:
     """Why ``revision`` may not be deployed, promoted or rolled back to, or None when its tree passed every
     check. The sentence names what to run, and the command with ``--force``."""
     tree = tree_of(git, revision)
-    store = load(git, settings.remote)
+    store = load(git, settings.remote, snapshot)
     verdict = store.verdict(tree, check_units(settings.checks))
     if verdict.ok:
         return None
@@ -515,13 +549,14 @@ def offer(git: Git, remote: str, sha: str, base: str, development: str, fast_for
     return offered
 
 
-def find_candidate(git: Git, remote: str, name: str, hint: str = "") -> Offered:
-    """The candidate ``name`` (its id) on ``remote``, fetched here; `UsageError` when there is none."""
+def find_candidate(git: Git, remote: str, name: str, hint: str = "", snapshot: Any = None) -> Offered:
+    """The candidate ``name`` (its id) on ``remote`` (in ``snapshot`` when the task read one), fetched here;
+    `UsageError` when there is none."""
     if not _ID.match(name or ""):
         raise UsageError("--candidate takes the id `fab continuity.candidate` printed (hex digits, like 1a2b3c4d5e6f), "
                          "got {!r}".format(name))
     ref = CANDIDATES + name
-    sha = git.ls_remote(remote, ref).get(ref)
+    sha = snapshot.sha(ref) if snapshot is not None else git.ls_remote(remote, ref).get(ref)
     if not sha:
         raise UsageError("unknown candidate {} on {} (no {}); {}".format(name, remote, ref, hint or
                          "make one with `fab continuity.candidate`"))

@@ -13,12 +13,15 @@ deploy in `continuity.deploy`; Docker adds its own through a `Plugin`
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import field
 from typing import Any, Callable, Optional, Union
 
 from . import results as _results
+from ._dataclass import dataclass
 from .config import Settings
 from .errors import ContinuityError
+from .git import RefUpdate
 from .lock import HeldLock
 from .record import RunRecord, StageStatus
 from .report import Reporter
@@ -40,7 +43,24 @@ class Candidate:
 
 @dataclass
 class Attempt:
-    """What the stages of one pipeline run share; the candidate is new on each attempt."""
+    """What the stages of one pipeline run share; the candidate is new on each attempt.
+
+    What rides on the master push: the push stage moves master in ONE atomic
+    push that also carries ``rides`` and ``coordination``, and releases the
+    pipeline lock. A stage adds to them before the push: ``rides`` is
+    [`RefUpdate`] (ref, new, expected old) that must land atomically with
+    master, e.g. a record of the run's results; a stale one is dropped and
+    the push tried again without it. A stage that needs to do it right before
+    the push (after the checks) gives its `Stage` a ``board`` function, which
+    the push stage calls first. ``coordination`` (+ ``takes``, the locks it
+    takes: [(`HeldLock`, expected token)]) is the deploy stage's: locks and
+    ledger intents, all dropped together when any of it is stale
+    (``coordinated`` says whether they landed). ``lock.rides`` (the pipeline
+    lock's, `HeldLock.rides`) go with whichever push releases that lock: the
+    master push, or the lock's own release when the run stops before it (a
+    failing check). So a stage that records something whatever happens puts
+    it on ``lock.rides``; one that records it only with master, on ``rides``.
+    """
 
     c: Any  # the task's Context, for the user's deploy task
     settings: Settings
@@ -55,6 +75,15 @@ class Attempt:
     decisions: Optional[list[Any]] = None  # the build steps' `build.Decision`, once planned
     env: dict[str, str] = field(default_factory=dict)  # what build steps and checks see, once checked out
     pushed: bool = False  # master advanced to the candidate
+    snapshot: Any = None  # the `remote.Snapshot` the attempt started from
+    held: Optional[ExitStack] = None  # the run's locks, let go when it ends
+    rides: list[RefUpdate] = field(default_factory=list)  # ref updates for the master push (see above)
+    coordination: list[RefUpdate] = field(default_factory=list)  # the deploy stage's part of the master push
+    takes: list[tuple[HeldLock, str]] = field(default_factory=list)  # locks the master push takes
+    claims: dict[str, Any] = field(default_factory=dict)  # environment -> `deploy.Claim` or why it skips
+    coordinated: bool = False  # the master push carried ``coordination`` and ``takes``
+    brought: Optional[bool] = None  # development brought along in the master push (None: not needed)
+    boarding: list[Callable[["Attempt"], None]] = field(default_factory=list)  # the stages' ``board`` functions
     refusal: Optional[ContinuityError] = None  # what a dry run refuses, raised after the plan
     results: list[_results.Recorded] = field(default_factory=list)  # build steps and checks that ran, to record
     store: Optional[_results.Store] = None  # the results on the remote, once the check stage read them
@@ -121,7 +150,8 @@ class Stage:
     runs after the stage's line is printed: what follows from it without
     being part of it. A ``dry`` stage changes nothing and runs in dry runs
     too (the merge, which the plan is about). An ``after_push`` stage runs
-    once master advanced, not on every attempt.
+    once master advanced, not on every attempt. ``board(attempt)`` runs right
+    before the master push, to add ref updates to it (see `Attempt`).
     """
 
     name: str
@@ -132,6 +162,7 @@ class Stage:
     dry: bool = False
     after_push: bool = False
     after: str = ""  # for a plugin's stage: the stage it comes right after
+    board: Optional[Callable[[Attempt], None]] = None  # adds to the master push (Attempt.rides) right before it
 
 
 @dataclass(frozen=True)
@@ -183,20 +214,25 @@ def plan_lines(stages: Sequence[Stage], attempt: Attempt) -> list[str]:
 
 
 def record_results(attempt: Attempt) -> None:
-    """Record on the remote what the attempt's build steps and checks did; a failure to record is a warning.
+    """Record on the remote what the attempt's build steps and checks did (see `continuity.results`).
 
-    The one place a pipeline run records results (see `continuity.results`):
-    its own leased push for now. To carry them on the run's own pushes,
-    make the commit with ``results.commit_on(git, head, records)`` (``head``:
-    the results head fetched with the run) and append the update
-    ``(results.REF, commit, head)`` to the master push, or, for a failing
-    run, to the pipeline lock's release push.
+    Under the pipeline lock they ride on ``lock.rides``: with the master push
+    when master advances, with the lock's release when the run stops before
+    (a failing check). A ride another writer made stale is dropped by the
+    push, and those results are not recorded: the next run checks again.
+    Without a lock (``fab continuity.candidate``), a leased push of its own.
+    A failure to record is a warning.
     """
     records, attempt.results = attempt.results, []
     if not records:
         return
-    head = attempt.store.head if attempt.store is not None and not attempt.store.warning else None
-    try:
-        _results.publish(attempt.git, attempt.settings.remote, records, head=head)
-    except ContinuityError as exc:
-        attempt.rep.say("warning: {} result(s) not recorded: {}".format(len(records), exc))
+    git, remote = attempt.git, attempt.settings.remote
+    if attempt.lock is None:
+        try:
+            _results.publish(git, remote, records)
+        except ContinuityError as exc:
+            attempt.rep.say("warning: {} result(s) not recorded: {}".format(len(records), exc))
+        return
+    store = attempt.store or _results.load(git, remote, attempt.snapshot)
+    if not _results.ride(git, remote, attempt.lock.rides, records, store, RefUpdate):
+        attempt.rep.say("warning: {} result(s) not recorded: {}".format(len(records), store.warning))

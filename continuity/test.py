@@ -35,7 +35,7 @@ from invoke import Context, task
 
 from . import config as _config
 from . import results as _results
-from ._proc import Result, kill_group, run_shell
+from ._proc import Heartbeat, Result, kill_group, run_shell
 from .boundary import LINE_HELP, boundary
 from .config import Command, Settings
 from .errors import CommandFailed, ContinuityError, UsageError
@@ -43,7 +43,7 @@ from .publish import finish
 from .record import start_record
 from .report import Reporter
 from .results import Unit
-from .stage import Attempt, Checks, Stage
+from .stage import Attempt, Checks, Stage, record_results
 from .workspace import Here, checkout_here, command_env, exclusive, open_workspace, require_candidate, restored_head
 
 __all__ = ["run_checks", "run_units", "check_stage", "check_stage_detail", "check_here", "select_units"]
@@ -93,7 +93,8 @@ def run_units(units: Sequence[Unit], cwd: str, env: Optional[Mapping[str, str]] 
         results = []
         for unit in units:
             say("check: $ " + unit.command + _shard_note(unit))
-            result = run_shell(unit.command, cwd, timeout=unit.timeout, env=dict(base, **unit.env()), out=out)
+            result = run_shell(unit.command, cwd, timeout=unit.timeout, env=dict(base, **unit.env()), out=out,
+                               beat=_beat(unit, say))
             results.append(result)
             finished(unit, result)
         return results
@@ -118,7 +119,7 @@ def _concurrently(units: Sequence[Unit], cwd: str, env: dict[str, str], out: Opt
     def one(unit: Unit) -> tuple[Result, str]:
         buffer = io.StringIO()
         result = run_shell(unit.command, cwd, timeout=unit.timeout, env=dict(env, **unit.env()), out=buffer,
-                           started=started)
+                           beat=_beat(unit, say), started=started)
         return result, buffer.getvalue()
 
     target = out or sys.stdout
@@ -158,6 +159,11 @@ def _concurrently(units: Sequence[Unit], cwd: str, env: dict[str, str], out: Opt
     if failure is not None:
         raise failure
     return results
+
+
+def _beat(unit: Unit, say: Callable[[str], None]) -> Heartbeat:
+    """The heartbeat of a long check ("... check 'unit' shard 2/4 still running after 1m30s")."""
+    return Heartbeat(unit.heartbeat, _short(unit), say)
 
 
 def _shard_note(unit: Unit) -> str:
@@ -210,7 +216,7 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
         units = _results.check_units(settings.checks)
         todo, reused = units, ""
         if units:
-            attempt.store = attempt.store or _load(attempt.git, settings, attempt.rep.say)
+            attempt.store = attempt.store or _load(attempt.git, settings, attempt.rep.say, attempt.snapshot)
             todo, reused = split_reused(settings, attempt.store, attempt.tree, units)
         if reused:
             names = sorted({unit.name for unit in units if unit not in todo})
@@ -229,19 +235,20 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
         units = _results.check_units(attempt.settings.checks)
         todo, reused = units, ""
         if units and attempt.settings.reuse_results and attempt.ws is not None:  # no checkout: a plan on paper
-            attempt.store = attempt.store or _load(attempt.git, attempt.settings, attempt.rep.say)
+            attempt.store = attempt.store or _load(attempt.git, attempt.settings, attempt.rep.say, attempt.snapshot)
             todo, reused = split_reused(attempt.settings, attempt.store, attempt.tree, units)
         lines = ["check $ " + unit.command + _shard_note(unit) + ("" if unit in todo else " (" + reused + ")")
                  for unit in units]
         return lines + [line for part in more for line in part.plan(attempt)]
 
-    return Stage("check", run, plan)
+    return Stage("check", run, plan, board=record_results)
 
 
-def _load(git: Any, settings: Settings, say: Callable[[str], None]) -> _results.Store:
-    """The results on the remote; unreadable ones are a warning, and nothing is reused."""
+def _load(git: Any, settings: Settings, say: Callable[[str], None], snapshot: Any = None) -> _results.Store:
+    """The results on the remote (in ``snapshot``, the run's read of it); unreadable ones are a warning, and
+    nothing is reused."""
     try:
-        store = _results.load(git, settings.remote)
+        store = _results.load(git, settings.remote, snapshot)
     except ContinuityError as exc:
         say("warning: cannot read the results on {}: {}; every check runs".format(settings.remote, exc))
         return _results.Store(git, warning=str(exc))

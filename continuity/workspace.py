@@ -10,9 +10,9 @@ import fcntl
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from ._dataclass import dataclass
 from .config import Settings
 from .errors import CommandFailed, GitError, UsageError
 from .git import Git

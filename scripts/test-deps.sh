@@ -1,6 +1,7 @@
 #!/bin/sh
 # System packages the test suite talks to for real: sshd, a Docker engine,
-# a registry, a static busybox for FROM-scratch images. Idempotent: installs
+# a registry, a static busybox for FROM-scratch images, headless Chromium
+# (renders the report page). Idempotent: installs
 # only what is missing (needs root and apt-get, as on CI).
 set -eu
 missing=""
@@ -10,6 +11,7 @@ command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
 dpkg -s busybox-static >/dev/null 2>&1 || missing="$missing busybox-static"
 command -v git >/dev/null 2>&1 || missing="$missing git"
 command -v htpasswd >/dev/null 2>&1 || missing="$missing apache2-utils"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 if [ -z "$missing" ]; then
     exit 0
 fi

@@ -92,6 +92,11 @@ def pytest_sessionfinish(session):
 @pytest.fixture(autouse=True)
 def clean_env(tmp_path, monkeypatch):
     """A fresh HOME and git identity; nothing from the developer's shell or CI."""
+    return isolate(monkeypatch, tmp_path)
+
+
+def isolate(monkeypatch, tmp_path):
+    """What `clean_env` does, for a fixture of a wider scope (with its own `pytest.MonkeyPatch`)."""
     for name in list(os.environ):
         if name.startswith(_LEAKY_PREFIXES) or name in _LEAKY_NAMES:
             monkeypatch.delenv(name, raising=False)

@@ -67,6 +67,10 @@ def test_an_unknown_branch_role_is_named(tmp_path):
         ("  checks: [{cmd: 'true'}]\n", "continuity.checks[1].cmd: unknown setting; did you mean 'command'?"),
         ("  build: [{name: a, command: 'true', paths: []}]\n", "continuity.build[1].paths must be a non-empty list"),
         ("  remote: ''\n", "continuity.remote must be a non-empty string"),
+        ("  heartbeat: -1\n", "continuity.heartbeat must be a number of seconds from 1 to a week, or 0 for no "
+                              "heartbeat lines, got -1"),
+        ("  heartbeat: soon\n", "continuity.heartbeat must be a number of seconds from 1 to a week, or 0 for no "
+                                "heartbeat lines, got 'soon'"),
     ],
 )
 def test_wrong_values_are_explained(tmp_path, yaml, message):
@@ -77,6 +81,16 @@ def test_a_bad_environment_variable_is_a_clear_error(project):
     proc = project.fab(project.workspace(), "continuity.pipeline", env={"FABRIC_CONTINUITY_MAX_ATTEMPTS": "many"})
     assert_user_error(proc, "continuity.max_attempts must be a whole number, got 'many'")
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_bad_heartbeat_from_the_environment_is_one_line_and_changes_nothing(project):
+    project.push_to("development", "feature", feature="x\n")
+    before = project.refs()
+    proc = project.fab(project.workspace(), "continuity.pipeline", env={"FABRIC_CONTINUITY_HEARTBEAT": "-5"})
+    assert_user_error(proc, "continuity.heartbeat must be a number of seconds from 1 to a week, or 0 for no "
+                            "heartbeat lines, got '-5'")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert project.refs() == before
 
 
 def test_a_bad_environment_variable_is_read_as_fab_reads_it(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The Invoke compatibility shims (continuity/config/_compat.py), pinned to the Invoke versions setup.py allows.
+"""The Invoke compatibility shims (continuity/config/_compat.py), pinned to the Invoke versions pyproject.toml allows.
 
 continuity wraps two Invoke internals so that a wrong value under ``continuity:``
 is a one-line error from the parser instead of a traceback. These tests run
@@ -21,7 +21,7 @@ from invoke.exceptions import UncastableEnvVar
 import continuity
 from continuity.config import _compat
 
-SETUP_PY = Path(__file__).resolve().parent.parent / "setup.py"
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 
 def version(text):
@@ -29,8 +29,8 @@ def version(text):
 
 
 def invoke_range():
-    """(lowest, first unsupported) from setup.py's ``invoke>=X,<Y``."""
-    [spec] = re.findall(r"""["']invoke\s*([^"']+)["']""", SETUP_PY.read_text())
+    """(lowest, first unsupported) from pyproject.toml's ``invoke>=X,<Y``."""
+    [spec] = re.findall(r"""["']invoke\s*([^"']+)["']""", PYPROJECT.read_text())
     bounds = dict(re.findall(r"(>=|<)\s*([\d.]+)", spec))
     return version(bounds[">="]), version(bounds["<"])
 
@@ -47,7 +47,7 @@ def config(tmp_path, project_yaml, collection, monkeypatch=None, **env):
     return cfg
 
 
-def test_the_installed_invoke_is_one_setup_py_supports():
+def test_the_installed_invoke_is_one_pyproject_toml_supports():
     lowest, unsupported = invoke_range()
     assert lowest <= version(invoke.__version__) < unsupported, (invoke.__version__, lowest, unsupported)
 

@@ -24,7 +24,7 @@ global (our wrapper) at every depth, where the key path is unknown; a
 per-thread depth count tells the top-level call (whose ``continuity`` key is
 ours) from the nested ones, which go straight to Invoke. `install` is
 idempotent, and ``tests/test_invoke_compat.py`` pins both shims to the Invoke
-versions setup.py allows.
+versions pyproject.toml allows.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ Everything else here is data: modules receive a `Settings`, never raw config.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
+
+from .._dataclass import dataclass
 
 __all__ = ["DEFAULTS", "COLLECTION_DEFAULTS", "SECTIONS", "Command", "BuildStep", "Branches", "Environment",
            "Hotfix", "Settings"]
@@ -40,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "git_timeout": 300,
     "lock_stale_after": 3600,
     "lock_lease": 60,
+    "heartbeat": 30,
     "production_environment": "production",
     "hotfix": {"prefix": "hotfix/", "tag": "", "deploy": False},
     "environments": {},
@@ -69,6 +71,7 @@ class Command:
     name: str
     command: str
     timeout: float | None = None  # seconds
+    heartbeat: float = 30.0  # seconds between "still running" lines (continuity.heartbeat), 0 for none
     reuse: bool = True  # a result recorded for the same tree and definition counts (see `continuity.results`)
     shards: int = 1  # run as this many parts, each told CONTINUITY_SHARD and CONTINUITY_SHARDS
 
@@ -81,6 +84,7 @@ class BuildStep:
     command: str
     paths: tuple[str, ...]
     timeout: float | None = None
+    heartbeat: float = 30.0  # as `Command.heartbeat`
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,7 @@ class Settings:
     production_environment: str = "production"
     hotfix: Hotfix = Hotfix("hotfix/", "", False)
     sync_development: bool = True  # fast-forward development to master's merge commits
+    heartbeat: float = 30.0  # seconds between "still running" lines of a long check, step or deploy; 0: none
     reuse_results: bool = True  # skip a check that already passed on the candidate's tree
     jobs: int = 1  # checks run at once on one agent
 

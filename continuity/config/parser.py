@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import ConfigError
 from .fields import (
     ENV_NAME,
+    MAX_SECONDS,
     boolean,
     count,
     environment_name,
@@ -56,11 +57,12 @@ def parse(raw: object, line: str | None = None) -> Settings:
     if not isinstance(branches, dict):
         raise ConfigError("continuity.branches must be a mapping with development, master and production")
     timeout = seconds(merged["check_timeout"], "continuity.check_timeout")
+    beat = _heartbeat(merged["heartbeat"])
     return Settings(
         remote=_remote(merged["remote"]),
         branches=Branches(**{k: _branch(branches[k], "continuity.branches." + k) for k in DEFAULTS["branches"]}),
-        checks=_checks(merged["checks"], timeout),
-        build=_build(merged["build"]),
+        checks=_checks(merged["checks"], timeout, beat),
+        build=_build(merged["build"], beat),
         auto_deploy=environment_names(merged["auto_deploy"]),
         deploy_task=name(merged["deploy_task"], "continuity.deploy_task"),
         max_attempts=count(merged["max_attempts"], "continuity.max_attempts"),
@@ -74,6 +76,7 @@ def parse(raw: object, line: str | None = None) -> Settings:
         production_environment=environment_name(merged["production_environment"], "continuity.production_environment"),
         hotfix=_hotfix(raw.get("hotfix"), merged["hotfix"]),
         sync_development=boolean(merged["sync_development"], "continuity.sync_development"),
+        heartbeat=beat,
         reuse_results=boolean(merged["reuse_results"], "continuity.reuse_results"),
         jobs=count(merged["jobs"], "continuity.jobs", maximum=64),
         **{section: parse_section(section, merged[section]) for section in SECTIONS},
@@ -103,6 +106,20 @@ def _lease(value: object) -> float:
     return lease
 
 
+def _heartbeat(value: object) -> float:
+    """Seconds between "still running" lines: 0 turns them off; else at least a second (no flood)."""
+    try:
+        beat = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else -1.0
+    except ValueError:
+        beat = -1.0
+    if beat == 0:
+        return 0.0
+    if not 1 <= beat <= MAX_SECONDS:  # NaN too
+        raise ConfigError("continuity.heartbeat must be a number of seconds from 1 to a week, or 0 for no heartbeat "
+                          "lines, got {!r}".format(value))
+    return beat
+
+
 def _hotfix(raw: object, merged: dict[str, Any]) -> Hotfix:
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError("continuity.hotfix must be a mapping (prefix, tag, deploy)")
@@ -118,7 +135,7 @@ def _hotfix(raw: object, merged: dict[str, Any]) -> Hotfix:
     return Hotfix(prefix, tag, boolean(merged.get("deploy", False), "continuity.hotfix.deploy"))
 
 
-def _checks(value: object, default_timeout: float | None) -> tuple[Command, ...]:
+def _checks(value: object, default_timeout: float | None, heartbeat: float) -> tuple[Command, ...]:
     items = string_list(value, "continuity.checks", str.splitlines)
     checks = []
     for index, item in enumerate(items, 1):
@@ -134,11 +151,12 @@ def _checks(value: object, default_timeout: float | None) -> tuple[Command, ...]
         label = name(item.get("name") or command, where + ".name")
         reuse = boolean(item.get("reuse", True), where + ".reuse")
         shards = count(item.get("shards", 1), where + ".shards", maximum=_MAX_SHARDS)
-        checks.append(Command(label, command, timeout if timeout is not None else default_timeout, reuse, shards))
+        checks.append(Command(label, command, timeout if timeout is not None else default_timeout, heartbeat,
+                              reuse=reuse, shards=shards))
     return tuple(checks)
 
 
-def _build(value: object) -> tuple[BuildStep, ...]:
+def _build(value: object, heartbeat: float) -> tuple[BuildStep, ...]:
     if isinstance(value, str):
         raise ConfigError("continuity.build must be a list of steps with name, command and paths; set it in "
                           "fabric.yaml")
@@ -161,7 +179,8 @@ def _build(value: object) -> tuple[BuildStep, ...]:
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
             raise ConfigError("{}.paths must be a non-empty list of path patterns".format(where))
         command = name(item.get("command"), where + ".command")
-        steps.append(BuildStep(label, command, tuple(paths), seconds(item.get("timeout"), where + ".timeout")))
+        steps.append(BuildStep(label, command, tuple(paths), seconds(item.get("timeout"), where + ".timeout"),
+                               heartbeat))
     return tuple(steps)
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from .._dataclass import dataclass
 from ..errors import ConfigError
 from .fields import kind
 from .model import COLLECTION_DEFAULTS, SECTIONS

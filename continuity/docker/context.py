@@ -25,12 +25,14 @@ import os
 import posixpath
 import re
 import stat
-import tarfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import IO, Optional
+from typing import IO, TYPE_CHECKING, Optional
 
+from .._dataclass import dataclass
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = ["Pattern", "Matcher", "BuildContext", "parse_ignore", "scan", "write_tar", "key_tag", "KEY_LABEL",
            "CHECK_LABEL"]
@@ -275,6 +277,8 @@ def key_tag(key: str) -> str:
 
 def write_tar(context: BuildContext, fileobj: IO[bytes]) -> IO[bytes]:
     """Write the context the engine gets (an uncompressed tar) to ``fileobj``."""
+    import tarfile  # only a build needs it; `fab --list` should not pay for it
+
     with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for entry in context.entries:
             _add(tar, context.root, entry)
@@ -285,8 +289,10 @@ def write_tar(context: BuildContext, fileobj: IO[bytes]) -> IO[bytes]:
     return fileobj
 
 
-def _add(tar: tarfile.TarFile, root: str, entry: Entry, name: Optional[str] = None) -> None:
+def _add(tar: "tarfile.TarFile", root: str, entry: Entry, name: Optional[str] = None) -> None:
     """Add one entry with normalized owner and permissions (builds do not depend on umask)."""
+    import tarfile
+
     full = os.path.join(root, entry.path)
     info = tarfile.TarInfo(name or entry.path)
     info.uid = info.gid = 0

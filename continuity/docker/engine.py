@@ -104,6 +104,23 @@ class Engine:
             raise self._registry_error("cannot look up {}".format(self.ref(tag)), exc) from None
         return data["Descriptor"]["digest"]
 
+    def login(self) -> None:
+        """Log in to the registry with the configured credentials, as the engine does before a push.
+
+        The engine asks the registry; nothing is pulled, pushed or stored
+        (the SDK keeps the login in memory, not in ~/.docker/config.json).
+        """
+        if not self.auth:
+            return
+        try:
+            self.client.login(self.auth["username"], self.auth["password"], registry=self.auth["serveraddress"],
+                              reauth=True)
+        except sdk_errors.APIError as exc:
+            raise self._registry_error("docker login to {}".format(self.settings.registry_host), exc) from None
+        except http_errors.RequestException as exc:
+            raise RegistryError("docker login to {} failed: the engine stopped answering ({})".format(
+                self.settings.registry_host, type(exc).__name__)) from None
+
     def pull(self, digest: str) -> Any:
         """Pull ``repository@digest``; return the image."""
         reference = "{}@{}".format(self.repository, digest)

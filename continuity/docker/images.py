@@ -24,7 +24,8 @@ Say = Callable[[str], None]
 Record = Callable[..., None]  # `report.Reporter.command`
 
 __all__ = ["image_digest", "promote_image", "tested_image", "build_context", "engine_for", "require", "scan_context",
-           "lookup", "ensure_image", "image_detail", "image_of", "run_checks", "publish", "short_digest"]
+           "lookup", "ensure_image", "image_detail", "image_of", "run_checks", "publish", "short_digest",
+           "check_registry"]
 
 
 def image_digest(settings: Settings, revision: str) -> str:
@@ -86,6 +87,24 @@ def engine_for(docker_settings: DockerSettings) -> "Engine":
     from .engine import Engine  # imports the Docker SDK and requests
 
     return Engine(docker_settings)
+
+
+def check_registry(docker_settings: DockerSettings) -> str:
+    """Reach the engine, then the registry as a push would; pull, push and store nothing. Says what answered.
+
+    With credentials (``username_env``), the engine logs in to the registry
+    with them; without, it looks up ``IMAGE:PRODUCTION_TAG`` there (a
+    missing tag is fine: the registry answered).
+    """
+    engine = engine_for(docker_settings)  # pings the engine, reads the credentials' variables
+    host = docker_settings.registry_host
+    if engine.auth:
+        engine.login()
+        return "the engine answers; registry {} accepted the credentials from ${} and ${}".format(
+            host, docker_settings.username_env, docker_settings.password_env)
+    found = engine.remote_digest(docker_settings.production_tag)
+    return "the engine answers; registry {} answers without credentials ({} {})".format(
+        host, engine.ref(docker_settings.production_tag), short_digest(found) if found else "not pushed yet")
 
 
 def require(docker_settings: Optional[DockerSettings]) -> DockerSettings:

@@ -15,15 +15,15 @@ removed and the old one keeps running.
 """
 
 import json
+import os
 import re
-import secrets
 import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from .. import ledger
+from .._dataclass import dataclass
 from ..errors import DeployError, UsageError
 
 __all__ = ["rollout", "Rollout", "ROLLOUT_LABEL"]
@@ -67,7 +67,7 @@ def rollout(c: Any, image: str, name: str, digest: Optional[str] = None,
     _ensure_image(c, host, reference, say)
     digest = _digest_of(c, host, reference)
     old = _containers(c, host, name)
-    new = "{}-{}".format(name, secrets.token_hex(4))
+    new = "{}-{}".format(name, os.urandom(4).hex())  # secrets.token_hex(4), without importing secrets
     say("rollout: {}: starting {} from {}".format(host, new, reference))
     try:
         _docker(c, host, "run", "--detach", "--name", new, "--label", "{}={}".format(ROLLOUT_LABEL, name),

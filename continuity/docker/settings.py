@@ -8,9 +8,9 @@ parsed here from either YAML values or strings.
 
 import posixpath
 import re
-from dataclasses import dataclass
 from typing import Any, Optional, Union, cast
 
+from .._dataclass import dataclass
 from ..config import _boolean, _reject_unknown, _seconds, register_section
 from ..errors import ConfigError
 
@@ -29,7 +29,9 @@ _WHERE = "continuity.docker"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST = r"(?:{l}(?:\.{l})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?".format(l=_LABEL)
-_REPOSITORY = re.compile(r"^(?:{h}/)?{c}(?:/{c})*$".format(h=_HOST, c=_COMPONENT))
+# A string, compiled on first use (and cached by `re`): compiled here it cost
+# every ``import continuity`` a millisecond.
+_REPOSITORY = r"^(?:{h}/)?{c}(?:/{c})*$".format(h=_HOST, c=_COMPONENT)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -124,7 +126,7 @@ def _image(value: Any) -> str:
         raise ConfigError(
             "{} must be a repository without a tag or digest (continuity adds the tags), got {!r}".format(where, value)
         )
-    if not _REPOSITORY.match(value):
+    if not re.match(_REPOSITORY, value):
         raise ConfigError("{}: {!r} is not a valid repository name (lowercase letters, digits, '.', '_', '-', '/', "
                           "optionally after a registry host such as registry.example.com:5000/)".format(where, value))
     return value

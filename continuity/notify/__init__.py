@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ..config import register_section
-from .channel import NotSent, Outlet
+from .channel import NotSent
 from .email import EmailSettings, recipients
 from .email import email_message as _email_message  # noqa: F401  (tests build a mail without sending it)
 from .message import Run, compose, events_of
@@ -40,7 +41,7 @@ from .settings import CHANNELS, COLLECTION_DEFAULTS, EVENTS, NotifySettings, par
 from .webhook import FORMATS, Webhook, mask_url, payload
 
 __all__ = ["COLLECTION_DEFAULTS", "EVENTS", "CHANNELS", "FORMATS", "NotifySettings", "EmailSettings", "Webhook",
-           "parse_settings", "send", "events_of", "compose", "payload", "recipients", "mask_url"]
+           "parse_settings", "send", "probe", "events_of", "compose", "payload", "recipients", "mask_url"]
 
 
 def send(settings: NotifySettings, record: Run, say: Callable[[str], Any] = print) -> None:
@@ -57,7 +58,7 @@ def send(settings: NotifySettings, record: Run, say: Callable[[str], Any] = prin
         return
     for outlet in outlets:
         try:
-            say("notify: " + _within(settings.timeout, outlet, record))
+            say("notify: " + _within(settings.timeout, partial(outlet.deliver, record, settings.timeout)))
         except (KeyboardInterrupt, SystemExit) as exc:
             say("warning: notify: interrupted ({}); the remaining notifications were not sent".format(
                 type(exc).__name__))
@@ -69,8 +70,27 @@ def send(settings: NotifySettings, record: Run, say: Callable[[str], Any] = prin
                        outlet.secrets))
 
 
-def _within(timeout: float, outlet: Outlet, record: Run) -> str:
-    """``outlet.deliver(record)``, waited for ``timeout`` seconds in all.
+def probe(settings: NotifySettings) -> list[tuple[str, bool, str]]:
+    """Reach each outlet as `send` would, sending nothing: [(label, answered, what answered or why not)].
+
+    Each outlet has ``timeout`` seconds, as when sending; the reasons are
+    scrubbed of its secrets.
+    """
+    outlets = [outlet for key, value in settings.channels.items() for outlet in CHANNELS[key].outlets(value)]
+    results = []
+    for outlet in outlets:
+        if outlet.probe is None:
+            results.append((outlet.label, True, "this channel cannot be checked without sending"))
+            continue
+        try:
+            results.append((outlet.label, True, _within(settings.timeout, partial(outlet.probe, settings.timeout))))
+        except Exception as exc:
+            results.append((outlet.label, False, _scrub(_reason(exc, settings.timeout), outlet.secrets)))
+    return results
+
+
+def _within(timeout: float, work: Callable[[], str]) -> str:
+    """``work()`` (an outlet delivering or probing), waited for ``timeout`` seconds in all.
 
     Socket timeouts bound each read, not the whole exchange: a server that
     trickles a byte a second, or a slow name lookup, would never trip them.
@@ -81,7 +101,7 @@ def _within(timeout: float, outlet: Outlet, record: Run) -> str:
 
     def run() -> None:
         try:
-            outcome["sentence"] = outlet.deliver(record, timeout)
+            outcome["sentence"] = work()
         except BaseException as exc:  # handed to the caller, which reports it
             outcome["error"] = exc
 

@@ -11,9 +11,9 @@ raises into a warning line, and scrubs the outlet's secrets from that line.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from .._dataclass import dataclass
 from .message import Run
 
 __all__ = ["Channel", "Outlet", "NotSent", "drop_none"]
@@ -30,6 +30,7 @@ class Outlet:
     label: str  # "email via HOST:PORT", "webhook https://HOST (json)": never a secret
     deliver: Callable[[Run, float], str]  # (record, seconds left) -> what was sent, in a sentence
     secrets: tuple[str, ...] = ()  # values that must not appear in a warning about it
+    probe: Callable[[float], str] | None = None  # (seconds) -> what answered, sending nothing (`fab continuity.doctor`)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
+from .._dataclass import dataclass
 from .._text import one_line, safe
 from ..config import fields
 from ..errors import ConfigError
@@ -152,7 +152,7 @@ def outlets(email: EmailSettings) -> list[Outlet]:
     password = os.environ.get(email.password_env or "")
     return [Outlet("email via {}:{}".format(email.host, email.port),
                    lambda record, timeout: _deliver(email, record, timeout),
-                   (password,) if password else ())]
+                   (password,) if password else (), lambda timeout: _probe(email, timeout))]
 
 
 def _deliver(email: EmailSettings, record: Run, timeout: float) -> str:
@@ -173,6 +173,22 @@ def _deliver(email: EmailSettings, record: Run, timeout: float) -> str:
         raise NotSent("every recipient was refused: " + ", ".join(exc.recipients)) from None
     sentence = "email sent to {} via {}:{}".format(", ".join(a for _, a in people), email.host, email.port)
     return sentence + ("; " + _left_out(email, left_out) if left_out else "")
+
+
+def _probe(email: EmailSettings, timeout: float) -> str:
+    """Connect, EHLO, STARTTLS or SSL and log in as a mail would, then QUIT: no message is sent."""
+    import smtplib
+
+    try:
+        with _smtp(email, timeout) as smtp:
+            smtp.ehlo_or_helo_if_needed()
+            _login(smtp, email)
+    except smtplib.SMTPResponseException as exc:
+        error = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        raise NotSent("the SMTP server said {} {}".format(exc.smtp_code, " ".join(str(error).split()))) from None
+    steps = ["EHLO"] + {"starttls": ["STARTTLS"], "ssl": ["TLS"]}.get(email.security, [])
+    steps += ["login"] if email.password_env else []
+    return "{}:{} answered {}, then QUIT; nothing sent".format(email.host, email.port, ", ".join(steps))
 
 
 def email_message(email: EmailSettings, record: Run, people: list[tuple[str, str]], left_out: int = 0

@@ -9,9 +9,9 @@ no channel is configured, so a run that sends nothing pays nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from .._dataclass import dataclass
 from ..config.fields import reject_unknown, seconds, string_list, words
 from ..errors import ConfigError
 from . import email, webhook

@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from .._dataclass import dataclass
 from ..config.fields import env_var_name, kind, reject_unknown, words
 from ..errors import ConfigError
 from . import slack
@@ -110,7 +110,8 @@ def outlets(hooks: tuple[Webhook, ...]) -> list[Outlet]:
 def _outlet(hook: Webhook) -> Outlet:
     url = hook.url or os.environ.get(hook.url_env or "", "")
     label = "webhook {} ({})".format(mask_url(url) if url else "from $" + str(hook.url_env), hook.format)
-    return Outlet(label, lambda record, timeout: _deliver(hook, url, record, timeout), _url_secrets(url))
+    return Outlet(label, lambda record, timeout: _deliver(hook, url, record, timeout), _url_secrets(url),
+                  lambda timeout: _probe(hook, url, timeout))
 
 
 def _url_secrets(url: str) -> tuple[str, ...]:
@@ -147,6 +148,41 @@ def _deliver(hook: Webhook, url: str, record: Run, timeout: float) -> str:
             raise exc.reason from None
         raise
     return "webhook {} ({}) sent: HTTP {}".format(mask_url(url), hook.format, status)
+
+
+def _probe(hook: Webhook, url: str, timeout: float) -> str:
+    """Open a TCP connection to the URL's host (and the TLS handshake for https), then close it.
+
+    No HTTP request is made, so no receiver can take it for a notification;
+    the path and its token are not checked. With a proxy for the URL in the
+    environment (as urllib would use), the proxy is what is connected to.
+    """
+    if not url:
+        raise NotSent("environment variable {} (url_env) is not set".format(hook.url_env))
+    if not _is_http_url(url):
+        raise NotSent("the value of {} is not an http:// or https:// URL".format(hook.url_env))
+    import socket
+    import ssl
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        with socket.create_connection(_address(proxy), timeout=timeout):
+            return "the proxy {} accepted a TCP connection (the webhook behind it is not checked); nothing sent".format(
+                mask_url(proxy))
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        if parts.scheme != "https":
+            return "{} accepted a TCP connection; no HTTP request made, nothing sent".format(mask_url(url))
+        with ssl.create_default_context().wrap_socket(sock, server_hostname=host):  # honours SSL_CERT_FILE
+            return "{} accepted a TCP connection and a TLS handshake (certificate trusted); no HTTP request made, " \
+                   "nothing sent".format(mask_url(url))
+
+
+def _address(proxy: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _no_redirect() -> type:
