@@ -39,6 +39,7 @@ bench: $(STAMP) bytecode
 	$(BIN)/python benchmarks/roundtrips.py
 	$(BIN)/python benchmarks/hosts.py
 	$(BIN)/python benchmarks/docker_context.py
+	$(BIN)/python benchmarks/shards.py
 
 venv: $(STAMP)
 

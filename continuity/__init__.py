@@ -19,6 +19,7 @@ The layers of the package, and where to change what: docs/design.rst.
 from invoke import Collection
 
 from . import build as _build
+from . import candidate as _candidate
 from . import docker as _docker
 from . import hotfix as _hotfix
 from . import merge as _merge
@@ -66,7 +67,8 @@ __all__ = [
 # those names but not bound here: ``continuity.deploy`` and the others stay the
 # modules (register_deploy, annotate, ...).
 ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock,
-                _merge.show_merge, _build.build_here, _test.check_here, _page.report)
+                _merge.show_merge, _build.build_here, _test.check_here, _page.report,
+                _candidate.candidate, _candidate.results)
 ns.add_task(doctor)
 ns.add_collection(_hotfix.ns)
 ns.add_collection(_docker.ns)

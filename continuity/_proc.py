@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional, TextIO, Union
 from ._dataclass import dataclass
 from ._text import one_line
 
-__all__ = ["Result", "Tail", "Heartbeat", "run_shell", "heartbeat"]
+__all__ = ["Result", "Tail", "Heartbeat", "run_shell", "heartbeat", "kill_group"]
 
 TAIL_LINES = 30
 TAIL_BYTES = 64 * 1024
@@ -69,11 +69,15 @@ class Result:
 
 
 def run_shell(command: str, cwd: str, timeout: Optional[float] = None, env: Optional[Mapping[str, str]] = None,
-              out: Optional[TextIO] = None, beat: Optional["Heartbeat"] = None) -> Result:
+              out: Optional[TextIO] = None, beat: Optional["Heartbeat"] = None,
+              started: Optional[Callable[["subprocess.Popen[bytes]"], None]] = None) -> Result:
     """Run ``command`` through ``/bin/sh -c``; never raises for its failure.
 
     With ``beat`` (a `Heartbeat`), a long run says every ``beat.every``
     seconds that it still runs, with its last line of output.
+    ``started(proc)`` is told about the process once it runs: a caller that
+    runs commands in threads kills their groups (`kill_group`) when it is
+    interrupted, since only the main thread hears Ctrl-C and SIGTERM.
     """
     console = _Console(out or sys.stdout, beat)
     start = console.start
@@ -87,6 +91,8 @@ def run_shell(command: str, cwd: str, timeout: Optional[float] = None, env: Opti
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    if started is not None:
+        started(proc)
     reader = threading.Thread(target=_pump, args=(proc.stdout, console), daemon=True)
     reader.start()
     timed_out = False
@@ -356,6 +362,11 @@ def _grace() -> float:
     except ValueError:
         return _GRACE
     return grace if math.isfinite(grace) and 0 <= grace <= 3600 else _GRACE
+
+
+def kill_group(proc: "subprocess.Popen[bytes]") -> None:
+    """SIGTERM the whole group of ``proc``, then SIGKILL what is left after a grace."""
+    _kill_group(proc)
 
 
 def _kill_group(proc: "subprocess.Popen[bytes]") -> None:

@@ -6,11 +6,12 @@ the line's missing branches; ``locks`` lists the locks held on the remote and
 deploys anything.
 """
 
-from typing import Optional, TextIO
+from typing import Callable, Optional, TextIO
 
 from invoke import Context, task
 
 from . import config as _config
+from . import results as _results
 from .boundary import LINE_HELP, boundary, confirm
 from .config import Settings
 from .errors import LockError, UsageError
@@ -41,15 +42,17 @@ def show_status(settings: Settings, out: Optional[TextIO] = None) -> None:
     names = list(dict.fromkeys([b.development, b.master, b.production]))
     snapshot = reach(settings, names)  # one fetch: the branches and every ledger
     git, heads = snapshot.git, snapshot.heads
+    tested = _tested(snapshot, settings, rep.say)
     for name in names:
-        rep.say("{:<12} {}".format(name, heads[name][:12] if name in heads else "missing on " + settings.remote))
+        mark = ", " + tested(heads[name]) if name in heads and name in (b.master, b.production) else ""
+        rep.say("{:<12} {}{}".format(name, heads[name][:12] if name in heads else "missing on " + settings.remote, mark))
     for ahead, behind in ((b.development, b.master), (b.master, b.production)):
         if ahead in heads and behind in heads and ahead != behind:
             _compare(rep, git, ahead, heads[ahead], behind, heads[behind])
             # The other way round only when it holds something: production after a hotfix that has
             # not reached master yet, master with merge commits development never got.
             _compare(rep, git, behind, heads[behind], ahead, heads[ahead], also=True)
-    damaged = _deployed(rep, snapshot, settings, heads.get(b.master))
+    damaged = _deployed(rep, snapshot, settings, heads.get(b.master), tested)
     missing = [n for n in names if n not in heads]
     if missing:
         raise missing_branches(settings, missing)
@@ -72,8 +75,16 @@ def _compare(rep: Reporter, git: Git, ahead: str, ahead_sha: str, behind: str, b
         rep.say("    ... and {} more".format(count - _SHOWN))
 
 
-def _deployed(rep: Reporter, snapshot: Snapshot, settings: Settings,
-              master_sha: Optional[str]) -> Optional[LedgerDamaged]:
+def _tested(snapshot: Snapshot, settings: Settings, say: Callable[[str], None]) -> Callable[[str], str]:
+    """``tested(revision)``: "tested" or "not tested (why)", from the results the snapshot holds."""
+    store = _results.load(snapshot.git, settings.remote, snapshot)
+    if store.warning:
+        say("warning: " + store.warning)
+    return lambda revision: _results.tested_mark(store, snapshot.git, revision, settings)
+
+
+def _deployed(rep: Reporter, snapshot: Snapshot, settings: Settings, master_sha: Optional[str],
+              tested: Callable[[str], str]) -> Optional[LedgerDamaged]:
     """Per environment: what runs there, how far behind master, the last event.
 
     Returns the `LedgerDamaged` of the first environment whose records
@@ -99,6 +110,8 @@ def _deployed(rep: Reporter, snapshot: Snapshot, settings: Settings,
         if state.entries:
             last = state.entries[0]
             line += "; last: {} {} {} by {}".format(last.result, last.revision[:12], last.time, last.by)
+        if state.deployed and git.commit(state.deployed):
+            line += "; " + tested(state.deployed)
         rep.say(line)
     return damaged
 

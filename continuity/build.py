@@ -34,6 +34,7 @@ from typing import Any, Callable, Optional, TextIO
 from invoke import Context, task
 
 from . import config as _config
+from . import results as _results
 from ._dataclass import dataclass
 from ._proc import Heartbeat, Result, run_shell
 from .boundary import LINE_HELP, boundary
@@ -132,15 +133,19 @@ def run_stage(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: 
 
 
 def run_steps(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: str, env: Mapping[str, str],
-              verify: Optional[Verify] = None, committed: bool = True) -> str:
-    """The steps of the build stage (see `run_stage`); returns the stage's detail."""
-    record = functools.partial(rep.command, kind="build")
+              verify: Optional[Verify] = None, committed: bool = True,
+              done: Optional[Callable[[BuildStep, Result], None]] = None) -> str:
+    """The steps of the build stage (see `run_stage`); returns the stage's detail.
+
+    ``done(step, result)`` is told about each step that ran, failed or not.
+    """
     ran = []
     for decision in decisions:
         step = decision.step
         rep.say("build step '{}' {}: {}".format(step.name, "runs" if decision.run else "skipped", decision.reason))
         if decision.run:
             rep.say("build: $ " + step.command)
+            record = functools.partial(_told, rep, step, done)
             run_step(step, ws.root, sha, ws.build_stamps, env=env, record=record, committed=committed, verify=verify,
                      say=rep.say)
             ran.append(step.name)
@@ -148,6 +153,13 @@ def run_steps(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: 
 
 
 _NO_STEPS = "no build steps configured"
+
+
+def _told(rep: Reporter, step: BuildStep, done: Optional[Callable[[BuildStep, Result], None]], name: str,
+          command: str, result: Result) -> None:
+    rep.command(name, command, result, kind="build")
+    if done is not None:
+        done(step, result)
 
 
 def run_step(step: BuildStep, cwd: str, candidate: str, stamp_dir: str, env: Optional[Mapping[str, str]] = None,
@@ -218,11 +230,24 @@ def _decisions(attempt: Attempt) -> list[Decision]:
     return attempt.decisions
 
 
+def _run(attempt: Attempt) -> str:
+    def done(step: BuildStep, result: Result) -> None:
+        attempt.results.append(_results.recorded(_results.build_unit(step), attempt.tree, attempt.sha, result))
+
+    try:
+        return run_steps(attempt.rep, attempt.ws, _decisions(attempt), attempt.sha, attempt.env,
+                         verify=attempt.verifier(), done=done)
+    except CommandFailed:
+        last = attempt.results[-1] if attempt.results else None
+        if last is not None and last.kind == "build" and last.status == _results.PASSED:
+            last.status = _results.FAILED  # it exited 0, then failed the checkout check
+        raise
+
+
 #: The build steps whose inputs changed, on the candidate.
 STAGE = Stage(
     "build",
-    run=lambda attempt: run_steps(attempt.rep, attempt.ws, _decisions(attempt), attempt.sha, attempt.env,
-                                  verify=attempt.verifier()),
+    run=_run,
     plan=lambda attempt: plan_lines(_decisions(attempt)),
     skip=lambda attempt: "" if _decisions(attempt) else _NO_STEPS,
 )

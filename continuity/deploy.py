@@ -61,6 +61,7 @@ class DeployPolicy:
     newer_wins: bool = True
     allow_bad: bool = False
     replaces: Optional[str] = None
+    forced: bool = False  # --force let an untested revision through: the ledger entry says ``forced: true``
 
     @classmethod
     def pipeline(cls) -> "DeployPolicy":
@@ -192,7 +193,8 @@ def claim(git: Git, settings: Settings, environment: str, revision: str, policy:
     holder = free_or_gone(snapshot, lock.ref, say)
     if holder is None:
         return None
-    record = {"revision": revision, "task": policy.task, "line": settings.line, "previous": state.deployed}
+    record = {"revision": revision, "task": policy.task, "line": settings.line, "previous": state.deployed,
+              "forced": "true" if policy.forced else ""}
     intent = ledger.commit_records(state.head, environment, [dict(record, result=DEPLOYING)])
     return Claim(lock, holder, ledger, environment, state, record, intent)
 
@@ -269,7 +271,8 @@ def _deploy_waiting(c: Any, task: Any, git: Git, settings: Settings, target: Env
         skip = deploy_decision(git, settings, state, environment, revision, policy)
         if skip:
             return skip
-        record = {"revision": revision, "task": policy.task, "line": settings.line, "previous": state.deployed}
+        record = {"revision": revision, "task": policy.task, "line": settings.line, "previous": state.deployed,
+                  "forced": "true" if policy.forced else ""}
         intent = ledger.commit_records(state.head, environment, [dict(record, result=DEPLOYING)])
         held = Claim(lock, "", ledger, environment, state, record, intent, after, after_landed)
         lock.check("deploying to " + environment)

@@ -28,6 +28,7 @@ from typing import Any, Optional
 from invoke import Context, task
 
 from . import build as _build
+from . import candidate as _candidate
 from . import config as _config
 from . import deploy as _deploy
 from . import docker as _docker
@@ -44,7 +45,7 @@ from .publish import finish
 from .record import RunRecord, RunState, start_record
 from .remote import read_remote
 from .report import Reporter
-from .stage import Attempt, Stage, compose, perform, plan_lines
+from .stage import Attempt, Stage, compose, perform, plan_lines, record_results
 from .workspace import Workspace, exclusive, restored_head
 
 __all__ = ["pipeline", "run_pipeline", "stages", "print_plan", "Outcome"]
@@ -65,13 +66,20 @@ def stages(settings: Settings) -> list[Stage]:
     help={
         "dry_run": "Fetch, merge in memory and print the plan; build, check, push and deploy nothing.",
         "junit": JUNIT_HELP,
+        "candidate": "Advance master to this candidate (`fab continuity.candidate`) once every check and shard "
+                     "passed on its tree, then deploy.",
         "line": LINE_HELP,
     }
 )
 @boundary
-def pipeline(c: Context, dry_run: bool = False, junit: Optional[str] = None, line: Optional[str] = None) -> None:
+def pipeline(c: Context, dry_run: bool = False, junit: Optional[str] = None, candidate: Optional[str] = None,
+             line: Optional[str] = None) -> None:
     """Build, check, merge development into master, push, deploy to auto_deploy."""
     settings = _config.settings(c, line=line)
+    if candidate is not None:
+        _candidate.advance(c, settings, candidate, dry_run=dry_run,
+                           junit=_config.absolute_path(junit) if junit else None)
+        return
     run_pipeline(c, settings, dry_run=dry_run, junit=junit)
 
 
@@ -194,9 +202,14 @@ def _try(attempt: Attempt, pipeline_stages: Sequence[Stage], dry_run: bool) -> b
         attempt.record.state = RunState.PLANNED
         return False
     attempt.check_out()
-    for stage in pipeline_stages:
-        if not stage.dry and not stage.after_push:
-            perform(stage, attempt)
+    try:
+        for stage in pipeline_stages:
+            if not stage.dry and not stage.after_push:
+                perform(stage, attempt)
+    except ContinuityError:
+        record_results(attempt)  # a failed check is a result too; an interruption records nothing
+        raise
+    record_results(attempt)
     return True
 
 

@@ -12,12 +12,15 @@ and leaves an entry in the ledger (see `continuity.ledger`).
   replaces as bad; a revision marked bad is not deployed again unless forced.
 """
 
-from typing import Optional
+import dataclasses
+import shlex
+from typing import Any, Optional
 
 from invoke import Context, task
 
 from . import config as _config
 from . import docker as _docker
+from . import results as _results
 from ._text import safe
 from .boundary import JUNIT_HELP, LINE_HELP, boundary, confirm
 from .config import Environment, Settings
@@ -61,6 +64,19 @@ def _revision(git: Git, name: Optional[str], settings: Settings, heads: Heads) -
     return sha
 
 
+def _tested_only(git: Git, settings: Settings, revision: str, force: bool, command: list[str],
+                 policy: DeployPolicy, snapshot: Any) -> DeployPolicy:
+    """A revision named with --revision must have passed every check on its tree; ``--force`` lets it through,
+    and the policy then says so (the ledger entry gets ``forced: true``). ``command`` is the task's, to rerun."""
+    refusal = _results.untested_refusal(git, settings, revision, shlex.join(command + ["--force"]) + settings.line_option,
+                                        snapshot)
+    if refusal is None:
+        return policy
+    if not force:
+        raise UsageError(refusal)
+    return dataclasses.replace(policy, forced=True)
+
+
 def _environment(settings: Settings, name: str) -> Environment:
     name = _config.environment_name(name)
     if name not in settings.known_environments():
@@ -79,7 +95,7 @@ def _environment(settings: Settings, name: str) -> Environment:
     help={
         "environment": "The environment to deploy to (one of continuity.environments or auto_deploy).",
         "revision": "A revision on master to deploy instead of master's tip (may be older than what runs).",
-        "force": "Deploy even a revision marked bad by a rollback.",
+        "force": "Deploy even a revision marked bad by a rollback, or one whose tree was never tested.",
         "dry_run": "Say what would be deployed; deploy and record nothing.",
         "line": LINE_HELP,
         "junit": JUNIT_HELP,
@@ -100,20 +116,29 @@ def deploy(c: Context, environment: str, revision: Optional[str] = None, force: 
     with exclusive(ws), restored_head(ws, say=rep.say):
         snapshot = read_remote(ws.git, settings, [settings.branches.master], dry_run=dry_run)
         sha = _revision(ws.git, revision, settings, snapshot.heads)
+        policy = DeployPolicy.manual(revision, force)
+        if revision:
+            policy = _tested_only(ws.git, settings, sha, force,
+                                  ["fab", "continuity.deploy", target.name, "--revision", revision], policy, snapshot)
         state = Ledger.of(ws.git, settings, snapshot).state(target.name)
         current = state.deployed
-        rep.say("plan: deploy {} to {} (now running: {})".format(sha[:12], target.name, current[:12] or "nothing recorded"))
+        rep.say("plan: deploy {} to {} (now running: {}){}".format(
+            sha[:12], target.name, current[:12] or "nothing recorded", _forced_note(policy)))
         if dry_run:
-            _dry_run_decision(rep, ws.git, settings, state, target.name, sha, DeployPolicy.manual(revision, force))
+            _dry_run_decision(rep, ws.git, settings, state, target.name, sha, policy)
             rep.say("dry run: nothing was deployed or recorded")
             return
         record = start_record("deploy", settings, revisions={"candidate": sha, "base": current})
         with reported(settings, rep, record, junit):
             result = deploy_revision(c, user_task, ws.git, settings, target, sha, say=rep.say,
-                                     policy=DeployPolicy.manual(revision, force), snapshot=snapshot)
+                                     policy=policy, snapshot=snapshot)
             record.deployed, record.state = {target.name: result}, RunState.DEPLOYED
             record.summary = "{}: {}".format(target.name, result)
             rep.say("result: {}: {}".format(target.name, result))
+
+
+def _forced_note(policy: DeployPolicy) -> str:
+    return "; untested, deployed because of --force" if policy.forced else ""
 
 
 def _dry_run_decision(rep: Reporter, git: Git, settings: Settings, state: State, environment: str, revision: str,
@@ -129,7 +154,8 @@ def _dry_run_decision(rep: Reporter, git: Git, settings: Settings, state: State,
 
 @task(
     help={
-        "revision": "A revision on master to promote instead of master's tip.",
+        "revision": "A revision on master to promote instead of master's tip (its tree must have passed every check).",
+        "force": "Promote a --revision whose tree was never tested.",
         "yes": "Do not ask for confirmation (for CI, which has no terminal).",
         "dry_run": "Print the plan; move, push and deploy nothing.",
         "line": LINE_HELP,
@@ -137,8 +163,8 @@ def _dry_run_decision(rep: Reporter, git: Git, settings: Settings, state: State,
     }
 )
 @boundary
-def promote(c: Context, revision: Optional[str] = None, yes: bool = False, dry_run: bool = False,
-            line: Optional[str] = None, junit: Optional[str] = None) -> None:
+def promote(c: Context, revision: Optional[str] = None, force: bool = False, yes: bool = False,
+            dry_run: bool = False, line: Optional[str] = None, junit: Optional[str] = None) -> None:
     """Move production to master's revision (fast-forward only), push, deploy production."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
@@ -152,6 +178,10 @@ def promote(c: Context, revision: Optional[str] = None, yes: bool = False, dry_r
         target = _revision(git, revision, settings, heads)
         production = heads[b.production]
         _require_fast_forward(git, settings, production, target, heads[b.master], heads[b.development])
+        policy = DeployPolicy.promote()
+        if revision:
+            policy = _tested_only(git, settings, target, force, ["fab", "continuity.promote", "--revision", revision],
+                                  policy, snapshot)
         environment = settings.environment(settings.production_environment)
         state = Ledger.of(git, settings, snapshot).state(environment.name)
         if target in state.bad:
@@ -163,7 +193,7 @@ def promote(c: Context, revision: Optional[str] = None, yes: bool = False, dry_r
             return
         _print_promotion(rep, git, settings, production, target, environment.name)
         if dry_run:
-            _dry_run_decision(rep, git, settings, state, environment.name, target, DeployPolicy.promote())
+            _dry_run_decision(rep, git, settings, state, environment.name, target, policy)
             _docker.before_promote(settings, target)  # promote refuses a revision without a tested image
             rep.say("dry run: nothing was moved, pushed or deployed")
             return
@@ -174,7 +204,7 @@ def promote(c: Context, revision: Optional[str] = None, yes: bool = False, dry_r
             _docker.before_promote(settings, target)  # the tested image exists, before anything moves
             # production moves in the push that takes the deploy lock (and writes the ledger intent)
             result = deploy_revision(c, user_task, git, settings, environment, target, say=rep.say,
-                                     policy=DeployPolicy.promote(), snapshot=snapshot,
+                                     policy=policy, snapshot=snapshot,
                                      rides=_move_production(settings, production, target),
                                      moved=lambda: _production_moved(settings),
                                      landed=lambda: _docker.after_promote(settings, ws, target, rep.say))
@@ -242,15 +272,17 @@ def _production_moved(settings: Settings) -> ContinuityError:
 @task(
     help={
         "environment": "The environment to roll back.",
-        "revision": "The revision to go back to (default: the previous good deploy in the ledger).",
+        "revision": "The revision to go back to (default: the previous good deploy in the ledger); its tree must "
+                    "have passed every check.",
+        "force": "Go back to a --revision whose tree was never tested.",
         "dry_run": "Say what would be redeployed and marked bad; change nothing.",
         "line": LINE_HELP,
         "junit": JUNIT_HELP,
     }
 )
 @boundary
-def rollback(c: Context, environment: str, revision: Optional[str] = None, dry_run: bool = False,
-             line: Optional[str] = None, junit: Optional[str] = None) -> None:
+def rollback(c: Context, environment: str, revision: Optional[str] = None, force: bool = False,
+             dry_run: bool = False, line: Optional[str] = None, junit: Optional[str] = None) -> None:
     """Redeploy the previous good revision of an environment and mark the replaced one bad."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
@@ -269,16 +301,21 @@ def rollback(c: Context, environment: str, revision: Optional[str] = None, dry_r
         if revision and not any(git.is_ancestor(back, heads[n]) for n in (b.master, b.production)):
             raise UsageError("{} is on neither {} nor {}: only revisions on those branches are deployed".format(
                 revision, b.master, b.production))
+        policy = DeployPolicy.rollback(state.deployed)
+        if revision:
+            policy = _tested_only(git, settings, back, force,
+                                  ["fab", "continuity.rollback", target.name, "--revision", revision], policy,
+                                  snapshot)
         rep.say("plan: redeploy {} to {} in place of {}, and mark {} bad for {}".format(
             back[:12], target.name, state.deployed[:12], state.deployed[:12], target.name))
         if dry_run:
-            _dry_run_decision(rep, git, settings, state, target.name, back, DeployPolicy.rollback(state.deployed))
+            _dry_run_decision(rep, git, settings, state, target.name, back, policy)
             rep.say("dry run: nothing was deployed or recorded")
             return
         record = start_record("rollback", settings, revisions={"base": state.deployed, "candidate": back})
         with reported(settings, rep, record, junit):
             result = deploy_revision(c, user_task, git, settings, target, back, say=rep.say,
-                                     policy=DeployPolicy.rollback(state.deployed), snapshot=snapshot)
+                                     policy=policy, snapshot=snapshot)
             record.deployed, record.state = {target.name: result}, RunState.DEPLOYED
             record.summary = "{}: {}; {} marked bad".format(target.name, result, state.deployed[:12])
             rep.say("result: " + record.summary)

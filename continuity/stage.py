@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from dataclasses import field
 from typing import Any, Callable, Optional, Union
 
+from . import results as _results
 from ._dataclass import dataclass
 from .config import Settings
 from .errors import ContinuityError
@@ -26,7 +27,8 @@ from .record import RunRecord, StageStatus
 from .report import Reporter
 from .workspace import Workspace, command_env, require_candidate
 
-__all__ = ["Candidate", "Attempt", "Done", "Stage", "Checks", "Plugin", "compose", "perform", "plan_lines"]
+__all__ = ["Candidate", "Attempt", "Done", "Stage", "Checks", "Plugin", "compose", "perform", "plan_lines",
+           "record_results"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class Attempt:
     brought: Optional[bool] = None  # development brought along in the master push (None: not needed)
     boarding: list[Callable[["Attempt"], None]] = field(default_factory=list)  # the stages' ``board`` functions
     refusal: Optional[ContinuityError] = None  # what a dry run refuses, raised after the plan
+    results: list[_results.Recorded] = field(default_factory=list)  # build steps and checks that ran, to record
+    store: Optional[_results.Store] = None  # the results on the remote, once the check stage read them
+    _tree: str = ""
 
     @property
     def git(self) -> Any:
@@ -99,6 +104,13 @@ class Attempt:
     def sha(self) -> str:
         """The candidate's revision."""
         return self.merged.sha
+
+    @property
+    def tree(self) -> str:
+        """The candidate's tree: what results are recorded and looked up by."""
+        if not self._tree:
+            self._tree = _results.tree_of(self.git, self.sha)
+        return self._tree
 
     def check_out(self) -> None:
         """Check the candidate out, and set the environment its build steps and checks see."""
@@ -199,3 +211,28 @@ def perform(stage: Stage, attempt: Attempt) -> StageStatus:
 def plan_lines(stages: Sequence[Stage], attempt: Attempt) -> list[str]:
     """What a dry run says about ``stages``, in the order they would run."""
     return [line for stage in stages for line in stage.plan(attempt)]
+
+
+def record_results(attempt: Attempt) -> None:
+    """Record on the remote what the attempt's build steps and checks did (see `continuity.results`).
+
+    Under the pipeline lock they ride on ``lock.rides``: with the master push
+    when master advances, with the lock's release when the run stops before
+    (a failing check). A ride another writer made stale is dropped by the
+    push, and those results are not recorded: the next run checks again.
+    Without a lock (``fab continuity.candidate``), a leased push of its own.
+    A failure to record is a warning.
+    """
+    records, attempt.results = attempt.results, []
+    if not records:
+        return
+    git, remote = attempt.git, attempt.settings.remote
+    if attempt.lock is None:
+        try:
+            _results.publish(git, remote, records)
+        except ContinuityError as exc:
+            attempt.rep.say("warning: {} result(s) not recorded: {}".format(len(records), exc))
+        return
+    store = attempt.store or _results.load(git, remote, attempt.snapshot)
+    if not _results.ride(git, remote, attempt.lock.rides, records, store, RefUpdate):
+        attempt.rep.say("warning: {} result(s) not recorded: {}".format(len(records), store.warning))

@@ -1,70 +1,208 @@
 """Problem-free: every configured check exits 0 on the candidate's tree.
 
 Checks are shell commands the user wrote (``python -m pytest`` by default).
-They run one after the other in the workspace, checked out at exactly the
-candidate; the first failure stops the run. A check with a timeout that hangs
-is killed together with the processes it started, and reported as such.
+They run in the workspace, checked out at exactly the candidate, one after
+the other (or ``jobs`` at a time, each one's output printed whole when it
+ends); the first failure stops the run. A check with a timeout that hangs is
+killed together with the processes it started, and reported as such. A
+check with ``shards: N`` runs as N parts, each told ``CONTINUITY_SHARD`` and
+``CONTINUITY_SHARDS``.
+
+Every result is recorded on the remote, keyed by the tree (see
+`continuity.results`). The pipeline's check stage does not run a check again
+on a tree it already passed on (``reuse_results``; a check can opt out with
+``reuse: false``).
 
 ``fab continuity.test`` runs them on the checkout as it is, exactly as the
 pipeline's check stage does: same commands, environment, time limits,
 output and JUnit report; it moves nothing and takes no lock on the remote.
+With ``--candidate ID`` it checks out a candidate `fab continuity.candidate`
+published instead, and runs all its checks, or those of one shard
+(``--shard I/N``) or one check (``--check NAME``): the agents of a Jenkins
+``parallel`` stage share one candidate's checks that way.
 """
 
+import io
+import os
+import re
+import sys
+import threading
 from collections.abc import Mapping, Sequence
-from typing import Callable, Optional, TextIO
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Callable, Optional, TextIO
 
 from invoke import Context, task
 
 from . import config as _config
-from ._proc import Heartbeat, Result, run_shell
+from . import results as _results
+from ._proc import Heartbeat, Result, kill_group, run_shell
 from .boundary import LINE_HELP, boundary
-from .config import Command
-from .errors import CommandFailed, ContinuityError
+from .config import Command, Settings
+from .errors import CommandFailed, ContinuityError, UsageError
 from .publish import finish
 from .record import start_record
 from .report import Reporter
-from .stage import Attempt, Checks, Stage
-from .workspace import checkout_here, exclusive
+from .results import Unit
+from .stage import Attempt, Checks, Stage, record_results
+from .workspace import Here, checkout_here, command_env, exclusive, open_workspace, require_candidate, restored_head
 
-__all__ = ["run_checks", "check_stage", "check_stage_detail", "check_here"]
+__all__ = ["run_checks", "run_units", "check_stage", "check_stage_detail", "check_here", "select_units"]
+
+Done = Callable[[Unit, Result, bool], None]  # (unit, its result, passed: it exited 0 and left the checkout alone)
 
 
 def run_checks(checks: Sequence[Command], cwd: str, env: Optional[Mapping[str, str]] = None,
                out: Optional[TextIO] = None, say: Callable[[str], None] = print,
                record: Optional[Callable[[str, str, Result], None]] = None,
-               verify: Optional[Callable[[str, Result], None]] = None) -> list[Result]:
-    """Run ``checks`` in order; return their results or raise `CommandFailed`.
+               verify: Optional[Callable[[str, Result], None]] = None, jobs: int = 1,
+               done: Optional[Done] = None) -> list[Result]:
+    """Run ``checks`` (each shard of a sharded one) in order; return their results or raise `CommandFailed`.
 
-    ``record(name, command, result)`` is told about each check that ran;
-    ``verify(culprit, result)`` is called after each one that passed.
+    ``record(name, command, result)`` and ``done(unit, result)`` are told
+    about each check that ran; ``verify(culprit, result)`` is called after
+    each one that passed.
     """
-    results = []
-    for check in checks:
-        say("check: $ " + check.command)
-        beat = Heartbeat(check.heartbeat, "check '{}'".format(check.name), say)
-        result = run_shell(check.command, cwd, timeout=check.timeout, env=env, out=out, beat=beat)
-        results.append(result)
+    return run_units(_results.check_units(checks), cwd, env, out, say, record, verify, jobs, done)
+
+
+def run_units(units: Sequence[Unit], cwd: str, env: Optional[Mapping[str, str]] = None,
+              out: Optional[TextIO] = None, say: Callable[[str], None] = print,
+              record: Optional[Callable[[str, str, Result], None]] = None,
+              verify: Optional[Callable[[str, Result], None]] = None, jobs: int = 1,
+              done: Optional[Done] = None) -> list[Result]:
+    """`run_checks` on `results.Unit` s: up to ``jobs`` at a time."""
+    base = dict(env if env is not None else os.environ)
+
+    def finished(unit: Unit, result: Result) -> None:
         if record is not None:
-            record(check.name, check.command, result)
+            record(unit.name, unit.command, result)
+        error = None
         if not result.ok:
-            raise CommandFailed(
-                "check '{}' {}; {}".format(check.name, result.describe(), result.tail_text()),
-                result,
-            )
-        if verify is not None:
-            verify(_named(check), result)
+            error = CommandFailed("{} {}; {}".format(_short(unit), result.describe(), result.tail_text()), result)
+        elif verify is not None:
+            try:
+                verify(_named(unit), result)
+            except CommandFailed as exc:  # it passed, but changed the checkout: a failure, recorded as one
+                error = exc
+        if done is not None:
+            done(unit, result, error is None)
+        if error is not None:
+            raise error
+
+    if jobs <= 1 or len(units) <= 1:
+        results = []
+        for unit in units:
+            say("check: $ " + unit.command + _shard_note(unit))
+            result = run_shell(unit.command, cwd, timeout=unit.timeout, env=dict(base, **unit.env()), out=out,
+                               beat=_beat(unit, say))
+            results.append(result)
+            finished(unit, result)
+        return results
+    return _concurrently(units, cwd, base, out, say, finished, jobs)
+
+
+def _concurrently(units: Sequence[Unit], cwd: str, env: dict[str, str], out: Optional[TextIO],
+                  say: Callable[[str], None], finished: Callable[[Unit, Result], None], jobs: int) -> list[Result]:
+    """``jobs`` units at a time, each one's output kept and printed whole when it ends, never interleaved.
+
+    After a failure no new unit starts; those running finish, and the first
+    failure is raised. Only this thread hears Ctrl-C and SIGTERM: then the
+    process groups of the running units are killed.
+    """
+    procs: list[Any] = []
+    lock = threading.Lock()
+
+    def started(proc: Any) -> None:
+        with lock:
+            procs.append(proc)
+
+    def one(unit: Unit) -> tuple[Result, str]:
+        buffer = io.StringIO()
+        result = run_shell(unit.command, cwd, timeout=unit.timeout, env=dict(env, **unit.env()), out=buffer,
+                           beat=_beat(unit, say), started=started)
+        return result, buffer.getvalue()
+
+    target = out or sys.stdout
+    results: list[Result] = []
+    failure: Optional[BaseException] = None
+    pending = list(units)
+    running: dict[Future[tuple[Result, str]], Unit] = {}
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="continuity-check")
+    try:
+        while pending or running:
+            while pending and len(running) < jobs and failure is None:
+                unit = pending.pop(0)
+                running[pool.submit(one, unit)] = unit
+            if not running:
+                break
+            finished_now, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished_now:
+                unit = running.pop(future)
+                result, output = future.result()
+                say("check: $ " + unit.command + _shard_note(unit) + " ({})".format(
+                    "passed" if result.ok else result.describe()))
+                target.write(output)
+                target.flush()
+                results.append(result)
+                try:
+                    finished(unit, result)
+                except CommandFailed as exc:
+                    failure = failure or exc
+    except BaseException:
+        with lock:
+            for proc in procs:
+                if proc.poll() is None:
+                    kill_group(proc)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failure is not None:
+        raise failure
     return results
 
 
-def _named(check: Command) -> str:
-    """"check 'NAME' (COMMAND)", or "check 'COMMAND'" when it has no name of its own."""
-    command = "" if check.name == check.command else " ({})".format(check.command)
-    return "check '{}'{}".format(check.name, command)
+def _beat(unit: Unit, say: Callable[[str], None]) -> Heartbeat:
+    """The heartbeat of a long check ("... check 'unit' shard 2/4 still running after 1m30s")."""
+    return Heartbeat(unit.heartbeat, _short(unit), say)
 
 
-def check_stage_detail(count: int) -> str:
-    """The check stage's line: how many checks passed."""
+def _shard_note(unit: Unit) -> str:
+    return "  [shard {}/{}]".format(unit.shard, unit.shards) if unit.shard else ""
+
+
+def _short(unit: Unit) -> str:
+    """"check 'NAME'", with its shard."""
+    return "check '{}'{}".format(unit.name, " shard {}/{}".format(unit.shard, unit.shards) if unit.shard else "")
+
+
+def _named(unit: Unit) -> str:
+    """"check 'NAME' (COMMAND)", or "check 'COMMAND'" when it has no name of its own; with its shard."""
+    command = "" if unit.name == unit.command else " ({})".format(unit.command)
+    shard = " shard {}/{}".format(unit.shard, unit.shards) if unit.shard else ""
+    return "check '{}'{}{}".format(unit.name, command, shard)
+
+
+def check_stage_detail(count: int, reused: str = "") -> str:
+    """The check stage's line: how many checks passed (and where the reused ones passed)."""
+    if reused:
+        return "{} check(s) passed; {}".format(count, reused) if count else "checks: " + reused
     return "{} check(s) passed".format(count) if count else "no checks configured (continuity.checks)"
+
+
+# -- reuse -------------------------------------------------------------------------
+
+
+def split_reused(settings: Settings, store: _results.Store, tree: str,
+                 units: Sequence[Unit]) -> tuple[list[Unit], str]:
+    """(the units to run, what to say about those reused: "reused, passed on tree 1a2b3c in build #41")."""
+    if not settings.reuse_results:
+        return list(units), ""
+    verdict = store.verdict(tree, [unit for unit in units if unit.reuse])
+    reused = {unit for unit, _ in verdict.passed}
+    if not reused:
+        return list(units), ""
+    return [unit for unit in units if unit not in reused], "reused, passed on tree {} {}".format(
+        tree[:12], verdict.source())
 
 
 # -- the pipeline's check stage ----------------------------------------------------------
@@ -75,18 +213,83 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
 
     def run(attempt: Attempt) -> str:
         settings = attempt.settings
-        run_checks(settings.checks, attempt.ws.root, env=attempt.env, say=attempt.rep.say,
-                   record=attempt.rep.command, verify=attempt.verifier())
-        return check_stage_detail(len(settings.checks) + sum(part.run(attempt) for part in more))
+        units = _results.check_units(settings.checks)
+        todo, reused = units, ""
+        if units:
+            attempt.store = attempt.store or _load(attempt.git, settings, attempt.rep.say, attempt.snapshot)
+            todo, reused = split_reused(settings, attempt.store, attempt.tree, units)
+        if reused:
+            names = sorted({unit.name for unit in units if unit not in todo})
+            attempt.rep.say("{} {}: {}".format("check" if len(names) == 1 else "checks", ", ".join(
+                "'{}'".format(name) for name in names), reused))
+
+        def done(unit: Unit, result: Result, passed: bool) -> None:
+            attempt.results.append(_results.recorded(unit, attempt.tree, attempt.sha, result, passed))
+
+        run_units(todo, attempt.ws.root, env=attempt.env, say=attempt.rep.say, record=attempt.rep.command,
+                  verify=attempt.verifier(), jobs=settings.jobs, done=done)
+        ran = len({unit.name for unit in todo})
+        return check_stage_detail(ran + sum(part.run(attempt) for part in more), reused)
 
     def plan(attempt: Attempt) -> list[str]:
-        lines = ["check $ " + check.command for check in attempt.settings.checks]
+        units = _results.check_units(attempt.settings.checks)
+        todo, reused = units, ""
+        if units and attempt.settings.reuse_results and attempt.ws is not None:  # no checkout: a plan on paper
+            attempt.store = attempt.store or _load(attempt.git, attempt.settings, attempt.rep.say, attempt.snapshot)
+            todo, reused = split_reused(attempt.settings, attempt.store, attempt.tree, units)
+        lines = ["check $ " + unit.command + _shard_note(unit) + ("" if unit in todo else " (" + reused + ")")
+                 for unit in units]
         return lines + [line for part in more for line in part.plan(attempt)]
 
-    return Stage("check", run, plan)
+    return Stage("check", run, plan, board=record_results)
+
+
+def _load(git: Any, settings: Settings, say: Callable[[str], None], snapshot: Any = None) -> _results.Store:
+    """The results on the remote (in ``snapshot``, the run's read of it); unreadable ones are a warning, and
+    nothing is reused."""
+    try:
+        store = _results.load(git, settings.remote, snapshot)
+    except ContinuityError as exc:
+        say("warning: cannot read the results on {}: {}; every check runs".format(settings.remote, exc))
+        return _results.Store(git, warning=str(exc))
+    if store.warning:
+        say("warning: " + store.warning)
+    return store
 
 
 # -- fab continuity.test --------------------------------------------------------------
+
+_SHARD = re.compile(r"^([0-9]+)/([0-9]+)$")
+
+
+def select_units(settings: Settings, shard: Optional[str], check: Optional[str]) -> list[Unit]:
+    """The units ``--shard I/N`` and ``--check NAME`` choose (every one without them); `UsageError` for a bad one.
+
+    ``--shard I/N`` runs shard I of each check declaring ``shards: N``, and
+    the checks that are not sharded on shard 1 only, so that N agents
+    together run everything once.
+    """
+    units = _results.check_units(settings.checks)
+    if check is not None:
+        names = list(dict.fromkeys(unit.name for unit in units))
+        if check not in names:
+            raise UsageError("--check {!r}: no such check; configured: {} (continuity.checks, each check's name "
+                             "or command)".format(check, ", ".join("'{}'".format(n) for n in names) or "none"))
+        units = [unit for unit in units if unit.name == check]
+    if shard is None:
+        return units
+    match = _SHARD.match(shard.strip())
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise UsageError("--shard takes I/N, this agent's part I of N (like 2/4, I from 1 to N), got {!r}".format(
+            shard))
+    index, count = int(match.group(1)), int(match.group(2))
+    sharded = [unit for unit in units if unit.shards == count]
+    if count > 1 and not sharded:
+        counts = sorted({unit.shards for unit in units if unit.shards > 1})
+        raise UsageError("--shard {}: no check declares shards: {} ({}); run it with the N a check declares".format(
+            shard, count, "declared: " + ", ".join(str(n) for n in counts) if counts else "no check is sharded"))
+    return [unit for unit in units if (unit.shards == count and unit.shard == index) or
+            (unit.shards == 1 and index == 1)]
 
 
 @task(
@@ -94,37 +297,105 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
     help={
         "junit": "Write a JUnit XML report (a test case per check) to this path.",
         "dry_run": "List the checks that would run, with their time limits; run nothing.",
+        "candidate": "Check out this candidate (the id `fab continuity.candidate` printed) and check it.",
+        "shard": "Run part I of N (like 2/4): shard I of every check with `shards: N`, the others on part 1.",
+        "check": "Run only the check of this name (continuity.checks).",
         "line": LINE_HELP,
     },
 )
 @boundary
-def check_here(c: Context, junit: Optional[str] = None, dry_run: bool = False, line: Optional[str] = None) -> None:
+def check_here(c: Context, junit: Optional[str] = None, dry_run: bool = False, candidate: Optional[str] = None,
+               shard: Optional[str] = None, check: Optional[str] = None, line: Optional[str] = None) -> None:
     """Run the configured checks on this checkout, exactly as the pipeline's check stage does."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None
+    units = select_units(settings, shard, check)
     rep = Reporter()
+    if candidate is not None:
+        _check_candidate(settings, rep, candidate, units, junit, dry_run)
+        return
     here = checkout_here(settings)
     if dry_run:
-        for check in settings.checks:
-            limit = " (time limit {:g}s)".format(check.timeout) if check.timeout else ""
-            rep.say("plan: check $ {}{}".format(check.command, limit))
-        rep.say("dry run: nothing was run")
+        _plan(rep, units)
         return
     record = start_record("test", settings, revisions={"candidate": here.revision})
     # A checkout another run is using is a refusal (one line, exit 2), not a run to summarize.
     with exclusive(here.workspace, clean=False), here.kept(rep.say):
-        try:
-            with rep.stage("check") as info:
-                run_checks(settings.checks, here.workspace.root, env=here.env, say=rep.say, record=rep.command,
-                           verify=here.verifier())
-                info["detail"] = check_stage_detail(len(settings.checks))
-        except BaseException as exc:
-            stopped = "" if isinstance(exc, ContinuityError) else "stopped"  # Ctrl-C, SIGTERM: as the pipeline says
-            finish(settings, rep, record, exc, stopped, where="check", junit=junit, send=False)
-            rep.summary(record.summary)
-            raise
-    summary = "{} on {}{}".format(check_stage_detail(len(settings.checks)), here.revision[:12], here.note)
-    finish(settings, rep, record, summary=summary, junit=junit, send=False)
-    rep.summary(summary)
+        _run_here(settings, rep, here, units, record, junit)
     if settings.docker is not None and settings.docker.checks:
         rep.say("continuity.docker.checks run in this checkout's image: fab continuity.docker.check")
+
+
+def _plan(rep: Reporter, units: Sequence[Unit]) -> None:
+    for unit in units:
+        limit = " (time limit {:g}s)".format(unit.timeout) if unit.timeout else ""
+        rep.say("plan: check $ {}{}{}".format(unit.command, _shard_note(unit), limit))
+    rep.say("dry run: nothing was run")
+
+
+def _run_here(settings: Settings, rep: Reporter, here: Here, units: Sequence[Unit], record: Any,
+              junit: Optional[str], what: str = "") -> None:
+    """Run ``units`` on the checkout ``here``, record their results (when it is committed), summarize."""
+    tree = _results.tree_of(here.workspace.git, here.revision) if here.committed else ""
+    recorded: list[_results.Recorded] = []
+
+    def done(unit: Unit, result: Result, passed: bool) -> None:
+        if tree:
+            recorded.append(_results.recorded(unit, tree, here.revision, result, passed))
+
+    count = len({unit.name for unit in units})
+    try:
+        try:
+            with rep.stage("check") as info:
+                run_units(units, here.workspace.root, env=here.env, say=rep.say, record=rep.command,
+                          verify=here.verifier(), jobs=settings.jobs, done=done)
+                info["detail"] = check_stage_detail(count)
+        except ContinuityError:  # a failed check is a result too; an interruption records nothing
+            _record(settings, rep, here, recorded, strict=bool(what))
+            raise
+        _record(settings, rep, here, recorded, strict=bool(what))
+    except BaseException as exc:
+        stopped = "" if isinstance(exc, ContinuityError) else "stopped"  # Ctrl-C, SIGTERM: as the pipeline says
+        finish(settings, rep, record, exc, stopped, where="check", junit=junit, send=False)
+        rep.summary(record.summary)
+        raise
+    summary = "{} on {}{}{}".format(check_stage_detail(count), here.revision[:12], here.note, what)
+    finish(settings, rep, record, summary=summary, junit=junit, send=False)
+    rep.summary(summary)
+
+
+def _record(settings: Settings, rep: Reporter, here: Here, recorded: Sequence[_results.Recorded],
+            strict: bool) -> None:
+    """Publish ``recorded``; a failure is a warning, or (``strict``: a candidate's shard) an error."""
+    if not here.committed:
+        rep.say("results not recorded: the checkout has uncommitted changes")
+        return
+    if not recorded:
+        return
+    try:
+        _results.publish(here.workspace.git, settings.remote, recorded)
+    except ContinuityError as exc:
+        if strict:
+            raise
+        rep.say("warning: results not recorded on {}: {}".format(settings.remote, exc))
+        return
+    rep.say("recorded {} result(s) for tree {} on {}".format(len(recorded), recorded[0].tree[:12], settings.remote))
+
+
+def _check_candidate(settings: Settings, rep: Reporter, name: str, units: Sequence[Unit], junit: Optional[str],
+                     dry_run: bool) -> None:
+    """``--candidate ID``: fetch it, check it out, run ``units`` on it, record, put the checkout back."""
+    ws = open_workspace(".", settings.git_timeout)
+    offered = _results.find_candidate(ws.git, settings.remote, name)
+    rep.say("candidate {}: {} on {} {}".format(offered.id, offered.sha[:12], settings.branches.master,
+                                               offered.base[:12]))
+    if dry_run:
+        _plan(rep, units)
+        return
+    record = start_record("test", settings, revisions={"candidate": offered.sha, "base": offered.base})
+    with exclusive(ws), restored_head(ws, say=rep.say):
+        ws.git.checkout(offered.sha)
+        env = command_env(offered.sha, offered.base, settings.branches.master)
+        here = Here(ws, offered.sha, (), env)
+        require_candidate(ws, offered.sha, "the checkout")
+        _run_here(settings, rep, here, units, record, junit, what=" (candidate {})".format(offered.id))

@@ -179,7 +179,9 @@ class Project:
         return out or None
 
     def refs(self):
-        return git(self.origin, "for-each-ref", "--format=%(refname) %(objectname)")
+        """The refs on origin, but the results every run records whatever happens (refs/continuity/results)."""
+        out = git(self.origin, "for-each-ref", "--format=%(refname) %(objectname)")
+        return "\n".join(line for line in out.splitlines() if not line.startswith("refs/continuity/results "))
 
     def deploys(self):
         path = self.root / "deploys.log"

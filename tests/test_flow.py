@@ -260,7 +260,7 @@ def test_dry_runs_change_no_ref_anywhere(make_project):
         ["continuity.pipeline"],
         ["continuity.promote"],
         ["continuity.hotfix.finish", "dry"],
-        ["continuity.rollback", "staging", "--revision", first + "~1"],
+        ["continuity.rollback", "staging", "--revision", first + "~1", "--force"],  # an untested revision
         ["continuity.deploy", "qa"],
         ["continuity.init"],
     ):

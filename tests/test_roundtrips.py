@@ -202,7 +202,8 @@ def test_a_manual_deploy_holding_the_lock_lets_the_pipeline_push_master_and_depl
     first = project.push_to("development", "first", first="1\n")
     assert project.fab(project.workspace(), "continuity.pipeline").returncode == 0
     manual = project.popen(project.workspace(), "continuity.deploy", "staging", "--revision",
-                           git(project.dev, "rev-parse", first + "~1"), env={"DEPLOY_GATE": str(gate)})
+                           git(project.dev, "rev-parse", first + "~1"), "--force",  # no check saw it
+                           env={"DEPLOY_GATE": str(gate)})
     wait_for(tmp_path / "deploy-gate.in")
     newer = project.push_to("development", "newer", newer="2\n")
 

@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "deploy_task": "deploy",
     "max_attempts": 3,
     "sync_development": True,
+    "reuse_results": True,
+    "jobs": 1,
     "lock_timeout": 600,
     "git_timeout": 300,
     "lock_stale_after": 3600,
@@ -70,6 +72,8 @@ class Command:
     command: str
     timeout: float | None = None  # seconds
     heartbeat: float = 30.0  # seconds between "still running" lines (continuity.heartbeat), 0 for none
+    reuse: bool = True  # a result recorded for the same tree and definition counts (see `continuity.results`)
+    shards: int = 1  # run as this many parts, each told CONTINUITY_SHARD and CONTINUITY_SHARDS
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,8 @@ class Settings:
     hotfix: Hotfix = Hotfix("hotfix/", "", False)
     sync_development: bool = True  # fast-forward development to master's merge commits
     heartbeat: float = 30.0  # seconds between "still running" lines of a long check, step or deploy; 0: none
+    reuse_results: bool = True  # skip a check that already passed on the candidate's tree
+    jobs: int = 1  # checks run at once on one agent
 
     @property
     def refs_prefix(self) -> str:

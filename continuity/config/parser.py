@@ -35,6 +35,8 @@ from .sections import parse_section
 
 __all__ = ["parse"]
 
+_CHECK_KEYS = ("name", "command", "timeout", "reuse", "shards")
+_MAX_SHARDS = 256
 _ENVIRONMENT_KEYS = ("hosts", "user", "port", "key_filename", "connect_timeout", "parallel", "fail_fast")
 
 
@@ -75,6 +77,8 @@ def parse(raw: object, line: str | None = None) -> Settings:
         hotfix=_hotfix(raw.get("hotfix"), merged["hotfix"]),
         sync_development=boolean(merged["sync_development"], "continuity.sync_development"),
         heartbeat=beat,
+        reuse_results=boolean(merged["reuse_results"], "continuity.reuse_results"),
+        jobs=count(merged["jobs"], "continuity.jobs", maximum=64),
         **{section: parse_section(section, merged[section]) for section in SECTIONS},
     )
 
@@ -141,11 +145,14 @@ def _checks(value: object, default_timeout: float | None, heartbeat: float) -> t
         if not isinstance(item, dict):
             raise ConfigError("{} must be a shell command or a mapping with 'command', got {}".format(
                 where, kind(item)))
-        reject_unknown(item, ("name", "command", "timeout"), where)
+        reject_unknown(item, _CHECK_KEYS, where)
         command = name(item.get("command"), where + ".command")
         timeout = seconds(item.get("timeout"), where + ".timeout")
         label = name(item.get("name") or command, where + ".name")
-        checks.append(Command(label, command, timeout if timeout is not None else default_timeout, heartbeat))
+        reuse = boolean(item.get("reuse", True), where + ".reuse")
+        shards = count(item.get("shards", 1), where + ".shards", maximum=_MAX_SHARDS)
+        checks.append(Command(label, command, timeout if timeout is not None else default_timeout, heartbeat,
+                              reuse=reuse, shards=shards))
     return tuple(checks)
 
 
