@@ -158,7 +158,9 @@ class _Bisection:
 
     def probe(self, index: int) -> _Probe:
         if index not in self.probes:
-            if index == len(self.chain):
+            if index == 0:
+                made = Candidate(self.attempt.base, self.attempt.base, self.attempt.base, True)
+            elif index == len(self.chain):
                 made = self.attempt.merged
             else:
                 b = self.settings.branches
@@ -168,6 +170,8 @@ class _Bisection:
         return self.probes[index]
 
     def describe(self, index: int) -> str:
+        if index == 0:
+            return "{} {}".format(self.settings.branches.master, self.attempt.base[:7])
         sha = self.chain[index - 1]
         subject = self.git.run("show", "-s", "--format=%s", sha, "--")
         return "{} of {} ({} '{}')".format(index, len(self.chain), sha[:7], one_line(subject))
@@ -181,7 +185,7 @@ class _Bisection:
 
     def run(self, probe: _Probe, why: str) -> bool:
         """Build the probe's candidate and run the failed checks on it; True when they pass."""
-        self.runs += 1
+        self.runs += index_cost(probe.index)
         attempt = self.sub(probe.candidate)
         ok = True
         try:
@@ -195,8 +199,8 @@ class _Bisection:
         finally:
             record_results(attempt)
             self.refresh()
-        self.say("{}: {} ({}, run {} of at most {})".format(
-            self.describe(probe.index), "passed" if ok else "failed", why, self.runs, self.cap))
+        self.say("{}: {} ({}{})".format(self.describe(probe.index), "passed" if ok else "failed", why, "" if not
+                                         probe.index else ", run {} of at most {}".format(self.runs, self.cap)))
         return ok
 
     def sub(self, candidate: Candidate) -> Attempt:
@@ -242,6 +246,16 @@ class _Bisection:
             probe.ok = self.recorded(probe)
         return probe.ok
 
+    def master_passes(self) -> bool:
+        """Whether master passes the failed checks: recorded (the usual case: master is a tested tree), or run
+        once, outside the cap (a check added or changed since master was tested)."""
+        probe = self.probe(0)
+        if probe.ok is None:
+            probe.ok = self.recorded(probe)
+        if probe.ok is None:
+            probe.ok = self.run(probe, "no result recorded for master's tree")
+        return probe.ok
+
     def confirm(self, hi: int) -> Optional[bool]:
         """Re-run the failing checks on the culprit's candidate: True when they fail again (blame), None when
         the cap was reached first."""
@@ -276,10 +290,15 @@ def find(attempt: Attempt, stages: Sequence[Stage], units: Sequence[_results.Uni
         bisection.say("{} new commit(s) on {}; check(s) {} failed; at most {} check run(s)".format(
             len(bisection.chain), attempt.settings.branches.development, _names(_unique(units)), bisection.cap))
         lo, hi = bisection.search()
-        blamed = bisection.confirm(hi) if hi - lo == 1 else None
+        innocent = lo == 0 and not bisection.master_passes()  # the check, not a commit, is broken
+        blamed = bisection.confirm(hi) if hi - lo == 1 and not innocent else None
         info["detail"] = "{} check run(s); {}".format(bisection.runs, "culprit {}".format(
             bisection.chain[hi - 1][:7]) if blamed else "no culprit named")
     record.bisection = bisection.log
+    if innocent:
+        bisection.say("{} fails on {} too: no commit is to blame".format(
+            _names(_unique(units)), attempt.settings.branches.master))
+        raise failure
     n = len(bisection.chain)
     if blamed:
         culprit = _commit(attempt.git, bisection.chain[hi - 1])
@@ -301,6 +320,11 @@ def find(attempt: Attempt, stages: Sequence[Stage], units: Sequence[_results.Uni
     summary = "landed {} of {} new commits; {}{}".format(landed, n, told, why)
     result = bisection.probe(hi).result or getattr(failure, "result", None)
     raise Blamed("\n".join([summary, "bisection:"] + ["  " + line for line in bisection.log]), result)
+
+
+def index_cost(index: int) -> int:
+    """What a run on prefix ``index`` costs against the cap: master's own run is free."""
+    return 1 if index else 0
 
 
 def _unique(units: Sequence[_results.Unit]) -> list[str]:
