@@ -285,15 +285,11 @@ def find(attempt: Attempt, stages: Sequence[Stage], units: Sequence[_results.Uni
     breaks 'unit tests'").
     """
     rep, record = attempt.rep, attempt.record
-    with rep.stage("bisect") as info:
-        bisection = _Bisection(attempt, units, failure)
-        bisection.say("{} new commit(s) on {}; check(s) {} failed; at most {} check run(s)".format(
-            len(bisection.chain), attempt.settings.branches.development, _names(_unique(units)), bisection.cap))
-        lo, hi = bisection.search()
-        innocent = lo == 0 and not bisection.master_passes()  # the check, not a commit, is broken
-        blamed = bisection.confirm(hi) if hi - lo == 1 and not innocent else None
-        info["detail"] = "{} check run(s); {}".format(bisection.runs, "culprit {}".format(
-            bisection.chain[hi - 1][:7]) if blamed else "no culprit named")
+    try:
+        bisection, lo, hi, blamed, innocent = _search(attempt, units, failure)
+    except ContinuityError as exc:  # the bisection broke (git, a merge conflict on a prefix): the failure stands
+        rep.say("warning: no culprit sought further: {}".format(str(exc).splitlines()[0]))
+        raise failure from None
     record.bisection = bisection.log
     if innocent:
         bisection.say("{} fails on {} too: no commit is to blame".format(
@@ -320,6 +316,22 @@ def find(attempt: Attempt, stages: Sequence[Stage], units: Sequence[_results.Uni
     summary = "landed {} of {} new commits; {}{}".format(landed, n, told, why)
     result = bisection.probe(hi).result or getattr(failure, "result", None)
     raise Blamed("\n".join([summary, "bisection:"] + ["  " + line for line in bisection.log]), result)
+
+
+def _search(attempt: Attempt, units: Sequence[_results.Unit],
+            failure: ContinuityError) -> tuple[_Bisection, int, int, Optional[bool], bool]:
+    """The bisection, on its own line: (it, lo, hi, blamed: True/False/None for not known, innocent: master
+    fails too)."""
+    with attempt.rep.stage("bisect") as info:
+        bisection = _Bisection(attempt, units, failure)
+        bisection.say("{} new commit(s) on {}; check(s) {} failed; at most {} check run(s)".format(
+            len(bisection.chain), attempt.settings.branches.development, _names(_unique(units)), bisection.cap))
+        lo, hi = bisection.search()
+        innocent = lo == 0 and not bisection.master_passes()  # the check, not a commit, is broken
+        blamed = bisection.confirm(hi) if hi - lo == 1 and not innocent else None
+        info["detail"] = "{} check run(s); {}".format(bisection.runs, "culprit {}".format(
+            bisection.chain[hi - 1][:7]) if blamed else "no culprit named")
+    return bisection, lo, hi, blamed, innocent
 
 
 def index_cost(index: int) -> int:
