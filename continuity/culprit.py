@@ -192,7 +192,8 @@ class _Bisection:
             attempt.check_out()
             if not _build.STAGE.skip(attempt):
                 _build.STAGE.run(attempt)
-            run_units(self.units, attempt.ws.root, env=attempt.env, say=self.rep.say, record=self.rep.command,
+            # not in the run's JUnit cases: those are the candidate's checks; the log says what ran here
+            run_units(self.units, attempt.ws.root, env=attempt.env, say=self.rep.say,
                       verify=attempt.verifier(), jobs=self.settings.jobs, done=_done(attempt))
         except CommandFailed as exc:
             ok, probe.result = False, exc.result if isinstance(exc.result, Result) else probe.result
