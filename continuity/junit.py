@@ -92,7 +92,7 @@ def _properties(record: RunRecord) -> Any:
     ET = _et()
     properties = ET.Element("properties")
     values = [("line", record.line), ("state", record.state), ("summary", record.summary),
-              ("build_url", record.build_url), ("remote", record.remote)]
+              ("build_url", record.build_url), ("remote", record.remote), ("culprit", record.culprit)]
     values += [("revision." + key, sha) for key, sha in record.revisions.items()]
     for name, value in values:
         if value:

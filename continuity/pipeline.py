@@ -30,6 +30,7 @@ from invoke import Context, task
 from . import build as _build
 from . import candidate as _candidate
 from . import config as _config
+from . import culprit as _culprit
 from . import deploy as _deploy
 from . import docker as _docker
 from . import merge as _merge
@@ -104,7 +105,8 @@ def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Op
             _run(c, settings, ws, deploy_task, rep, record, dry_run, held)
     except ContinuityError as exc:
         summary = "FAILED: " + _failure_summary(exc, record, settings)
-        finish(settings, rep, _with_commits(ws, record), exc, summary, junit=junit)
+        waiting = isinstance(exc, _culprit.Waiting)  # said at once, told no one: it is not news
+        finish(settings, rep, _with_commits(ws, record), exc, summary, junit=junit, send=not waiting)
         rep.summary(summary)
         raise
     except BaseException as exc:
@@ -120,6 +122,8 @@ def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Op
 
 def _with_commits(ws: Optional[Workspace], record: RunRecord) -> RunRecord:
     """The commits the run brings in (base..development), for the notifications."""
+    if record.culprit:  # a bisection blamed one commit: only its author is told
+        return record
     if ws is not None and record.base and record.development and record.base != record.development:
         try:
             record.commits = ws.git.commits("{}..{}".format(record.base, record.development))
@@ -158,6 +162,9 @@ def _run(c: Any, settings: Settings, ws: Workspace, deploy_task: Any, rep: Repor
             rep.say("nothing to do: {} already contains {} at {}".format(branches.master, branches.development, pinned[:12]))
             _push.sync_development(git, settings, pinned, base, rep.say, dry_run=dry_run)  # an earlier run could not
             return
+        waiting = _culprit.waiting(settings, snapshot, pinned)
+        if waiting is not None:
+            raise waiting
         if not ledgers_checked:  # a damaged ledger would refuse the deploy after master moved: refuse now
             Ledger.of(git, settings, snapshot).check(settings.auto_deploy)
             ledgers_checked = True
@@ -206,8 +213,11 @@ def _try(attempt: Attempt, pipeline_stages: Sequence[Stage], dry_run: bool) -> b
         for stage in pipeline_stages:
             if not stage.dry and not stage.after_push:
                 perform(stage, attempt)
-    except ContinuityError:
+    except ContinuityError as exc:
+        failed = _culprit.failed_units(attempt) if attempt.settings.culprit_finding else []
         record_results(attempt)  # a failed check is a result too; an interruption records nothing
+        if failed and attempt.lock is not None:
+            _culprit.find(attempt, pipeline_stages, failed, exc)  # raises: what it found, what landed
         raise
     record_results(attempt)
     return True
@@ -248,6 +258,10 @@ def _stopped_summary(record: RunRecord, settings: Settings) -> str:
 
 def _failure_summary(exc: BaseException, record: RunRecord, settings: Settings) -> str:
     first = str(exc).splitlines()[0]
+    if isinstance(exc, _culprit.Blamed):
+        return first + "".join("; {}: {}".format(env, result) for env, result in record.deployed.items())
+    if isinstance(exc, _culprit.Waiting):
+        return first
     if record.state in ("pushed", "deployed"):
         return "{} advanced to {}, then: {}".format(settings.branches.master, record.candidate[:12], first)
     return "{} untouched; {}".format(settings.branches.master, first)

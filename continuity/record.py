@@ -99,6 +99,8 @@ class RunRecord:
     remote: str = ""
     branches: dict[str, str] = field(default_factory=dict)  # role -> branch name
     seconds: float = 0.0  # the whole run, when a task timed it (`publish.reported`); else its stages add up
+    culprit: str = ""  # "sha subject author" of the commit a bisection blamed (`continuity.culprit`)
+    bisection: list[str] = field(default_factory=list)  # what the bisection tried, one line each
 
     @property
     def base(self) -> str:

@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "max_attempts": 3,
     "sync_development": True,
     "reuse_results": True,
+    "culprit_finding": True,
+    "culprit_max_runs": None,
     "jobs": 1,
     "lock_timeout": 600,
     "git_timeout": 300,
@@ -141,6 +143,8 @@ class Settings:
     heartbeat: float = 30.0  # seconds between "still running" lines of a long check, step or deploy; 0: none
     reuse_results: bool = True  # skip a check that already passed on the candidate's tree
     jobs: int = 1  # checks run at once on one agent
+    culprit_finding: bool = True  # bisect development when the candidate fails a check (continuity.culprit)
+    culprit_max_runs: int | None = None  # check runs a bisection may cost; None: ceil(log2 n) + 1
 
     @property
     def refs_prefix(self) -> str:

@@ -79,6 +79,9 @@ def parse(raw: object, line: str | None = None) -> Settings:
         heartbeat=beat,
         reuse_results=boolean(merged["reuse_results"], "continuity.reuse_results"),
         jobs=count(merged["jobs"], "continuity.jobs", maximum=64),
+        culprit_finding=boolean(merged["culprit_finding"], "continuity.culprit_finding"),
+        culprit_max_runs=None if merged["culprit_max_runs"] is None else count(
+            merged["culprit_max_runs"], "continuity.culprit_max_runs", maximum=100),
         **{section: parse_section(section, merged[section]) for section in SECTIONS},
     )
 

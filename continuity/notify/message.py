@@ -73,6 +73,8 @@ class Run(Protocol):
     def remote(self) -> str: ...
     @property
     def branches(self) -> Mapping[str, str]: ...  # role -> branch name
+    @property
+    def bisection(self) -> Sequence[str]: ...  # what a bisection tried, when one ran
 
 
 def events_of(record: Run) -> set[str]:
@@ -150,6 +152,7 @@ def _body_lines(record: Run) -> list[str]:
     lines += _section("Commits brought in ({})".format(len(record.commits)), _commit_rows(record.commits))
     lines += _section("Deploys", ["{}: {}".format(env, result) for env, result in record.deployed.items()])
     lines += _failure_lines(record)
+    lines += _section("Bisection", list(record.bisection))
     lines += _section("Stages", ["{:<9} {:<8} {:>7.2f}s  {}".format(
         s.name, s.status, s.seconds, s.detail).rstrip() for s in record.stages])
     return lines
