@@ -23,6 +23,7 @@ from typing import Callable, Optional
 from invoke import Context, task
 
 from . import config as _config
+from . import culprit as _culprit
 from . import results as _results
 from ._text import redact
 from .boundary import LINE_HELP, boundary
@@ -69,6 +70,10 @@ def gather(snapshot: Snapshot, settings: Settings,
         damaged = damaged or error
     page.locks = _locks(snapshot, settings)
     _add_results(page, results(git, settings, _revisions(page)))
+    found = _culprit.known(settings, snapshot)
+    if found is not None:
+        page.culprit = "{} at {} contains {}; the pipeline waits for a fix".format(
+            settings.branches.development, found.development[:12], found.said)
     return page, damaged
 
 

@@ -123,6 +123,7 @@ class Page:
     candidates: list[Candidate] = field(default_factory=list)
     locks: list[LockView] = field(default_factory=list)
     events_shown: int = 0  # at most this many events per environment are read
+    culprit: str = ""  # "development at 1a2b3c contains 9f3e2a1 'Parse dates' by Alice, which breaks 'unit tests'"
 
 
 # -- text -------------------------------------------------------------------------------
@@ -412,6 +413,8 @@ def _candidates(page: Page) -> str:
     rows = "".join(_candidate_row(c) for c in page.candidates)
     note = "" if recorded else '<p class="note">{}</p>'.format(
         "No recorded results: check results are shown here once continuity records them on the remote.")
+    if page.culprit:
+        note = '<p class="culprit">{} {}</p>'.format(_badge("failed", "culprit"), _t(page.culprit)) + note
     table = ('<div class="scroll"><table class="candidates"><thead><tr><th>Revision</th><th>Subject</th><th>Author'
              "</th><th>Time</th><th>Checks</th><th>Duration</th><th>Culprits</th></tr></thead><tbody>{}</tbody>"
              "</table></div>".format(rows)) if rows else '<p class="none">No commits on {}.</p>'.format(

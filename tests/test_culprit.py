@@ -111,6 +111,11 @@ def test_a_second_run_with_nothing_new_waits_quietly(make_project, tmp_path, mai
     assert runs(project) == counted  # no check ran
     assert len(server.messages) == told  # no one was told again
 
+    page = tmp_path / "page.html"
+    assert project.fab(project.workspace(), "continuity.report", "--html", str(page)).returncode == 0
+    assert "contains {} &#x27;change 4&#x27;".format(shas[3][:7]) in page.read_text()
+    assert "the pipeline waits for a fix" in page.read_text()
+
 
 def test_the_culprits_author_and_the_always_recipients_are_told_alone(make_project, tmp_path, mail_server):
     server = mail_server()
