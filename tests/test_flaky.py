@@ -4,9 +4,9 @@ import textwrap
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import assert_user_error, git
 from test_bad_input import setting_error
 
+from conftest import assert_user_error, git
 from continuity.notify.message import compose, document
 from continuity.record import CheckRecord, RunRecord
 

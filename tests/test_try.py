@@ -1,9 +1,11 @@
 """``fab continuity.try BRANCH [--land]``: check a branch merged into development before it lands."""
 
+import os
 import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
+
 from conftest import FAB, Output, assert_user_error, gated_check, git
 
 RESULTS = "refs/continuity/results"
@@ -107,7 +109,7 @@ def test_development_moving_between_the_try_and_the_land_refuses_the_land_and_lo
     ws = project.workspace()
     proc = subprocess.Popen([FAB, "continuity.try", "feature", "--land"], cwd=ws, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(__import__("os").environ, CHECK_GATE=str(gate)))
+                            env=dict(os.environ, CHECK_GATE=str(gate)))
     out = Output(proc.stdout)
     out.wait_for("check: $")
     other = project.push_to("development", "someone else's work", **{"other.txt": "theirs\n"})
