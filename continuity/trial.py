@@ -196,7 +196,7 @@ def _land(settings: Settings, git: Git, rep: Reporter, trial: Trial) -> None:
 
 
 def _command(settings: Settings, branch: str) -> str:
-    return "fab continuity.try --land{} --branch={}".format(settings.line_option, shlex.quote(branch))
+    return "fab continuity.try {} --land{}".format(shlex.quote(branch), settings.line_option)
 
 
 def _summary(settings: Settings, trial: Trial, land: bool) -> str:
