@@ -26,10 +26,12 @@ from invoke import Collection, Context, task
 from . import build as _build
 from . import config as _config
 from . import merge as _merge
+from . import results as _results
 from . import test as _test
+from ._proc import Result
 from .boundary import JUNIT_HELP, LINE_HELP, boundary
 from .build import Decision
-from .config import Settings
+from .config import BuildStep, Settings
 from .deploy import DeployPolicy, deploy_decision, deploy_revision, preflight
 from .errors import ContinuityError, UsageError
 from .git import Git, RefUpdate
@@ -153,11 +155,14 @@ def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = Fal
         record = start_record("hotfix", settings, revisions={"base": heads[b.production], "candidate": heads[branch]},
                               commits=git.commits("{}..{}".format(heads[b.production], heads[branch])))
         with reported(settings, rep, record, junit):
+            records: list[_results.Recorded] = []
+            store = None
             if plan["production"] is not None:
-                _check(rep, ws, settings, plan["production"], decisions)
+                records, store = _check(rep, ws, settings, plan["production"], decisions, snapshot)
             again = _finish_command(settings, name)
             updates, production = _updates(git, settings, heads, plan, tag)
             delete = RefUpdate(HEADS + branch, "", heads[branch])
+            results = _results_ride(rep, git, settings, records, store)
             deleted = []
             if settings.hotfix.deploy:
                 # The merges and the tag ride on the push that takes the deploy lock; the branch's deletion on
@@ -166,11 +171,11 @@ def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = Fal
                 result = deploy_revision(c, user_task, git, settings, environment, production, say=rep.say,
                                          policy=DeployPolicy.hotfix(), snapshot=snapshot, rides=updates,
                                          moved=lambda: _moved(settings, again),
-                                         after=[delete], after_landed=lambda: deleted.append(True))
+                                         after=[delete] + results, after_landed=lambda: deleted.append(True))
                 record.deployed = {environment.name: result}
                 rep.say("deploy: {}: {}".format(environment.name, result))
             else:
-                deleted += _push(git, settings, updates, delete, again)
+                deleted += _push(git, settings, updates, delete, again, results)
             if not deleted and not git.transact(settings.remote, [delete]).ok:
                 raise ContinuityError(
                 "{} moved while finishing; its new commits are not merged yet: run "
@@ -242,16 +247,57 @@ def _say_plan(rep: Reporter, settings: Settings, branch: str, heads: Heads, plan
 
 
 def _check(rep: Reporter, ws: Workspace, settings: Settings, candidate: Candidate,
-           decisions: Sequence[Decision]) -> None:
-    """Build and check production's new revision, as the pipeline builds and checks master's."""
+           decisions: Sequence[Decision], snapshot: Snapshot) -> tuple[list[_results.Recorded], _results.Store]:
+    """Build and check production's new revision, as the pipeline builds and checks master's.
+
+    Checks that already passed on its tree are reused, as in the pipeline
+    (a hotfix merge often gives a tree that was tested); returns what ran,
+    to be recorded on the remote with the push that moves production, and
+    the results as read.
+    """
     ws.git.checkout(candidate.sha)
+    tree = _results.tree_of(ws.git, candidate.sha)
     env = command_env(candidate.sha, candidate.base, settings.branches.production)
     verify = lambda culprit, result: require_candidate(ws, candidate.sha, culprit, result)  # noqa: E731
-    _build.run_stage(rep, ws, decisions, candidate.sha, env, verify=verify)
+    records: list[_results.Recorded] = []
+
+    def built(step: BuildStep, result: Result) -> None:
+        records.append(_results.recorded(_results.build_unit(step), tree, candidate.sha, result))
+
+    if decisions:
+        with rep.stage("build") as info:
+            info["detail"] = _build.run_steps(rep, ws, decisions, candidate.sha, env, verify=verify, done=built)
+    else:
+        _build.run_stage(rep, ws, decisions, candidate.sha, env, verify=verify)
+    store = _results.load(ws.git, settings.remote, snapshot)
     with rep.stage("check") as info:
-        _test.run_checks(settings.checks, ws.root, env=env, say=rep.say, record=rep.command, verify=verify)
-        info["detail"] = "{} check(s) passed on {}".format(len(settings.checks), candidate.sha[:12])
+        units = _results.check_units(settings.checks)
+        todo, reused = _test.split_reused(settings, store, tree, units)
+        if reused:
+            rep.say("checks {}: {}".format(", ".join("'{}'".format(u.name) for u in units if u not in todo), reused))
+
+        def done(unit: _results.Unit, result: Result, passed: bool) -> None:
+            records.append(_results.recorded(unit, tree, candidate.sha, result, passed))
+
+        _test.run_units(todo, ws.root, env=env, say=rep.say, record=rep.command, verify=verify, jobs=settings.jobs,
+                        done=done)
+        info["detail"] = _test.check_stage_detail(len({u.name for u in todo}), reused) + " on " + candidate.sha[:12]
     require_candidate(ws, candidate.sha, "the build or the checks")
+    return records, store
+
+
+def _results_ride(rep: Reporter, git: Git, settings: Settings, records: Sequence[_results.Recorded],
+                  store: Optional[_results.Store]) -> list[RefUpdate]:
+    """What the build and the checks did on production's new tree, as a ref update for the last push.
+
+    It goes with the push that deletes the hotfix branch, and is dropped
+    from it (with a warning) when another run moved the results meanwhile:
+    the hotfix itself never waits on its results.
+    """
+    rides: list[RefUpdate] = []
+    if records and store is not None and not _results.ride(git, settings.remote, rides, records, store, RefUpdate):
+        rep.say("warning: {} result(s) not recorded: {}".format(len(records), store.warning))
+    return rides
 
 
 def _updates(git: Git, settings: Settings, heads: Heads, plan: Plan,
@@ -277,9 +323,13 @@ def _updates(git: Git, settings: Settings, heads: Heads, plan: Plan,
     return updates, production
 
 
-def _push(git: Git, settings: Settings, updates: list[RefUpdate], delete: RefUpdate, again: str) -> list[bool]:
-    """One atomic push of both sides, the tag and the branch's deletion; [True] when the deletion went with it."""
-    if git.transact(settings.remote, updates + [delete]).ok:
+def _push(git: Git, settings: Settings, updates: list[RefUpdate], delete: RefUpdate, again: str,
+          results: Sequence[RefUpdate] = ()) -> list[bool]:
+    """One atomic push of both sides, the tag, the branch's deletion and the results; [True] when the deletion
+    went with it. Results another run moved meanwhile are left out, then the deletion."""
+    if git.transact(settings.remote, updates + [delete] + list(results)).ok:
+        return [True]
+    if results and git.transact(settings.remote, updates + [delete]).ok:
         return [True]
     if updates and not git.transact(settings.remote, updates).ok:
         raise _moved(settings, again)

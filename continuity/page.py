@@ -4,12 +4,14 @@ It reads the remote (the ledger of each environment, the locks, master's
 newest commits) into a `page_html.Page` and writes it as one self-contained
 HTML file. It reads the remote in one fetch, as ``status`` does (which
 updates the remote-tracking refs and continuity's mirror of the remote's
-``refs/continuity/``), and changes nothing there: the only file it writes is PATH, replaced atomically (written next to it, then renamed),
-so a web server or Jenkins never serves half a page.
+``refs/continuity/``), and changes nothing there: the only file it writes is PATH, replaced atomically
+(written next to it, then renamed), so a web server or Jenkins never serves half a page.
 
-Check results are not recorded on the remote yet: a `Results` function
-turns revisions into their recorded checks, and until one exists the page
-says "unknown" and "no recorded results" where they would be.
+The check results recorded on the remote (``refs/continuity/results``,
+keyed by tree: see `continuity.results`) say whether each candidate and
+each environment's revision is tested: `recorded_results` turns revisions
+into their recorded checks, a configured check without a result included
+("not run"), so "passed" means what ``status`` calls tested.
 """
 
 import os
@@ -21,10 +23,11 @@ from typing import Callable, Optional
 from invoke import Context, task
 
 from . import config as _config
+from . import results as _results
 from ._text import redact
 from .boundary import LINE_HELP, boundary
 from .config import Settings
-from .errors import UsageError
+from .errors import GitError, UsageError
 from .git import Git
 from .ledger import Entry, Ledger, LedgerDamaged, State
 from .lock import assessment, list_locks
@@ -145,6 +148,35 @@ def _condition(state: str) -> str:
     return "alive" if "alive" in state else "held"
 
 
+def recorded_results(snapshot: Snapshot) -> Results:
+    """The `Results` the remote holds (``refs/continuity/results``, as ``snapshot`` read it)."""
+    store = None
+
+    def results(git: Git, settings: Settings, shas: Sequence[str]) -> Mapping[str, list[CheckResult]]:
+        nonlocal store
+        store = store or _results.load(git, settings.remote, snapshot)
+        found: dict[str, list[CheckResult]] = {}
+        for sha in shas:
+            try:
+                tree = _results.tree_of(git, sha)
+            except GitError:  # not here (an old deploy of a revision this clone never fetched)
+                continue
+            recorded = store.for_tree(tree)
+            if not any(rec.kind == "check" for rec in recorded.values()):
+                continue
+            found[sha] = [CheckResult(_label(rec), rec.status.replace("-", " "), rec.duration, rec.build)
+                          for _, rec in sorted(recorded.items()) if rec.kind == "check"]
+            found[sha] += [CheckResult(unit.name, "not run") for unit in _results.check_units(settings.checks)
+                           if unit.file not in recorded]
+        return found
+
+    return results
+
+
+def _label(rec: "_results.Recorded") -> str:
+    return rec.name + (" (shard {}/{})".format(rec.shard, rec.shards) if rec.shard else "")
+
+
 def _revisions(page: Page) -> list[str]:
     shas = [c.sha for c in page.candidates] + [e.revision for e in page.environments if e.revision]
     return list(dict.fromkeys(shas))
@@ -225,7 +257,7 @@ def report(c: Context, html: Optional[str] = None, line: Optional[str] = None) -
     settings = _config.settings(c, line=line)
     check_target(html)  # before reading the remote: a wrong path is found at once
     snapshot = reach(settings, [settings.branches.master])  # one fetch, as `status` reads
-    page, damaged = gather(snapshot, settings)
+    page, damaged = gather(snapshot, settings, recorded_results(snapshot))
     write_page(html, render(page))
     Reporter().say("wrote {} ({} environment(s), {} lock(s) held)".format(html, len(page.environments),
                                                                           len(page.locks)))

@@ -53,7 +53,7 @@ class CheckResult:
     """One check's recorded result on a revision."""
 
     name: str
-    status: str  # passed | failed | timed out | flaky
+    status: str  # passed | failed | timed out | flaky | not run (a configured check with no result)
     seconds: Optional[float] = None
     build: str = ""  # where it ran: a BUILD_URL
 
@@ -71,10 +71,12 @@ class Candidate:
 
     @property
     def verdict(self) -> str:
-        """passed, failed or "" (nothing recorded)."""
+        """passed, failed, untested (a configured check has no result) or "" (nothing recorded)."""
         if self.checks is None:
             return ""
-        return "failed" if any(c.status in ("failed", "timed out") for c in self.checks) else "passed"
+        if any(c.status in ("failed", "timed out") for c in self.checks):
+            return "failed"
+        return "untested" if any(c.status == "not run" for c in self.checks) else "passed"
 
     @property
     def seconds(self) -> Optional[float]:
@@ -94,7 +96,7 @@ class EnvironmentView:
     by: str = ""
     task: str = ""
     behind: Optional[int] = None  # commits master has that ``revision`` lacks
-    tested: str = ""  # passed | failed | "" (unknown: no recorded results)
+    tested: str = ""  # passed | failed | untested | "" (unknown: no recorded results)
     marked_bad: bool = False
     damaged: str = ""  # why its records cannot be read
     events: list[Event] = field(default_factory=list)  # newest first
@@ -220,7 +222,7 @@ background:var(--none);white-space:nowrap}
 .badge.deployed,.badge.passed,.badge.alive{background:var(--ok)}
 .badge.failed,.badge.bad,.badge.damaged,.badge.foreign{background:var(--bad)}
 .badge.rollback{background:var(--info)}
-.badge.stale,.badge.gone,.badge.warn{background:var(--warn)}
+.badge.stale,.badge.gone,.badge.warn,.badge.untested,.badge.not-run{background:var(--warn)}
 svg.timeline{display:block;width:100%;height:auto;max-width:48rem}
 svg.timeline text{fill:var(--muted)}
 .legend{font-size:13px;color:var(--muted)}

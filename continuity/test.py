@@ -348,6 +348,8 @@ def select_units(settings: Settings, shard: Optional[str], check: Optional[str])
             (unit.shards == 1 and index == 1)]
 
 
+# ``check`` comes before ``candidate`` in the signature: Invoke gives short flags
+# in that order, and the other way round --check would take -h from the help.
 @task(
     name="test",
     help={
@@ -360,8 +362,8 @@ def select_units(settings: Settings, shard: Optional[str], check: Optional[str])
     },
 )
 @boundary
-def check_here(c: Context, junit: Optional[str] = None, dry_run: bool = False, candidate: Optional[str] = None,
-               shard: Optional[str] = None, check: Optional[str] = None, line: Optional[str] = None) -> None:
+def check_here(c: Context, junit: Optional[str] = None, dry_run: bool = False, check: Optional[str] = None,
+               candidate: Optional[str] = None, shard: Optional[str] = None, line: Optional[str] = None) -> None:
     """Run the configured checks on this checkout, exactly as the pipeline's check stage does."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None

@@ -262,7 +262,7 @@ def test_the_page_shows_environments_timelines_candidates_and_locks_as_the_brows
     assert _field(staging, "Runs").find("code").attrs["title"] == first
     assert _field(staging, "Task").text() == "rollback"
     assert _field(staging, "By").find("a").attrs["href"] == ROLLBACK_BUILD
-    assert _field(staging, "Tested").find("span").text() == "unknown"
+    assert _field(staging, "Tested").find("span").text() == "passed"  # the pipeline's check passed on its tree
     assert _field(_card(root, "qa"), "Behind master").text() == "0 commits"
     assert "Nothing deployed yet" in _card(root, "production").text()
     assert "Not configured" in _card(root, "legacy").text()
@@ -283,8 +283,9 @@ def test_the_page_shows_environments_timelines_candidates_and_locks_as_the_brows
     candidates = root.find("table", class_="candidates").find("tbody").find_all("tr")
     master_log = git(project.origin, "log", "--first-parent", "--format=%H", "master").split()
     assert [row.find("code").attrs["title"] for row in candidates] == master_log
-    assert all("no recorded results" in row.text() for row in candidates)
-    assert "No recorded results" in root.find("section", id="candidates").text()
+    verdicts = {row.find("code").attrs["title"]: row.find("span").text() for row in candidates}
+    assert verdicts == {second: "passed", first: "passed", master_log[-1]: "no recorded results"}, verdicts
+    assert "test -f app.txt" in candidates[0].text() and "not run" not in candidates[0].text()
 
     locks = {row.find("code").text(): row for row in root.find("table", class_="locks").find_all("tr")[1:]}
     assert sorted(locks) == ["deploy-production", "pipeline"]
@@ -450,3 +451,34 @@ def test_a_damaged_ledger_is_shown_on_the_page_and_fails_the_task(make_project, 
     root = Tree(target.read_text()).root
     assert "ledger damaged" in _card(root, "qa").text()
     assert "Nothing deployed yet" in _card(root, "staging").text()
+
+
+def test_a_revision_no_check_ran_on_shows_untested_and_its_checks_not_run(make_project, tmp_path):
+    """A fast-forward brings in an intermediate commit no check saw; deployed with --force, the page says so,
+    and once one of its two checks ran on it, it is untested with the other one "not run"."""
+    project = make_project(config=Project.config(checks=["true", "test -f app.txt"]))
+    ws = project.workspace()
+    middle = project.push_to("development", "middle", middle="1\n")
+    tip = project.push_to("development", "tip", tip="2\n")
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    forced = project.fab(ws, "continuity.deploy", "staging", "--revision", middle, "--force")
+    assert forced.returncode == 0, forced.stderr
+    target = tmp_path / "page.html"
+
+    assert project.fab(ws, "continuity.report", "--html", str(target)).returncode == 0
+    root = Tree(target.read_text()).root
+    assert _field(_card(root, "staging"), "Tested").find("span").text() == "unknown"  # nothing recorded for it
+    rows = {row.find("code").attrs["title"]: row for row in
+            root.find("table", class_="candidates").find("tbody").find_all("tr")}
+    assert rows[tip].find("span").text() == "passed"
+    assert rows[middle].find("span").text() == "no recorded results"
+
+    one = project.fab(project.workspace(middle), "continuity.test", "--check", "true")
+    assert one.returncode == 0, one.stderr
+    assert project.fab(ws, "continuity.report", "--html", str(target)).returncode == 0
+
+    root = Tree(target.read_text()).root
+    assert _field(_card(root, "staging"), "Tested").find("span").text() == "untested"
+    middle_row = {row.find("code").attrs["title"]: row for row in
+                  root.find("table", class_="candidates").find("tbody").find_all("tr")}[middle]
+    assert [span.text() for span in middle_row.find_all("span")][:3] == ["untested", "passed", "not run"]

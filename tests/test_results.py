@@ -354,3 +354,34 @@ def test_a_build_step_that_edits_the_checkout_is_recorded_as_failed(make_project
     assert project.fab(ws, "continuity.pipeline").returncode == 1
     listed = project.fab(ws, "continuity.results", "--revision", "development").stdout
     assert any(line.startswith("failed") and "build step 'gen'" in line for line in listed.splitlines()), listed
+
+
+def test_hotfix_finish_records_its_checks_and_reuses_a_tree_already_tested(make_project, tmp_path):
+    """The hotfix's tree was checked on its branch (`fab continuity.test`): finish does not check it again;
+    a hotfix no one checked is checked by finish, and its results are recorded for production's tree."""
+    check, mark = _marking(tmp_path, "hotfix")
+    project = make_project(config=_config([check], extra="auto_deploy: []\nhotfix:\n  deploy: false\n"))
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.hotfix.start", "tested").returncode == 0
+    tested = project.push_to("hotfix/tested", "fix, tested on its branch", tested="1\n")
+    assert project.fab(project.workspace(tested), "continuity.test").returncode == 0
+    assert mark.read_text().count("ran") == 1
+
+    finished = project.fab(ws, "continuity.hotfix.finish", "tested")
+
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert project.ref("production") == tested
+    assert mark.read_text().count("ran") == 1, "the check ran again on a tree that had passed it"
+    assert "reused, passed on tree {}".format(_tree(project, tested)[:12]) in finished.stdout
+
+    assert project.fab(ws, "continuity.hotfix.start", "fresh").returncode == 0
+    fresh = project.push_to("hotfix/fresh", "fix nobody checked", fresh="1\n")
+    before = len(_files(project))
+
+    finished = project.fab(ws, "continuity.hotfix.finish", "fresh")
+
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert mark.read_text().count("ran") == 2
+    assert len(_files(project)) == before + 1
+    listed = project.fab(ws, "continuity.results", "--revision", fresh)
+    assert "tested: every configured check passed on this tree" in listed.stdout, listed.stdout

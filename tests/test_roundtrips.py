@@ -163,9 +163,9 @@ def test_pipelines_start_few_local_git_processes(counted, tmp_path):
     project.push_to("development", "feature", feature="x\n")
     _run(project, ws, connections, "continuity.pipeline", env=traced_env(ff))
 
-    # measured: 6 and 30 (git 2.39); the bounds leave a little room, a process per branch name or per ref does not fit
+    # measured: 6 and 35 (git 2.39; 5 of them record the check results); the bounds leave a little room, a process per branch name or per ref does not fit
     assert git_commands(noop) <= 8
-    assert git_commands(ff) <= 34
+    assert git_commands(ff) <= 38
 
 
 # -- what the combined pushes keep -------------------------------------------------------

@@ -285,3 +285,17 @@ def test_a_background_process_left_by_a_command_is_stopped_when_it_exits(tmp_pat
 def test_timeouts_must_be_finite(value):
     with pytest.raises(ConfigError):
         cfg.parse({"check_timeout": value})
+
+
+def test_no_task_takes_h_for_an_option_of_its_own():
+    """`fab continuity.TASK -h` shows the help: Invoke hands out short flags, and none may be -h."""
+    import continuity
+
+    def tasks(collection):
+        yield from collection.tasks.values()
+        for sub in collection.collections.values():
+            yield from tasks(sub)
+
+    taken = sorted("{}: --{}".format(t.name, arg.name) for t in tasks(continuity.ns) for arg in t.get_arguments()
+                   if "h" in arg.names)
+    assert taken == []
