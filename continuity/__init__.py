@@ -21,12 +21,14 @@ from invoke import Collection
 from . import build as _build
 from . import candidate as _candidate
 from . import docker as _docker
+from . import flaky as _flaky
 from . import hotfix as _hotfix
 from . import merge as _merge
 from . import notify as _notify  # noqa: F401  (registers the continuity.notify settings)
 from . import page as _page
 from . import release as _release
 from . import test as _test
+from . import trial as _trial
 from .admin import init, locks, status, unlock
 from .config import Settings, _collection_defaults, settings
 from .deploy import annotate, register_deploy
@@ -68,7 +70,7 @@ __all__ = [
 # modules (register_deploy, annotate, ...).
 ns = Collection("continuity", pipeline, status, init, promote, _release.deploy, rollback, history, locks, unlock,
                 _merge.show_merge, _build.build_here, _test.check_here, _page.report,
-                _candidate.candidate, _candidate.results)
+                _candidate.candidate, _candidate.results, _trial.try_branch, _flaky.flaky)
 ns.add_task(doctor)
 ns.add_collection(_hotfix.ns)
 ns.add_collection(_docker.ns)

@@ -276,8 +276,8 @@ def _check(rep: Reporter, ws: Workspace, settings: Settings, candidate: Candidat
         if reused:
             rep.say("checks {}: {}".format(", ".join("'{}'".format(u.name) for u in units if u not in todo), reused))
 
-        def done(unit: _results.Unit, result: Result, passed: bool) -> None:
-            records.append(_results.recorded(unit, tree, candidate.sha, result, passed))
+        def done(unit: _results.Unit, result: Result, passed: bool, attempts: int) -> None:
+            records.append(_results.recorded(unit, tree, candidate.sha, result, passed, attempts))
 
         _test.run_units(todo, ws.root, env=env, say=rep.say, record=rep.command, verify=verify, jobs=settings.jobs,
                         done=done)

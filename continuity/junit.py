@@ -10,6 +10,13 @@ shows an all-green report; a task that has no stages (``deploy``,
 ``promote``, ``rollback``) gets that case passed or failed, so its report is
 never empty.
 
+A check that failed and then passed when it ran again (``retries``) is a
+passing case with a ``<flakyFailure>`` per failed run, as Maven Surefire
+writes them (``rerunFailingTestsCount``) and Jenkins' JUnit plugin reads
+them: ``message`` and ``type`` attributes, the failure in ``<stackTrace>``
+and the run's output tail in ``<system-out>``. A check that failed every run
+it was allowed has its ``<failure>`` and a ``<rerunFailure>`` per earlier run.
+
 The file is written next to its final path and renamed into place, so
 Jenkins never reads half a report.
 """
@@ -121,17 +128,29 @@ def _command_cases(record: RunRecord) -> list[Any]:
     for name, check in _numbered(record.checks):
         result = check.result
         case = _case("continuity." + check.kind, name, result.duration)
+        command = "" if check.command == check.name else " ({})".format(check.command)
+        what = "{} '{}'{}".format(_KINDS.get(check.kind, check.kind), check.name, command)
         if result.ok:
+            _reruns(case, "flakyFailure", what, check.failures, check.tries)
             ET.SubElement(case, "system-out").text = _clean("$ {}\n{}".format(check.command, result.tail))
         else:
-            command = "" if check.command == check.name else " ({})".format(check.command)
-            _fail(case, "{} '{}'{} {}; {}".format(
-                _KINDS.get(check.kind, check.kind), check.name, command, result.describe(), result.tail_text()))
+            _fail(case, "{} {}; {}".format(what, result.describe(), result.tail_text()))
+            _reruns(case, "rerunFailure", what, check.failures, check.tries)
         cases.append(case)
     return cases
 
 
 _KINDS = {"build": "build step"}
+
+
+def _reruns(case: Any, tag: str, what: str, failures: Iterable[Any], tries: int) -> None:
+    """Surefire's ``<flakyFailure>`` (or ``<rerunFailure>``) for each failed run of a check that ran again."""
+    ET = _et()
+    for number, result in enumerate(failures, 1):
+        message = "{} {} (attempt {} of {})".format(what, result.describe(), number, tries)
+        element = ET.SubElement(case, tag, message=_clean(message), type="timeout" if result.timed_out else "failure")
+        ET.SubElement(element, "stackTrace").text = _clean("{}; {}".format(message, result.tail_text()))
+        ET.SubElement(element, "system-out").text = _clean(result.tail)
 
 
 def _et() -> ModuleType:

@@ -43,7 +43,7 @@ from .errors import ContinuityError, GitError
 from .ledger import Ledger
 from .lock import remote_lock
 from .publish import finish
-from .record import RunRecord, RunState, start_record
+from .record import RunRecord, RunState, flaky_note, start_record
 from .remote import read_remote
 from .report import Reporter
 from .stage import Attempt, Stage, compose, perform, plan_lines, record_results
@@ -114,7 +114,7 @@ def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Op
         finish(settings, rep, _with_commits(ws, record), exc, stopped, junit=junit)
         rep.summary(stopped)
         raise
-    summary = _success_summary(record, settings)
+    summary = _success_summary(record, settings) + flaky_note(rep.checks)
     finish(settings, rep, _with_commits(ws, record), summary=summary, junit=junit)
     rep.summary(summary)
     return record

@@ -22,7 +22,7 @@ from ._dataclass import dataclass
 from ._text import one_line
 
 __all__ = ["RunState", "StageStatus", "StageRecord", "CheckRecord", "RunRecord", "start_record", "close_record",
-           "build_url"]
+           "build_url", "flaky_note"]
 
 
 class _Text(str, Enum):
@@ -70,8 +70,19 @@ class CheckRecord:
 
     name: str
     command: str
-    result: Any  # a `_proc.Result` (or the Docker engine's, which has the same fields)
+    result: Any  # a `_proc.Result` (or the Docker engine's, which has the same fields): its last run
     kind: str = "check"  # check | build
+    failures: list[Any] = field(default_factory=list)  # the failed runs before the last one (``retries``)
+    tries: int = 1  # the runs it was allowed (1 + retries)
+
+    @property
+    def flaky(self) -> bool:
+        """It failed, then passed when it ran again."""
+        return bool(self.failures) and self.result.ok
+
+    def flaky_text(self) -> str:
+        """"'unit tests' (passed on attempt 2 of 3)"."""
+        return "'{}' (passed on attempt {} of {})".format(self.name, len(self.failures) + 1, self.tries)
 
 
 Commit = tuple[str, str, str, str]  # sha, subject, author name, author email
@@ -103,6 +114,11 @@ class RunRecord:
     bisection: list[str] = field(default_factory=list)  # what the bisection tried, one line each
 
     @property
+    def flaky(self) -> list[str]:
+        """The checks that failed, then passed when they ran again: "'unit tests' (passed on attempt 2 of 3)"."""
+        return list(dict.fromkeys(check.flaky_text() for check in self.checks if check.flaky))
+
+    @property
     def base(self) -> str:
         """master's revision the run started from ("" until known)."""
         return self.revisions.get("base", "")
@@ -129,6 +145,12 @@ class _LineSettings(Protocol):
 
     @property
     def branches(self) -> Any: ...
+
+
+def flaky_note(checks: Sequence[CheckRecord]) -> str:
+    """"; flaky: 'unit tests' (passed on attempt 2 of 3)" for a summary, "" when no check was flaky."""
+    texts = list(dict.fromkeys(check.flaky_text() for check in checks if check.flaky))
+    return "; flaky: " + ", ".join(texts) if texts else ""
 
 
 def build_url() -> str:

@@ -6,7 +6,7 @@ end. Plain text only: no colour codes, so CI logs stay readable.
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Optional, TextIO
 
@@ -55,9 +55,10 @@ class Reporter:
         self.stages.append(record)
         self.say("{:<9} {:<8} {:>7.2f}s  {}".format(name, record.status, seconds, record.detail).rstrip())
 
-    def command(self, name: str, command: str, result: Any, kind: str = "check") -> None:
-        """Record a check or build step that ran."""
-        self.checks.append(CheckRecord(name, command, result, kind))
+    def command(self, name: str, command: str, result: Any, kind: str = "check", failures: Sequence[Any] = (),
+                tries: int = 1) -> None:
+        """Record a check or build step that ran (``failures``: its failed runs before the last, ``retries``)."""
+        self.checks.append(CheckRecord(name, command, result, kind, list(failures), tries))
 
     def summary(self, result: str) -> None:
         """The closing block: every stage again, then the outcome."""

@@ -98,6 +98,7 @@ class Unit:
     reuse: bool = True
     timeout: Optional[float] = None
     heartbeat: float = 0.0  # seconds between "still running" lines, 0 for none
+    retries: int = 0  # times a failure runs again (not part of the definition: the same check)
 
     @property
     def file(self) -> str:
@@ -124,7 +125,7 @@ def check_units(checks: Iterable[Command]) -> list[Unit]:
         key = definition("check", check.command, check.shards)
         shards = range(1, check.shards + 1) if check.shards > 1 else [0]
         units += [Unit("check", check.name, check.command, key, shard, check.shards, check.reuse, check.timeout,
-                       check.heartbeat) for shard in shards]
+                       check.heartbeat, check.retries) for shard in shards]
     return units
 
 
@@ -160,6 +161,8 @@ class Recorded:
     build_number: str = ""
     tree: str = ""
     revision: str = ""
+    attempts: int = 0  # the runs it took on this tree, when it could run again (``retries``); 0: not said
+    tries: int = 0  # the runs it was allowed (1 + retries)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -178,7 +181,8 @@ class Recorded:
                   ("shard", "{}/{}".format(self.shard, self.shards) if self.shard else ""), ("status", self.status),
                   ("duration", "{:.2f}".format(self.duration)), ("time", self.time), ("host", self.host),
                   ("by", self.by), ("build", self.build), ("build_number", self.build_number), ("tree", self.tree),
-                  ("revision", self.revision)]
+                  ("revision", self.revision),
+                  ("attempts", "{}/{}".format(self.attempts, self.tries) if self.attempts else "")]
         return "".join("{}: {}\n".format(k, one_line(v)) for k, v in fields if v)
 
     @classmethod
@@ -206,7 +210,11 @@ class Recorded:
         record = cls(key=values["definition"], shard=shard, shards=shards, duration=duration)
         for k in known:
             setattr(record, k, values.get(k, ""))
-        record.extra = {k: v for k, v in values.items() if k not in known + ("definition", "shard", "duration")}
+        attempts = re.match(r"^([0-9]{1,4})/([0-9]{1,4})$", values.get("attempts", ""))
+        if attempts:
+            record.attempts, record.tries = int(attempts.group(1)), int(attempts.group(2))
+        record.extra = {k: v for k, v in values.items()
+                        if k not in known + ("definition", "shard", "duration", "attempts")}
         return record
 
 
@@ -230,16 +238,21 @@ def _by() -> str:
     return "{}@{}".format(user, socket.gethostname())
 
 
-def recorded(unit: Unit, tree: str, revision: str, result: Any, passed: bool = True) -> Recorded:
-    """The `Recorded` of ``unit`` after it ran on ``tree`` (a `_proc.Result`), here and now.
+def recorded(unit: Unit, tree: str, revision: str, result: Any, passed: bool = True, attempts: int = 1) -> Recorded:
+    """The `Recorded` of ``unit`` after it ran on ``tree`` (a `_proc.Result`, its last run), here and now.
 
-    ``passed`` false: it exited 0 but failed all the same (it changed the checkout).
+    ``passed`` false: it exited 0 but failed all the same (it changed the
+    checkout). ``attempts``: the runs it took (``retries``); one that passed
+    after a failure is `FLAKY`.
     """
     status = TIMED_OUT if result.timed_out else PASSED if result.ok and passed else FAILED
+    if status == PASSED and attempts > 1:
+        status = FLAKY
     return Recorded(kind=unit.kind, name=unit.name, command=unit.command, key=unit.key, shard=unit.shard,
                     shards=unit.shards, status=status, duration=result.duration, time=_now(),
                     host=socket.gethostname(), by=_by(), build=build_url(),
-                    build_number=one_line(os.environ.get("BUILD_NUMBER", "")), tree=tree, revision=revision)
+                    build_number=one_line(os.environ.get("BUILD_NUMBER", "")), tree=tree, revision=revision,
+                    attempts=attempts if unit.retries else 0, tries=unit.retries + 1 if unit.retries else 0)
 
 
 def _path(tree: str, file: str = "") -> str:
@@ -324,6 +337,29 @@ class Store:
                 found[name] = rec
         return found
 
+    def every(self, limit: int = 100000) -> list[Recorded]:
+        """Every result recorded, of every tree (at most ``limit`` files): one ``ls-tree`` and one
+        ``cat-file --batch``."""
+        if not self.head:
+            return []
+        listing = self.git.run("ls-tree", "-r", "-l", "-z", self.head).split("\0")
+        wanted: list[tuple[str, str, str]] = []  # (blob, tree, file name)
+        for entry in listing[:limit]:
+            meta, _, path = entry.partition("\t")
+            parts, pieces = meta.split(), path.split("/")
+            if len(parts) != 4 or parts[1] != "blob" or len(pieces) != 3 or not _FILE.match(pieces[2]):
+                continue
+            if parts[3].isdigit() and int(parts[3]) <= _MAX_BLOB:
+                wanted.append((parts[2], pieces[0] + pieces[1], pieces[2]))
+        bodies = _blobs(self.git, [blob for blob, _, _ in wanted])
+        found = []
+        for blob, tree, name in wanted:
+            rec = Recorded.parse(bodies.get(blob, ""))
+            if rec is not None and _HEX.match(tree) and _matches(rec, name, tree):
+                rec.tree = rec.tree or tree
+                found.append(rec)
+        return found
+
     def verdict(self, tree: str, units: Sequence[Unit]) -> Verdict:
         """For each unit: passed, failing or missing on ``tree``."""
         results = self.for_tree(tree)
@@ -341,6 +377,25 @@ class Store:
             else:
                 verdict.failing.append((unit, rec))
         return verdict
+
+
+def _blobs(git: Git, shas: Sequence[str]) -> dict[str, str]:
+    """{sha: text} of the blobs ``shas``, read in one ``git cat-file --batch``."""
+    if not shas:
+        return {}
+    data = git.call_bytes("cat-file", "--batch", input="".join(sha + "\n" for sha in shas).encode())
+    found: dict[str, str] = {}
+    at = 0
+    for sha in shas:
+        end = data.index(b"\n", at)
+        header = data[at:end].split()
+        at = end + 1
+        if len(header) < 3:  # "<sha> missing"
+            continue
+        size = int(header[2])
+        found[sha] = data[at:at + size].decode("utf-8", "replace")
+        at += size + 1
+    return found
 
 
 def _matches(rec: Recorded, name: str, tree: str) -> bool:

@@ -6,7 +6,11 @@ the other (or ``jobs`` at a time, each one's output printed whole when it
 ends); the first failure stops the run. A check with a timeout that hangs is
 killed together with the processes it started, and reported as such. A
 check with ``shards: N`` runs as N parts, each told ``CONTINUITY_SHARD`` and
-``CONTINUITY_SHARDS``.
+``CONTINUITY_SHARDS``. A check with ``retries: N`` that fails (or times out)
+runs again on the same checkout, still verified to be the candidate, up to N
+times: one that passes then is **flaky**. It does not block; it is recorded
+as ``flaky``, named in the summary, written to JUnit as Surefire's
+``<flakyFailure>`` and told in the notifications.
 
 Every result is recorded on the remote, keyed by the tree (see
 `continuity.results`). The pipeline's check stage does not run a check again
@@ -40,7 +44,7 @@ from .boundary import LINE_HELP, boundary
 from .config import Command, Settings
 from .errors import CommandFailed, ContinuityError, UsageError
 from .publish import finish
-from .record import start_record
+from .record import flaky_note, start_record
 from .report import Reporter
 from .results import Unit
 from .stage import Attempt, Checks, Stage, record_results
@@ -48,61 +52,106 @@ from .workspace import Here, checkout_here, command_env, exclusive, open_workspa
 
 __all__ = ["run_checks", "run_units", "check_stage", "check_stage_detail", "check_here", "select_units"]
 
-Done = Callable[[Unit, Result, bool], None]  # (unit, its result, passed: it exited 0 and left the checkout alone)
+#: (unit, its last result, passed: it exited 0 and left the checkout alone, the runs it took: more than 1 after
+#: a failure it was allowed to retry, ``retries``)
+Done = Callable[[Unit, Result, bool, int], None]
+Recorder = Callable[..., None]  # `report.Reporter.command`: (name, command, result, failures=[Result], tries=N)
 
 
 def run_checks(checks: Sequence[Command], cwd: str, env: Optional[Mapping[str, str]] = None,
                out: Optional[TextIO] = None, say: Callable[[str], None] = print,
-               record: Optional[Callable[[str, str, Result], None]] = None,
+               record: Optional[Recorder] = None,
                verify: Optional[Callable[[str, Result], None]] = None, jobs: int = 1,
                done: Optional[Done] = None) -> list[Result]:
     """Run ``checks`` (each shard of a sharded one) in order; return their results or raise `CommandFailed`.
 
-    ``record(name, command, result)`` and ``done(unit, result)`` are told
-    about each check that ran; ``verify(culprit, result)`` is called after
-    each one that passed.
+    ``record(name, command, result)`` and ``done(unit, result, passed,
+    attempts)`` are told about each check that ran (``record`` also gets
+    ``failures=`` and ``tries=`` for one that ran again); ``verify(culprit,
+    result)`` is called after each one that passed, and before a failed one
+    runs again.
     """
     return run_units(_results.check_units(checks), cwd, env, out, say, record, verify, jobs, done)
 
 
 def run_units(units: Sequence[Unit], cwd: str, env: Optional[Mapping[str, str]] = None,
               out: Optional[TextIO] = None, say: Callable[[str], None] = print,
-              record: Optional[Callable[[str, str, Result], None]] = None,
+              record: Optional[Recorder] = None,
               verify: Optional[Callable[[str, Result], None]] = None, jobs: int = 1,
               done: Optional[Done] = None) -> list[Result]:
     """`run_checks` on `results.Unit` s: up to ``jobs`` at a time."""
     base = dict(env if env is not None else os.environ)
 
-    def finished(unit: Unit, result: Result) -> None:
+    def finished(unit: Unit, tried: "_Tried") -> None:
+        result = tried.result
         if record is not None:
-            record(unit.name, unit.command, result)
-        error = None
-        if not result.ok:
-            error = CommandFailed("{} {}; {}".format(_short(unit), result.describe(), result.tail_text()), result)
-        elif verify is not None:
+            if tried.failures:
+                record(unit.name, unit.command, result, failures=tried.failures, tries=unit.retries + 1)
+            else:
+                record(unit.name, unit.command, result)
+        error = tried.error
+        if error is None and not result.ok:
+            error = CommandFailed("{} {}{}; {}".format(_short(unit), result.describe(), _runs(tried),
+                                                       result.tail_text()), result)
+        elif error is None and verify is not None:
             try:
                 verify(_named(unit), result)
             except CommandFailed as exc:  # it passed, but changed the checkout: a failure, recorded as one
                 error = exc
         if done is not None:
-            done(unit, result, error is None)
+            done(unit, result, error is None, len(tried.failures) + 1)
         if error is not None:
             raise error
 
     if jobs <= 1 or len(units) <= 1:
         results = []
         for unit in units:
-            say("check: $ " + unit.command + _shard_note(unit))
-            result = run_shell(unit.command, cwd, timeout=unit.timeout, env=dict(base, **unit.env()), out=out,
-                               beat=_beat(unit, say))
-            results.append(result)
-            finished(unit, result)
+            def once(unit: Unit = unit) -> Result:
+                say("check: $ " + unit.command + _shard_note(unit))
+                return run_shell(unit.command, cwd, timeout=unit.timeout, env=dict(base, **unit.env()), out=out,
+                                 beat=_beat(unit, say))
+            tried = _tries(unit, once, verify, say)
+            results.append(tried.result)
+            finished(unit, tried)
         return results
-    return _concurrently(units, cwd, base, out, say, finished, jobs)
+    return _concurrently(units, cwd, base, out, say, finished, jobs, verify)
+
+
+class _Tried:
+    """What running a unit (and running it again after failures, ``retries``) came to."""
+
+    def __init__(self, result: Result, failures: list[Result], error: Optional[CommandFailed] = None) -> None:
+        self.result = result  # the last run
+        self.failures = failures  # the failed runs before it
+        self.error = error  # the checkout was no longer the candidate after a failed run: no retry
+
+
+def _tries(unit: Unit, once: Callable[[], Result], verify: Optional[Callable[[str, Result], None]],
+           say: Callable[[str], None]) -> _Tried:
+    """Run ``unit``; after a failure or a timeout, again (up to ``unit.retries`` times) on the same checkout."""
+    failures: list[Result] = []
+    while True:
+        result = once()
+        if result.ok or len(failures) >= unit.retries:
+            return _Tried(result, failures)
+        if verify is not None:  # a failure that also changed the checkout is no flake: it is not run again
+            try:
+                verify(_named(unit), result)
+            except CommandFailed as exc:
+                return _Tried(result, failures, exc)
+        failures.append(result)
+        say("{} {}; running it again on the same tree (attempt {} of {}, retries: {})".format(
+            _short(unit), result.describe(), len(failures) + 1, unit.retries + 1, unit.retries))
+
+
+def _runs(tried: _Tried) -> str:
+    """" (3 attempts)" for a check that failed every run it was allowed."""
+    return " ({} attempts)".format(len(tried.failures) + 1) if tried.failures else ""
 
 
 def _concurrently(units: Sequence[Unit], cwd: str, env: dict[str, str], out: Optional[TextIO],
-                  say: Callable[[str], None], finished: Callable[[Unit, Result], None], jobs: int) -> list[Result]:
+                  say: Callable[[str], None], finished: Callable[[Unit, _Tried], None], jobs: int,
+                  verify: Optional[Callable[[str, Result], None]] = None) -> list[Result]:
     """``jobs`` units at a time, each one's output kept and printed whole when it ends, never interleaved.
 
     After a failure no new unit starts; those running finish, and the first
@@ -116,17 +165,23 @@ def _concurrently(units: Sequence[Unit], cwd: str, env: dict[str, str], out: Opt
         with lock:
             procs.append(proc)
 
-    def one(unit: Unit) -> tuple[Result, str]:
+    def one(unit: Unit) -> tuple[_Tried, str]:
         buffer = io.StringIO()
-        result = run_shell(unit.command, cwd, timeout=unit.timeout, env=dict(env, **unit.env()), out=buffer,
-                           beat=_beat(unit, say), started=started)
-        return result, buffer.getvalue()
+
+        def once() -> Result:
+            return run_shell(unit.command, cwd, timeout=unit.timeout, env=dict(env, **unit.env()), out=buffer,
+                             beat=_beat(unit, say), started=started)
+
+        def note(text: str) -> None:
+            buffer.write("continuity | {}\n".format(text))
+
+        return _tries(unit, once, verify, note), buffer.getvalue()
 
     target = out or sys.stdout
     results: list[Result] = []
     failure: Optional[BaseException] = None
     pending = list(units)
-    running: dict[Future[tuple[Result, str]], Unit] = {}
+    running: dict[Future[tuple[_Tried, str]], Unit] = {}
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="continuity-check")
     try:
         while pending or running:
@@ -138,14 +193,15 @@ def _concurrently(units: Sequence[Unit], cwd: str, env: dict[str, str], out: Opt
             finished_now, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in finished_now:
                 unit = running.pop(future)
-                result, output = future.result()
-                say("check: $ " + unit.command + _shard_note(unit) + " ({})".format(
-                    "passed" if result.ok else result.describe()))
+                tried, output = future.result()
+                result = tried.result
+                say("check: $ " + unit.command + _shard_note(unit) + " ({}{})".format(
+                    "passed" if result.ok else result.describe(), _runs(tried)))
                 target.write(output)
                 target.flush()
                 results.append(result)
                 try:
-                    finished(unit, result)
+                    finished(unit, tried)
                 except CommandFailed as exc:
                     failure = failure or exc
     except BaseException:
@@ -223,8 +279,8 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
             attempt.rep.say("{} {}: {}".format("check" if len(names) == 1 else "checks", ", ".join(
                 "'{}'".format(name) for name in names), reused))
 
-        def done(unit: Unit, result: Result, passed: bool) -> None:
-            attempt.results.append(_results.recorded(unit, attempt.tree, attempt.sha, result, passed))
+        def done(unit: Unit, result: Result, passed: bool, attempts: int) -> None:
+            attempt.results.append(_results.recorded(unit, attempt.tree, attempt.sha, result, passed, attempts))
 
         run_units(todo, attempt.ws.root, env=attempt.env, say=attempt.rep.say, record=attempt.rep.command,
                   verify=attempt.verifier(), jobs=settings.jobs, done=done)
@@ -341,9 +397,9 @@ def _run_here(settings: Settings, rep: Reporter, here: Here, units: Sequence[Uni
     tree = _results.tree_of(here.workspace.git, here.revision) if here.committed else ""
     recorded: list[_results.Recorded] = []
 
-    def done(unit: Unit, result: Result, passed: bool) -> None:
+    def done(unit: Unit, result: Result, passed: bool, attempts: int) -> None:
         if tree:
-            recorded.append(_results.recorded(unit, tree, here.revision, result, passed))
+            recorded.append(_results.recorded(unit, tree, here.revision, result, passed, attempts))
 
     count = len({unit.name for unit in units})
     try:
@@ -361,7 +417,8 @@ def _run_here(settings: Settings, rep: Reporter, here: Here, units: Sequence[Uni
         finish(settings, rep, record, exc, stopped, where="check", junit=junit, send=False)
         rep.summary(record.summary)
         raise
-    summary = "{} on {}{}{}".format(check_stage_detail(count), here.revision[:12], here.note, what)
+    summary = "{} on {}{}{}{}".format(check_stage_detail(count), here.revision[:12], here.note, what,
+                                      flaky_note(rep.checks))
     finish(settings, rep, record, summary=summary, junit=junit, send=False)
     rep.summary(summary)
 

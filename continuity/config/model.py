@@ -76,6 +76,7 @@ class Command:
     heartbeat: float = 30.0  # seconds between "still running" lines (continuity.heartbeat), 0 for none
     reuse: bool = True  # a result recorded for the same tree and definition counts (see `continuity.results`)
     shards: int = 1  # run as this many parts, each told CONTINUITY_SHARD and CONTINUITY_SHARDS
+    retries: int = 0  # a failure is run again on the same tree up to this many times; a later pass is flaky
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,9 @@ from .sections import parse_section
 
 __all__ = ["parse"]
 
-_CHECK_KEYS = ("name", "command", "timeout", "reuse", "shards")
+_CHECK_KEYS = ("name", "command", "timeout", "reuse", "shards", "retries")
 _MAX_SHARDS = 256
+_MAX_RETRIES = 10
 _ENVIRONMENT_KEYS = ("hosts", "user", "port", "key_filename", "connect_timeout", "parallel", "fail_fast")
 
 
@@ -154,9 +155,21 @@ def _checks(value: object, default_timeout: float | None, heartbeat: float) -> t
         label = name(item.get("name") or command, where + ".name")
         reuse = boolean(item.get("reuse", True), where + ".reuse")
         shards = count(item.get("shards", 1), where + ".shards", maximum=_MAX_SHARDS)
+        retries = _retries(item.get("retries", 0), where + ".retries")
         checks.append(Command(label, command, timeout if timeout is not None else default_timeout, heartbeat,
-                              reuse=reuse, shards=shards))
+                              reuse=reuse, shards=shards, retries=retries))
     return tuple(checks)
+
+
+def _retries(value: object, where: str) -> int:
+    """How many times a failed check runs again: 0 (the default: a failure blocks) to `_MAX_RETRIES`."""
+    if not isinstance(value, bool) and value in (0, "0"):
+        return 0
+    try:
+        return count(value, where, maximum=_MAX_RETRIES)
+    except ConfigError:
+        raise ConfigError("{} must be a whole number from 0 to {} (how many times a failed check runs again), "
+                          "got {!r}".format(where, _MAX_RETRIES, value)) from None
 
 
 def _build(value: object, heartbeat: float) -> tuple[BuildStep, ...]:

@@ -75,6 +75,8 @@ class Run(Protocol):
     def branches(self) -> Mapping[str, str]: ...  # role -> branch name
     @property
     def bisection(self) -> Sequence[str]: ...  # what a bisection tried, when one ran
+    @property
+    def flaky(self) -> Sequence[str]: ...  # "'unit tests' (passed on attempt 2 of 3)": failed, then passed
 
 
 def events_of(record: Run) -> set[str]:
@@ -151,6 +153,7 @@ def _body_lines(record: Run) -> list[str]:
     lines += _section("Revisions", ["{:<24} {}".format(label, sha) for label, sha in revision_rows(record)])
     lines += _section("Commits brought in ({})".format(len(record.commits)), _commit_rows(record.commits))
     lines += _section("Deploys", ["{}: {}".format(env, result) for env, result in record.deployed.items()])
+    lines += _section("Flaky checks (failed, then passed when run again: they did not block)", list(record.flaky))
     lines += _failure_lines(record)
     lines += _section("Bisection", list(record.bisection))
     lines += _section("Stages", ["{:<9} {:<8} {:>7.2f}s  {}".format(
@@ -200,6 +203,7 @@ def document(record: Run) -> dict[str, Any]:
         "commits": [dict(zip(("sha", "subject", "author", "email"), c)) for c in record.commits[:COMMITS_LISTED]],
         "commits_total": len(record.commits),
         "deployed": dict(record.deployed),
+        "flaky": list(record.flaky),
         "build_url": record.build_url,
         "remote": record.remote,
         "stages": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3), "detail": s.detail}
