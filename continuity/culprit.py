@@ -38,7 +38,7 @@ from .errors import CommandFailed, ContinuityError
 from .git import Git, RefUpdate
 from .merge import merge_message, prepare
 from .stage import Attempt, Candidate, Stage, perform, record_results
-from .test import run_units
+from .test import Done, run_units
 
 __all__ = ["Known", "Blamed", "Waiting", "marker_ref", "known", "waiting", "failed_units", "find", "max_runs"]
 
@@ -270,9 +270,9 @@ class _Bisection:
         return not self.run(probe, "re-run before blaming")
 
 
-def _done(attempt: Attempt) -> Any:
-    def done(unit: _results.Unit, result: Result, passed: bool) -> None:
-        attempt.results.append(_results.recorded(unit, attempt.tree, attempt.sha, result, passed))
+def _done(attempt: Attempt) -> Done:
+    def done(unit: _results.Unit, result: Result, passed: bool, attempts: int) -> None:
+        attempt.results.append(_results.recorded(unit, attempt.tree, attempt.sha, result, passed, attempts))
     return done
 
 
