@@ -690,7 +690,7 @@ def test_a_docker_checks_definition_is_its_command_environment_and_image_setting
         return found
 
     same = unit()
-    assert same.docker and same.kind == "check" and same.reuse and "docker check 'app'" == same.label
+    assert same.docker and same.kind == "check" and same.reuse and same.label == "docker check 'app'"
     assert unit(check={"name": "renamed"}).key == same.key
     assert unit(check={"timeout": 5}).key == same.key
     for changed in ({"check": {"command": ["make", "test"]}}, {"check": {"environment": {"A": "1"}}},
