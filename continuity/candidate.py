@@ -213,7 +213,7 @@ def _ready(git: Git, settings: Settings, name: str, rep: Reporter, record: RunRe
     with rep.stage("results") as info:
         tree = _results.tree_of(git, offered.sha)
         store = _results.load(git, settings.remote, snapshot)
-        verdict = store.verdict(tree, _results.check_units(settings.checks))
+        verdict = store.verdict(tree, _results.configured_checks(settings))
         if store.warning:
             rep.say("warning: " + store.warning)
         if not verdict.ok:

@@ -103,7 +103,7 @@ def waiting(settings: Settings, snapshot: Any, development: str) -> Optional[Wai
     found = known(settings, snapshot)
     if found is None or found.development != development:
         return None
-    configured = {unit.key for unit in _results.check_units(settings.checks)}
+    configured = {unit.key for unit in _results.configured_checks(settings)}
     if not set(found.keys) <= configured:
         return None  # the failing check was changed or removed: check again
     return Waiting("{} still contains {}, which breaks {}; waiting for a fix (nothing new on {} since {})".format(

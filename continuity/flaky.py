@@ -78,7 +78,7 @@ def flaky(c: Context, line: Optional[str] = None) -> None:
         print("no flaky checks recorded on {} ({} check definition(s) with results)".format(
             settings.remote, len(rates)))
         return
-    configured = {unit.key for unit in _results.check_units(settings.checks)}
+    configured = {unit.key for unit in _results.configured_checks(settings)}
     print("{:>6} {:>5} {:>6} {:>6}  {:<42} {}".format("rate", "runs", "flaky", "failed", "last flaky", "check"))
     for entry in rates:
         last = "{} {}".format(entry.last.time, entry.last.where) if entry.last else "-"

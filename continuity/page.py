@@ -171,7 +171,7 @@ def recorded_results(snapshot: Snapshot) -> Results:
                 continue
             found[sha] = [CheckResult(_label(rec), rec.status.replace("-", " "), rec.duration, rec.build)
                           for _, rec in sorted(recorded.items()) if rec.kind == "check"]
-            found[sha] += [CheckResult(unit.name, "not run") for unit in _results.check_units(settings.checks)
+            found[sha] += [CheckResult(unit.name, "not run") for unit in _results.configured_checks(settings)
                            if unit.file not in recorded]
         return found
 

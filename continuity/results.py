@@ -52,7 +52,7 @@ from .git import Git
 from .record import build_url
 
 __all__ = ["REF", "PASSED", "FAILED", "TIMED_OUT", "FLAKY", "Unit", "Recorded", "Store", "Verdict", "ResultsDamaged",
-           "definition", "check_units", "build_unit", "recorded", "tree_of", "load", "publish", "build_label",
+           "definition", "check_units", "configured_checks", "register_checks", "build_unit", "recorded", "tree_of", "load", "publish", "build_label",
            "CANDIDATES", "Offered", "offer", "find_candidate", "withdraw", "tested_note", "untested_refusal", "commit_on",
            "ride",
            "tested_mark"]
@@ -99,6 +99,7 @@ class Unit:
     timeout: Optional[float] = None
     heartbeat: float = 0.0  # seconds between "still running" lines, 0 for none
     retries: int = 0  # times a failure runs again (not part of the definition: the same check)
+    docker: bool = False  # runs in a container of the candidate's image (continuity.docker.checks)
 
     @property
     def file(self) -> str:
@@ -108,7 +109,7 @@ class Unit:
     @property
     def label(self) -> str:
         """"check 'unit'", "check 'unit' shard 2/4", "build step 'assets'"."""
-        what = "build step" if self.kind == "build" else "check"
+        what = "build step" if self.kind == "build" else "docker check" if self.docker else "check"
         return "{} '{}'{}".format(what, self.name, " shard {}/{}".format(self.shard, self.shards) if self.shard else "")
 
     def env(self) -> dict[str, str]:
@@ -127,6 +128,25 @@ def check_units(checks: Iterable[Command]) -> list[Unit]:
         units += [Unit("check", check.name, check.command, key, shard, check.shards, check.reuse, check.timeout,
                        check.heartbeat, check.retries) for shard in shards]
     return units
+
+
+_PROVIDERS: list[Callable[[Settings], list[Unit]]] = []
+
+
+def register_checks(provider: Callable[[Settings], list[Unit]]) -> None:
+    """Add the checks an area above defines (Docker's) to those that decide whether a tree is tested.
+
+    ``provider(settings)`` returns its `Unit` s, none when the area is off;
+    this layer does not know the area, as `config.register_section` does
+    not know its settings.
+    """
+    if provider not in _PROVIDERS:
+        _PROVIDERS.append(provider)
+
+
+def configured_checks(settings: Settings) -> list[Unit]:
+    """Every check a tree must pass to be tested: ``continuity.checks``, then those registered (Docker's)."""
+    return check_units(settings.checks) + [unit for provider in _PROVIDERS for unit in provider(settings)]
 
 
 def build_unit(step: BuildStep) -> Unit:
@@ -279,6 +299,12 @@ class Verdict:
     def ok(self) -> bool:
         return not self.failing and not self.missing
 
+    @property
+    def docker(self) -> bool:
+        """The first problem is a Docker check's (run by `fab continuity.docker.check`)."""
+        first = self.failing[0][0] if self.failing else self.missing[0] if self.missing else None
+        return first is not None and first.docker
+
     def problem(self) -> str:
         """The first thing that keeps the tree from being tested, in a few words ("" when none)."""
         if self.failing:
@@ -287,8 +313,9 @@ class Verdict:
         if self.missing:
             unit = self.missing[0]
             if unit.name in self.stale:
-                return "{} has no result for its current definition (its command or shards changed since it ran " \
-                    "{})".format(unit.label, self.stale[unit.name].where)
+                changed = "command, environment or image settings" if unit.docker else "command or shards"
+                return "{} has no result for its current definition (its {} changed since it ran {})".format(
+                    unit.label, changed, self.stale[unit.name].where)
             more = " (and {} more)".format(len(self.missing) - 1) if len(self.missing) > 1 else ""
             return "{} has no result{}".format(unit.label, more)
         return ""
@@ -530,7 +557,7 @@ def _file_of(rec: Recorded) -> str:
 
 def tested_note(store: Store, tree: str, settings: Settings) -> str:
     """"" when every configured check passed on ``tree``, else "not tested: what is missing or failed"."""
-    verdict = store.verdict(tree, check_units(settings.checks))
+    verdict = store.verdict(tree, configured_checks(settings))
     return "" if verdict.ok else "not tested: " + verdict.problem()
 
 
@@ -540,14 +567,14 @@ def untested_refusal(git: Git, settings: Settings, revision: str, force_command:
     check. The sentence names what to run, and the command with ``--force``."""
     tree = tree_of(git, revision)
     store = load(git, settings.remote, snapshot)
-    verdict = store.verdict(tree, check_units(settings.checks))
+    verdict = store.verdict(tree, configured_checks(settings))
     if verdict.ok:
         return None
     damaged = " ({}; results are treated as absent)".format(store.warning.split(";")[0]) if store.warning else ""
+    task = "docker.check" if verdict.docker else "test" + settings.line_option
     return ("{} is not tested: on its tree {}, {}{}; only tested revisions are deployed: check it with `git "
-            "checkout {} && fab continuity.test{}`, or pass --force if you mean it: `{}`".format(
-                revision[:12], tree[:12], verdict.problem(), damaged, revision[:12], settings.line_option,
-                force_command))
+            "checkout {} && fab continuity.{}`, or pass --force if you mean it: `{}`".format(
+                revision[:12], tree[:12], verdict.problem(), damaged, revision[:12], task, force_command))
 
 
 def tested_mark(store: Store, git: Git, revision: str, settings: Settings) -> str:

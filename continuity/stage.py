@@ -167,10 +167,18 @@ class Stage:
 
 @dataclass(frozen=True)
 class Checks:
-    """More checks for the check stage, run after the configured ones (Docker's, in the image)."""
+    """More checks for the check stage, run after the configured ones (Docker's, in the image).
+
+    ``units(settings)`` are its `results.Unit` s: the check stage reuses
+    those that already passed on the candidate's tree, as it does the
+    configured ones, and ``run(attempt, units)`` runs the others, adding
+    each one's `results.Recorded` to ``attempt.results``; it returns how
+    many ran and raises `CommandFailed` for the first that fails.
+    """
 
     plan: Callable[[Attempt], Sequence[str]]
-    run: Callable[[Attempt], int]  # how many ran; raises `CommandFailed` for the first that fails
+    run: Callable[[Attempt, Sequence[_results.Unit]], int]
+    units: Callable[[Settings], Sequence[_results.Unit]]
 
 
 @dataclass(frozen=True)

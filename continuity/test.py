@@ -269,7 +269,9 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
 
     def run(attempt: Attempt) -> str:
         settings = attempt.settings
-        units = _results.check_units(settings.checks)
+        shell = _results.check_units(settings.checks)
+        parts = [(part, list(part.units(settings))) for part in more]
+        units = shell + [unit for _, part_units in parts for unit in part_units]
         todo, reused = units, ""
         if units:
             attempt.store = attempt.store or _load(attempt.git, settings, attempt.rep.say, attempt.snapshot)
@@ -282,10 +284,12 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
         def done(unit: Unit, result: Result, passed: bool, attempts: int) -> None:
             attempt.results.append(_results.recorded(unit, attempt.tree, attempt.sha, result, passed, attempts))
 
-        run_units(todo, attempt.ws.root, env=attempt.env, say=attempt.rep.say, record=attempt.rep.command,
-                  verify=attempt.verifier(), jobs=settings.jobs, done=done)
-        ran = len({unit.name for unit in todo})
-        return check_stage_detail(ran + sum(part.run(attempt) for part in more), reused)
+        run_units([unit for unit in shell if unit in todo], attempt.ws.root, env=attempt.env, say=attempt.rep.say,
+                  record=attempt.rep.command, verify=attempt.verifier(), jobs=settings.jobs, done=done)
+        ran = len({unit.name for unit in shell if unit in todo})
+        for part, part_units in parts:
+            ran += part.run(attempt, [unit for unit in part_units if unit in todo])
+        return check_stage_detail(ran, reused)
 
     def plan(attempt: Attempt) -> list[str]:
         units = _results.check_units(attempt.settings.checks)

@@ -204,9 +204,10 @@ def test_the_dockerfile_counts_even_when_ignored_and_the_tar_holds_exactly_what_
 # -- projects with a Dockerfile ------------------------------------------------------
 
 
-def docker_project(make_project, base, docker_yaml, dockerfile=None, **files):
-    """A project whose three branches hold a Dockerfile (on ``base``) and a .dockerignore."""
-    config = "continuity:\n  checks: []\n  auto_deploy: []\n  docker:\n" + textwrap.indent(textwrap.dedent(docker_yaml), "    ")
+def docker_project(make_project, base, docker_yaml, dockerfile=None, settings="", **files):
+    """A project whose three branches hold a Dockerfile (on ``base``) and a .dockerignore; ``settings``: more
+    lines under ``continuity:``."""
+    config = "continuity:\n  checks: []\n  auto_deploy: []\n" + settings + "  docker:\n" + textwrap.indent(textwrap.dedent(docker_yaml), "    ")
     project = make_project(config=config, fabfile=DOCKER_FABFILE)
     files.setdefault("Dockerfile", dockerfile or 'FROM {}\nCOPY . /app\nCMD ["sleep", "3600"]\n'.format(base))
     files.setdefault(".dockerignore", DOCKERIGNORE)
@@ -581,3 +582,119 @@ def test_an_unhealthy_rollout_keeps_the_old_container_running_and_fails_clearly(
     assert "was not healthy: not healthy after 2s: the health command kept failing" in message
     assert "{} keeps running".format(old.container) in message
     assert running(docker_engine, service) == [(old.container, "running")]
+
+
+# -- recorded results ------------------------------------------------------------------
+
+RESULTS = "refs/continuity/results"
+
+
+def created(client, check, since):
+    """How many containers the engine created for the Docker check named ``check`` since ``since`` (epoch)."""
+    events = client.events(since=since, until=int(time.time()) + 1, decode=True,
+                           filters={"type": "container", "event": "create", "label": "continuity.check=" + check})
+    return len(list(events))
+
+
+def recorded_on(project, rev):
+    """The result files recorded on origin for the tree of ``rev``, as text."""
+    head = project.ref(RESULTS)
+    tree = git(project.origin, "rev-parse", rev + "^{tree}")
+    if head is None:
+        return ""
+    listing = git(project.origin, "ls-tree", "-r", "--name-only", head, "--", "{}/{}/".format(tree[:2], tree[2:]))
+    return "\n".join(git(project.origin, "show", "{}:{}".format(head, path)) for path in listing.splitlines())
+
+
+def test_a_docker_check_is_recorded_on_masters_tree_and_not_run_again_on_that_tree(
+        make_project, base_image, registry, docker_engine):
+    image = registry.repository(unique("recorded"))
+    name = unique("app")
+    project = docker_project(make_project, base_image, """\
+        image: {}
+        network: none
+        checks:
+          - name: {}
+            command: test -f /app/feature && echo feature-is-there
+        """.format(image, name))
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+    since = int(time.time()) - 1
+
+    ran = project.fab(ws, "continuity.pipeline", env={"BUILD_NUMBER": "41"})
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "feature-is-there" in ran.stdout
+    assert created(docker_engine, name, since) == 1
+    texts = recorded_on(project, "master")
+    assert "name: {}".format(name) in texts and "status: passed" in texts and "build_number: 41" in texts
+
+    # The same files again (a change, then its revert): the candidate's tree already passed.
+    project.push_to("development", "change", feature="y\n")
+    project.push_to("development", "revert", feature="x\n")
+    since = int(time.time()) - 1
+    again = project.fab(project.workspace(), "continuity.pipeline")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    tree = git(project.origin, "rev-parse", "master^{tree}")
+    assert "check '{}': reused, passed on tree {} in build #41".format(name, tree[:12]) in again.stdout
+    assert "feature-is-there" not in again.stdout and "docker check: $" not in again.stdout
+    assert created(docker_engine, name, since) == 0
+    assert registry.digest(docker_engine, "{}:{}".format(image, project.ref("master")))  # still published
+
+
+def test_a_revision_whose_docker_check_never_ran_is_not_tested_until_docker_check_records_it(
+        make_project, base_image, registry, docker_engine):
+    image = registry.repository(unique("untested"))
+    project = docker_project(make_project, base_image, """\
+        image: {}
+        network: none
+        checks:
+          - name: app
+            command: test -f /app/app.txt
+        """.format(image), settings="  environments: {qa: {}}\n")
+    first = project.push_to("development", "first", **{"app.txt": "version 2\n"})
+    second = project.push_to("development", "second", **{"app.txt": "version 3\n"})
+    ws = project.workspace()
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    assert project.ref("master") == second
+
+    refused = project.fab(ws, "continuity.deploy", "qa", "--revision", first)
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "{} is not tested".format(first[:12]) in refused.stderr
+    assert "docker check 'app' has no result" in refused.stderr
+    assert "git checkout {} && fab continuity.docker.check".format(first[:12]) in refused.stderr
+    status = project.fab(ws, "continuity.status")
+    assert any("master" in line and line.endswith(", tested") for line in status.stdout.splitlines()), status.stdout
+    assert "not tested (docker check 'app' has no result)" in status.stdout
+
+    there = project.workspace(first)
+    checked = project.fab(there, "continuity.docker.check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "recorded 1 result(s) for tree" in checked.stdout
+    assert "name: app" in recorded_on(project, first)
+    deployed = project.fab(ws, "continuity.deploy", "qa", "--revision", first)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+
+
+def test_a_docker_checks_definition_is_its_command_environment_and_image_settings_not_its_name():
+    def unit(**changes):
+        raw = {"image": "127.0.0.1:5000/app", "network": "none",
+               "checks": [dict({"name": "app", "command": "make test"}, **changes.pop("check", {}))]}
+        raw.update(changes)
+        settings = _config.Settings.__new__(_config.Settings)
+        object.__setattr__(settings, "docker", cdocker.parse_settings(raw))
+        (found,) = cdocker.settings.check_units(settings)
+        return found
+
+    same = unit()
+    assert same.docker and same.kind == "check" and same.reuse and same.label == "docker check 'app'"
+    assert unit(check={"name": "renamed"}).key == same.key
+    assert unit(check={"timeout": 5}).key == same.key
+    for changed in ({"check": {"command": ["make", "test"]}}, {"check": {"environment": {"A": "1"}}},
+                    {"build_args": {"V": "2"}}, {"dockerfile": "other.Dockerfile"}, {"network": "host"},
+                    {"image": "127.0.0.1:5000/other"}):
+        assert unit(**changed).key != same.key, changed
+    assert not unit(check={"reuse": False}).reuse

@@ -8,14 +8,16 @@ is imported only when one of them talks to the engine (`_engine`):
 
 import os
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import config as _config
+from .._proc import Result
 from ..config import Settings
 from ..errors import CommandFailed, ContinuityError, RegistryError, UsageError
 from ..workspace import Workspace
 from .context import KEY_LABEL, BuildContext, key_tag, scan
-from .settings import DockerSettings, docker_of
+from .settings import DockerCheck, DockerSettings, docker_of
 
 if TYPE_CHECKING:  # the SDK stays unimported until an engine is needed
     from .engine import Engine
@@ -179,15 +181,25 @@ def image_of(engine: "Engine", revision: str) -> Any:
 
 
 def run_checks(engine: "Engine", docker_settings: DockerSettings, image_id: str, revision: Optional[str], say: Say,
-               record: Record) -> None:
-    for check in docker_settings.checks:
+               record: Record, names: Optional[Collection[str]] = None,
+               done: Optional[Callable[[DockerCheck, Result], None]] = None) -> int:
+    """Run the Docker checks (those in ``names``, when given) in containers of ``image_id``; return how many.
+
+    ``done(check, result)`` is told about each one that ran, the failing one
+    included; the first failure raises `CommandFailed`.
+    """
+    checks = [check for check in docker_settings.checks if names is None or check.name in names]
+    for check in checks:
         say("docker check: $ {}".format(check.display))
         environment = dict(check.environment, **({"CONTINUITY_REVISION": revision} if revision else {}))
         result = engine.run_check(image_id, check, environment, docker_settings.network)
         record(check.name, check.display, result)
+        if done is not None:
+            done(check, result)
         if not result.ok:
             raise CommandFailed("check '{}' {} in a container of {}; {}".format(
                 check.name, result.describe(), image_id[len("sha256:"):][:12], result.tail_text()), result)
+    return len(checks)
 
 
 def publish(engine: "Engine", image: Any, revision: Optional[str], say: Say) -> str:

@@ -6,6 +6,7 @@ continuity keeps such values as strings, so lists, numbers and booleans are
 parsed here from either YAML values or strings.
 """
 
+import json
 import posixpath
 import re
 from typing import Any, Optional, Union, cast
@@ -13,8 +14,10 @@ from typing import Any, Optional, Union, cast
 from .._dataclass import dataclass
 from ..config import _boolean, _reject_unknown, _seconds, register_section
 from ..errors import ConfigError
+from ..results import Unit, definition, register_checks
 
-__all__ = ["COLLECTION_DEFAULTS", "DockerSettings", "DockerCheck", "parse_settings", "docker_of"]
+__all__ = ["COLLECTION_DEFAULTS", "DockerSettings", "DockerCheck", "parse_settings", "docker_of", "image_key",
+           "check_units"]
 
 _KEYS = (
     "enabled", "image", "context", "dockerfile", "build_args", "network", "checks", "timeout",
@@ -45,6 +48,7 @@ class DockerCheck:
     command: Union[str, tuple[str, ...]]  # str: run with ``sh -c``; tuple: the exact argv
     environment: tuple[tuple[str, str], ...] = ()  # ((NAME, value), ...)
     timeout: Optional[float] = None  # seconds, or None
+    reuse: bool = True  # false: run again even on a tree it passed on (it depends on the outside world)
 
     @property
     def display(self) -> str:
@@ -203,7 +207,7 @@ def _check(item: Any, where: str, default_timeout: Optional[float]) -> DockerChe
         item = {"command": item}
     if not isinstance(item, dict):
         raise ConfigError("{} must be a command or a mapping with name, command, environment, timeout".format(where))
-    _reject_unknown(item, {"name": 0, "command": 0, "environment": 0, "timeout": 0}, where)
+    _reject_unknown(item, {"name": 0, "command": 0, "environment": 0, "timeout": 0, "reuse": 0}, where)
     command = _command(item.get("command"), where + ".command")
     name = _text(item.get("name") or (command if isinstance(command, str) else " ".join(command)), where + ".name")
     environment = item.get("environment") or {}
@@ -215,6 +219,7 @@ def _check(item: Any, where: str, default_timeout: Optional[float]) -> DockerChe
         command=command,
         environment=tuple(sorted(_environment_pair(k, v, where + ".environment") for k, v in environment.items())),
         timeout=timeout if timeout is not None else default_timeout,
+        reuse=_boolean(item.get("reuse", True), where + ".reuse"),
     )
 
 
@@ -243,4 +248,38 @@ def _credentials(raw: dict[str, Any]) -> tuple[Optional[str], Optional[str]]:
     return names["username_env"], names["password_env"]
 
 
+# -- what a result is recorded for --------------------------------------------------
+
+
+def image_key(docker_settings: DockerSettings) -> str:
+    """The settings that make the image, apart from the tree: part of a Docker check's definition.
+
+    The tree is the result's own key, and the content key is a function of
+    the tree and of these, so a result counts only for the same image.
+    """
+    return json.dumps({"image": docker_settings.image, "context": docker_settings.context,
+                       "dockerfile": docker_settings.dockerfile, "build_args": [list(arg) for arg in
+                                                                               docker_settings.build_args],
+                       "network": docker_settings.network}, sort_keys=True)
+
+
+def check_units(settings: Any) -> list[Unit]:
+    """The Docker checks as `results.Unit` s (none when Docker is off): recorded, reused and required as the
+    configured checks are, keyed by their command, environment and `image_key`."""
+    docker_settings = docker_of(settings)
+    if docker_settings is None:
+        return []
+    image = image_key(docker_settings)
+    return [Unit("check", check.name, check.display, _definition(check, image), reuse=check.reuse,
+                 timeout=check.timeout, docker=True) for check in docker_settings.checks]
+
+
+def _definition(check: DockerCheck, image: str) -> str:
+    # JSON keeps a shell string and an argv apart; the image key keeps them apart from a shell check's.
+    command = json.dumps({"command": check.command, "environment": [list(pair) for pair in check.environment]},
+                         sort_keys=True)
+    return definition("check", command, image=image)
+
+
 register_section("docker", COLLECTION_DEFAULTS, parse_settings)
+register_checks(check_units)

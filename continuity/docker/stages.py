@@ -1,7 +1,8 @@
 """What Docker adds to the pipeline and to promote.
 
 The pipeline gets an "image" stage after the build (build or reuse the
-candidate's image), the Docker checks inside its "check" stage, and a
+candidate's image), the Docker checks inside its "check" stage (recorded on
+the candidate's tree and reused as the configured checks are), and a
 "publish" stage once master advanced (push the tested image). Promote checks
 that the tested image is in the registry before production moves, and gives
 it the production tag after. With ``continuity.docker`` unset, each of these
@@ -9,10 +10,14 @@ does nothing.
 """
 
 import posixpath
+from collections.abc import Sequence
 from typing import Callable, Optional
 
+from .. import results as _results
+from .._proc import Result
 from ..config import Settings
 from ..report import Reporter
+from ..results import Unit
 from ..stage import Attempt, Candidate, Checks, Plugin, Stage
 from ..workspace import Workspace
 from .images import (
@@ -28,7 +33,7 @@ from .images import (
     scan_context,
     short_digest,
 )
-from .settings import docker_of
+from .settings import DockerCheck, check_units, docker_of
 
 __all__ = ["plugin", "pipeline_build", "pipeline_checks", "pipeline_publish", "pipeline_plan", "before_promote",
            "after_promote"]
@@ -44,15 +49,20 @@ def pipeline_build(settings: Settings, ws: Workspace, candidate: Candidate, rep:
     return image_detail(engine, context, image_id, how)
 
 
-def pipeline_checks(settings: Settings, ws: Workspace, candidate: Candidate, rep: Reporter) -> int:
-    """In stage "check": run the Docker checks in the candidate's image; return how many ran."""
-    docker = require(docker_of(settings))
-    if not docker.checks:
+def pipeline_checks(attempt: Attempt, units: Sequence[Unit]) -> int:
+    """In stage "check": run the Docker checks of ``units`` (those not reused) in the candidate's image, adding
+    their results to ``attempt.results``; return how many ran."""
+    docker = require(docker_of(attempt.settings))
+    if not units:
         return 0
     engine = engine_for(docker)
-    image = image_of(engine, candidate.sha)
-    run_checks(engine, docker, image.id, candidate.sha, rep.say, rep.command)
-    return len(docker.checks)
+    image = image_of(engine, attempt.sha)
+    by_name = {unit.name: unit for unit in units}
+
+    def done(check: DockerCheck, result: Result) -> None:
+        attempt.results.append(_results.recorded(by_name[check.name], attempt.tree, attempt.sha, result))
+
+    return run_checks(engine, docker, image.id, attempt.sha, attempt.rep.say, attempt.rep.command, by_name, done)
 
 
 def pipeline_publish(settings: Settings, ws: Workspace, candidate: Candidate, rep: Reporter) -> str:
@@ -106,8 +116,7 @@ def _run_publish(attempt: Attempt) -> str:
 #: Build or reuse the candidate's image, right after the build steps.
 IMAGE = Stage("image", _run_image, _plan("image"), after="build")
 #: The Docker checks, in containers of that image, within the check stage.
-CHECKS = Checks(_plan("check"), lambda attempt: pipeline_checks(attempt.settings, attempt.ws, attempt.merged,
-                                                                attempt.rep))
+CHECKS = Checks(_plan("check"), pipeline_checks, check_units)
 #: Push the tested image once master advanced.
 PUBLISH = Stage("publish", _run_publish, _plan("publish"), after="push", after_push=True)
 

@@ -1,8 +1,9 @@
 """The ``docker.*`` tasks: build, check and push this checkout's image, by hand.
 
 They do what the pipeline's Docker stages do, on the checkout as it is
-(uncommitted changes included, though an image is tagged with the revision
-only when tracked files are clean).
+(uncommitted changes included, though an image is tagged with the revision,
+and ``check`` records its results on the tree, only when tracked files are
+clean).
 """
 
 from typing import Any, Callable, Optional
@@ -10,13 +11,15 @@ from typing import Any, Callable, Optional
 from invoke import Collection, Context, task
 
 from .. import config as _config
+from .. import results as _results
+from .._proc import Result
 from ..boundary import boundary
-from ..errors import UsageError
+from ..errors import ContinuityError, UsageError
 from ..report import Reporter
 from ..workspace import Workspace, open_workspace
 from .context import BuildContext, key_tag
 from .images import engine_for, ensure_image, image_detail, lookup, publish, require, run_checks, scan_context
-from .settings import DockerSettings
+from .settings import DockerCheck, DockerSettings, check_units
 
 __all__ = ["build", "check", "push", "ns"]
 
@@ -60,16 +63,46 @@ def build(c: Context, dry_run: bool = False) -> None:
 @task(help={"dry_run": "Say which image and checks would run; run nothing."})
 @boundary
 def check(c: Context, dry_run: bool = False) -> None:
-    """Run continuity.docker.checks in containers of this checkout's image (built if needed)."""
+    """Run continuity.docker.checks in containers of this checkout's image (built if needed); record the results."""
     docker_settings, ws, rep, engine, context = _task_setup(c)
     if dry_run:
         _say_plan(engine, docker_settings, context, rep.say)
         for item in docker_settings.checks:
             rep.say("plan: docker check $ " + item.display)
         return
+    settings = _config.settings(c)
     image_id, _ = ensure_image(engine, docker_settings, context, rep.say, lambda *a, **k: None)
-    run_checks(engine, docker_settings, image_id, ws.git.commit("HEAD"), rep.say, lambda *a, **k: None)
+    revision = ws.git.commit("HEAD")
+    clean = revision is not None and not ws.git.dirty_files()
+    tree = _results.tree_of(ws.git, revision) if clean and revision else ""
+    units = {unit.name: unit for unit in check_units(settings)}
+    records: list[_results.Recorded] = []
+
+    def done(item: DockerCheck, result: Result) -> None:
+        if tree and revision:
+            records.append(_results.recorded(units[item.name], tree, revision, result))
+
+    try:
+        run_checks(engine, docker_settings, image_id, revision, rep.say, lambda *a, **k: None, done=done)
+    finally:  # a failed check is a result too
+        _record(ws, settings.remote, rep.say, records, clean)
     rep.say("{} docker check(s) passed".format(len(docker_settings.checks)))
+
+
+def _record(ws: Workspace, remote: str, say: Callable[[str], None], records: list[_results.Recorded],
+            clean: bool) -> None:
+    """Publish the results on the checkout's tree, as `fab continuity.test` does; a failure is a warning."""
+    if not clean:
+        say("results not recorded: the checkout has uncommitted changes")
+        return
+    if not records:
+        return
+    try:
+        _results.publish(ws.git, remote, records)
+    except ContinuityError as exc:
+        say("warning: results not recorded on {}: {}".format(remote, exc))
+        return
+    say("recorded {} result(s) for tree {} on {}".format(len(records), records[0].tree[:12], remote))
 
 
 @task(help={"dry_run": "Say which tags would be pushed where; push nothing."})
