@@ -15,7 +15,7 @@ def _sharded_config(tmp_path, shards=3, extra=""):
     marks.mkdir(exist_ok=True)
     barrier = ('touch {0}/started-$CONTINUITY_SHARD; echo "shard $CONTINUITY_SHARD of $CONTINUITY_SHARDS"; '
                'if [ -n "$SHARD_FAIL" ] && [ "$CONTINUITY_SHARD" = "$SHARD_FAIL" ]; then exit 4; fi; '
-               'if [ -n "$SHARD_GATE" ]; then touch $SHARD_GATE.in; while [ ! -f $SHARD_GATE ]; do sleep 0.05; done; fi; '
+               'if [ -n "$SHARD_GATE" ]; then echo $$ > $SHARD_GATE.tmp && mv $SHARD_GATE.tmp $SHARD_GATE.in; while [ ! -f $SHARD_GATE ]; do sleep 0.05; done; fi; '
                'i=0; while [ $(ls {0} | grep -c started) -lt {1} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; '
                '[ $(ls {0} | grep -c started) -ge {1} ]').format(marks, shards)
     return textwrap.dedent("""\
@@ -85,6 +85,7 @@ def test_a_killed_agents_shard_is_missing_and_master_does_not_advance(make_proje
     wait_for(tmp_path / "gate.in")
     os.kill(killed.pid, signal.SIGKILL)  # the agent dies in the middle of its shard
     killed.communicate(timeout=60)
+    os.killpg(int((tmp_path / "gate.in").read_text()), signal.SIGKILL)  # and its check, in a group of its own
     assert first.communicate(timeout=120)[1] == ""
 
     proc = project.fab(ws, "continuity.pipeline", "--candidate", name)
