@@ -307,6 +307,25 @@ class Git:
             self._empty_tree = self.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
         return self._empty_tree
 
+    def cat_batch(self, shas: Sequence[str]) -> dict[str, str]:
+        """{sha: content} of the objects ``shas`` (a commit's headers and message, a blob's text), read in one
+        ``git cat-file --batch``; a missing object is left out."""
+        if not shas:
+            return {}
+        data = self.call_bytes("cat-file", "--batch", input="".join(sha + "\n" for sha in shas).encode())
+        found: dict[str, str] = {}
+        at = 0
+        for sha in shas:
+            end = data.index(b"\n", at)
+            header = data[at:end].split()
+            at = end + 1
+            if len(header) < 3:  # "<sha> missing"
+                continue
+            size = int(header[2])
+            found[sha] = data[at:at + size].decode("utf-8", "replace")
+            at += size + 1
+        return found
+
     def identity_env(self) -> dict[str, str]:
         """Fill in a committer identity for our commits when git has none.
 

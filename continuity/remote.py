@@ -79,23 +79,7 @@ class Snapshot:
         """Read the objects ``shas`` in one ``git cat-file --batch``."""
         wanted = [sha for sha in dict.fromkeys(shas) if sha not in self._bodies]
         if wanted:
-            self._bodies.update(_cat_batch(self.git, wanted))
-
-
-def _cat_batch(git: Git, shas: Sequence[str]) -> dict[str, str]:
-    data = git.call_bytes("cat-file", "--batch", input="".join(sha + "\n" for sha in shas).encode())
-    found: dict[str, str] = {}
-    at = 0
-    for sha in shas:
-        end = data.index(b"\n", at)
-        header = data[at:end].split()
-        at = end + 1
-        if len(header) < 3:  # "<sha> missing"
-            continue
-        size = int(header[2])
-        found[sha] = data[at:at + size].decode("utf-8", "replace")
-        at += size + 1
-    return found
+            self._bodies.update(self.git.cat_batch(wanted))
 
 
 def read_remote(git: Git, settings: Settings, names: Optional[Sequence[str]] = None, dry_run: bool = False,

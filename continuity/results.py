@@ -378,7 +378,7 @@ class Store:
                 continue
             if parts[3].isdigit() and int(parts[3]) <= _MAX_BLOB:
                 wanted.append((parts[2], pieces[0] + pieces[1], pieces[2]))
-        bodies = _blobs(self.git, [blob for blob, _, _ in wanted])
+        bodies = self.git.cat_batch([blob for blob, _, _ in wanted])
         found = []
         for blob, tree, name in wanted:
             rec = Recorded.parse(bodies.get(blob, ""))
@@ -404,25 +404,6 @@ class Store:
             else:
                 verdict.failing.append((unit, rec))
         return verdict
-
-
-def _blobs(git: Git, shas: Sequence[str]) -> dict[str, str]:
-    """{sha: text} of the blobs ``shas``, read in one ``git cat-file --batch``."""
-    if not shas:
-        return {}
-    data = git.call_bytes("cat-file", "--batch", input="".join(sha + "\n" for sha in shas).encode())
-    found: dict[str, str] = {}
-    at = 0
-    for sha in shas:
-        end = data.index(b"\n", at)
-        header = data[at:end].split()
-        at = end + 1
-        if len(header) < 3:  # "<sha> missing"
-            continue
-        size = int(header[2])
-        found[sha] = data[at:at + size].decode("utf-8", "replace")
-        at += size + 1
-    return found
 
 
 def _matches(rec: Recorded, name: str, tree: str) -> bool:
