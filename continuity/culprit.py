@@ -400,7 +400,10 @@ def _land(bisection: _Bisection, lo: int, stages: Sequence[Stage]) -> tuple[int,
         a.record.revisions["candidate"] = failed
         return 0, "; nothing landed: {} moved on {} during the bisection (the next run starts again)".format(
             master, settings.remote)
-    for stage in stages:
-        if stage.after_push:
-            perform(stage, attempt)
+    try:
+        for stage in stages:
+            if stage.after_push:
+                perform(stage, attempt)
+    except ContinuityError as exc:  # master advanced: the culprit is still what the run must say
+        return lo, "; then: {}".format(str(exc).splitlines()[0])
     return lo, ""

@@ -248,3 +248,39 @@ def test_development_moving_during_the_bisection_lands_only_a_tested_prefix(make
     assert "landing the first 3 of 6 new commits" in out
     assert tree(project, project.ref("master")) == tree(project, shas[2])
     assert project.ref("development") == newer
+
+
+FAILS_ONCE = 'echo run >> "$COUNTER"; if [ -n "$ONCE" ] && [ ! -e "$ONCE" ]; then touch "$ONCE"; exit 1; fi'
+
+
+def test_a_check_that_passes_when_run_again_blames_no_one(make_project, tmp_path, mail_server):
+    """The failure does not come back on the re-run before blaming: it looks flaky, no commit is named and
+    no culprit is recorded; the prefix that passed every check lands, the rest waits for the next run."""
+    server = mail_server()
+    extra = "notify:\n  email:\n    host: 127.0.0.1\n    port: {}\n    sender: ci@example.com\n".format(server.port)
+    project = culprit_project(make_project, tmp_path, extra=extra, checks=(FAILS_ONCE,))
+    shas = batch(project, count=2)
+
+    proc = run(project, ONCE=str(tmp_path / "once"))
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "landed 1 of 2 new commits; 'echo run" in proc.stdout + proc.stderr
+    assert "it looks flaky; no commit is blamed" in proc.stdout + proc.stderr
+    assert project.ref("master") == shas[0]
+    assert project.ref("refs/continuity/culprit") is None
+    [mail] = server.messages
+    assert "breaks" not in mail.body
+
+
+def test_a_deploy_that_fails_after_the_good_prefix_landed_still_names_the_culprit(make_project, tmp_path):
+    project = culprit_project(make_project, tmp_path)
+    shas = batch(project, bad={4})
+
+    proc = run(project, DEPLOY_FAIL="1")
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    said = proc.stdout + proc.stderr
+    assert "landed 3 of 6 new commits; {} 'change 4' by Dev 4 breaks".format(shas[3][:7]) in said
+    assert "then: deploy to staging failed" in said and "`fab continuity.deploy staging`" in said
+    assert project.ref("master") == shas[2]
+    assert project.ref("refs/continuity/culprit") is not None
