@@ -705,3 +705,20 @@ def test_a_docker_checks_definition_is_its_command_environment_and_image_setting
                     {"image": "127.0.0.1:5000/other"}):
         assert unit(**changed).key != same.key, changed
     assert not unit(check={"reuse": False}).reuse
+
+
+def test_a_long_docker_check_prints_a_heartbeat_with_its_last_line(make_project, base_image, registry):
+    image = registry.repository(unique("slowly"))
+    name = unique("slowly")
+    project = docker_project(make_project, base_image, """\
+        image: {}
+        network: none
+        checks:
+          - name: {}
+            command: echo warming the cache; sleep 2.5
+        """.format(image, name), settings="  heartbeat: 1\n")
+
+    proc = run_fab(project.workspace(), "continuity.docker.check")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "... docker check '{}' still running after 1s; last output: warming the cache".format(name) in proc.stdout

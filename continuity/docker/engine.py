@@ -37,7 +37,7 @@ class Engine:
     def __init__(self, settings: DockerSettings, out: Optional[TextIO] = None) -> None:
         self.settings = settings
         self.repository = settings.image
-        self.out = out or sys.stdout
+        self._out = out  # None: sys.stdout as it is when we write (a heartbeat watches it)
         self.auth = _credentials(settings)
         self.hidden = [self.auth["password"]] if self.auth else []
         self.client = _connect()
@@ -137,6 +137,10 @@ class Engine:
         if not digest:
             raise RegistryError("docker push {} finished without a digest from the registry".format(self.ref(tag)))
         return digest
+
+    @property
+    def out(self) -> TextIO:
+        return self._out or sys.stdout
 
     # -- checks in a container --------------------------------------------------
 

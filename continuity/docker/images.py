@@ -12,7 +12,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import config as _config
-from .._proc import Result
+from .._proc import Heartbeat, Result, heartbeat
 from ..config import Settings
 from ..errors import CommandFailed, ContinuityError, RegistryError, UsageError
 from ..workspace import Workspace
@@ -182,17 +182,20 @@ def image_of(engine: "Engine", revision: str) -> Any:
 
 def run_checks(engine: "Engine", docker_settings: DockerSettings, image_id: str, revision: Optional[str], say: Say,
                record: Record, names: Optional[Collection[str]] = None,
-               done: Optional[Callable[[DockerCheck, Result], None]] = None) -> int:
+               done: Optional[Callable[[DockerCheck, Result], None]] = None, every: float = 0.0) -> int:
     """Run the Docker checks (those in ``names``, when given) in containers of ``image_id``; return how many.
 
     ``done(check, result)`` is told about each one that ran, the failing one
-    included; the first failure raises `CommandFailed`.
+    included; the first failure raises `CommandFailed`. A check that runs
+    longer than ``every`` seconds (``continuity.heartbeat``; 0: never) says
+    so every ``every`` seconds, with the last line it printed.
     """
     checks = [check for check in docker_settings.checks if names is None or check.name in names]
     for check in checks:
         say("docker check: $ {}".format(check.display))
         environment = dict(check.environment, **({"CONTINUITY_REVISION": revision} if revision else {}))
-        result = engine.run_check(image_id, check, environment, docker_settings.network)
+        with heartbeat(Heartbeat(every, "docker check '{}'".format(check.name), say)):
+            result = engine.run_check(image_id, check, environment, docker_settings.network)
         record(check.name, check.display, result)
         if done is not None:
             done(check, result)

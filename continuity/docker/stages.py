@@ -62,7 +62,8 @@ def pipeline_checks(attempt: Attempt, units: Sequence[Unit]) -> int:
     def done(check: DockerCheck, result: Result) -> None:
         attempt.results.append(_results.recorded(by_name[check.name], attempt.tree, attempt.sha, result))
 
-    return run_checks(engine, docker, image.id, attempt.sha, attempt.rep.say, attempt.rep.command, by_name, done)
+    return run_checks(engine, docker, image.id, attempt.sha, attempt.rep.say, attempt.rep.command, by_name, done,
+                      every=attempt.settings.heartbeat)
 
 
 def pipeline_publish(settings: Settings, ws: Workspace, candidate: Candidate, rep: Reporter) -> str:

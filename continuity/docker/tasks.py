@@ -83,7 +83,8 @@ def check(c: Context, dry_run: bool = False) -> None:
             records.append(_results.recorded(units[item.name], tree, revision, result))
 
     try:
-        run_checks(engine, docker_settings, image_id, revision, rep.say, lambda *a, **k: None, done=done)
+        run_checks(engine, docker_settings, image_id, revision, rep.say, lambda *a, **k: None, done=done,
+                   every=settings.heartbeat)
     finally:  # a failed check is a result too
         _record(ws, settings.remote, rep.say, records, clean)
     rep.say("{} docker check(s) passed".format(len(docker_settings.checks)))
