@@ -38,12 +38,12 @@ from . import results as _results
 from ._dataclass import dataclass
 from ._proc import Heartbeat, Result, run_shell
 from .boundary import LINE_HELP, boundary
-from .config import BuildStep
+from .config import BuildStep, Settings
 from .errors import CommandFailed, ContinuityError
 from .git import Git
 from .report import Reporter
 from .stage import Attempt, Stage
-from .workspace import Workspace, checkout_here, exclusive
+from .workspace import Here, Workspace, checkout_here, exclusive
 
 Verify = Callable[[str, Result], None]  # see `workspace.require_candidate`
 
@@ -277,7 +277,47 @@ def build_here(c: Context, dry_run: bool = False, line: Optional[str] = None) ->
                 rep.say("plan: " + text)
             rep.say("dry run: nothing was built")
             return
-        run_stage(rep, ws, decisions, here.revision, here.env, verify=here.verifier(), committed=here.committed)
+        _build_and_record(settings, rep, here, decisions)
     ran = sum(1 for decision in decisions if decision.run)
     rep.say("result: {} build step(s) ran, {} skipped, on {}{}".format(
         ran, len(decisions) - ran, here.revision[:12], here.note))
+
+
+def _build_and_record(settings: Settings, rep: Reporter, here: Here, decisions: Sequence[Decision]) -> None:
+    """The build stage on the checkout; what each step did is recorded on the remote for HEAD's tree, as
+    the pipeline records it, when the checkout has no uncommitted changes (failed steps too)."""
+    ws = here.workspace
+    if not decisions:
+        run_stage(rep, ws, decisions, here.revision, here.env, verify=here.verifier(), committed=here.committed)
+        return
+    tree = _results.tree_of(ws.git, here.revision) if here.committed else ""
+    records: list[_results.Recorded] = []
+
+    def done(step: BuildStep, result: Result) -> None:
+        if tree:
+            records.append(_results.recorded(_results.build_unit(step), tree, here.revision, result))
+
+    try:
+        with rep.stage("build") as info:
+            info["detail"] = run_steps(rep, ws, decisions, here.revision, here.env, verify=here.verifier(),
+                                       committed=here.committed, done=done)
+    except CommandFailed:
+        if records and records[-1].status == _results.PASSED:
+            records[-1].status = _results.FAILED  # it exited 0, then failed the checkout check
+        raise
+    finally:
+        _publish(settings, rep, here, records)
+
+
+def _publish(settings: Settings, rep: Reporter, here: Here, records: Sequence[_results.Recorded]) -> None:
+    if not here.committed:
+        rep.say("results not recorded: the checkout has uncommitted changes")
+        return
+    if not records:
+        return
+    try:
+        _results.publish(here.workspace.git, settings.remote, records)
+    except ContinuityError as exc:
+        rep.say("warning: results not recorded on {}: {}".format(settings.remote, exc))
+        return
+    rep.say("recorded {} result(s) for tree {} on {}".format(len(records), records[0].tree[:12], settings.remote))

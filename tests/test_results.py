@@ -385,3 +385,26 @@ def test_hotfix_finish_records_its_checks_and_reuses_a_tree_already_tested(make_
     assert len(_files(project)) == before + 1
     listed = project.fab(ws, "continuity.results", "--revision", fresh)
     assert "tested: every configured check passed on this tree" in listed.stdout, listed.stdout
+
+
+def test_fab_build_records_its_steps_on_the_trees_of_a_clean_checkout(make_project):
+    project = make_project(config=_config(["'true'"], extra="""
+        build:
+          - {name: assets, command: 'echo built > built.out', paths: ['*']}
+        """))
+    project.write(".gitignore", "*.out\n")
+    head = project.commit("ignore build output")
+    git(project.dev, "push", "--quiet", "origin", "HEAD:refs/heads/development")
+    ws = project.workspace(head)
+
+    built = project.fab(ws, "continuity.build")
+
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "recorded 1 result(s) for tree {}".format(_tree(project, head)[:12]) in built.stdout
+    [text] = [t for path, t in _files(project).items() if path.startswith(_tree(project, head)[:2] + "/")]
+    assert "kind: build" in text and "name: assets" in text and "status: passed" in text
+
+    (ws / "app.txt").write_text("edited, not committed\n")
+    again = project.fab(ws, "continuity.build")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "results not recorded: the checkout has uncommitted changes" in again.stdout
