@@ -301,23 +301,9 @@ def _build_and_record(settings: Settings, rep: Reporter, here: Here, decisions: 
         with rep.stage("build") as info:
             info["detail"] = run_steps(rep, ws, decisions, here.revision, here.env, verify=here.verifier(),
                                        committed=here.committed, done=done)
-    except CommandFailed:
+    except ContinuityError:  # a failed step is a result too; an interruption records nothing
         if records and records[-1].status == _results.PASSED:
             records[-1].status = _results.FAILED  # it exited 0, then failed the checkout check
+        _results.record_here(ws.git, settings.remote, here.committed, records, rep.say)
         raise
-    finally:
-        _publish(settings, rep, here, records)
-
-
-def _publish(settings: Settings, rep: Reporter, here: Here, records: Sequence[_results.Recorded]) -> None:
-    if not here.committed:
-        rep.say("results not recorded: the checkout has uncommitted changes")
-        return
-    if not records:
-        return
-    try:
-        _results.publish(here.workspace.git, settings.remote, records)
-    except ContinuityError as exc:
-        rep.say("warning: results not recorded on {}: {}".format(settings.remote, exc))
-        return
-    rep.say("recorded {} result(s) for tree {} on {}".format(len(records), records[0].tree[:12], settings.remote))
+    _results.record_here(ws.git, settings.remote, here.committed, records, rep.say)

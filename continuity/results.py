@@ -651,3 +651,23 @@ def withdraw(git: Git, remote: str, offered: Offered) -> bool:
         return git.push(remote, [("", offered.ref)], leases=[(offered.ref, offered.record)]).ok
     except GitError:
         return False
+
+
+def record_here(git: Git, remote: str, committed: bool, records: Sequence[Recorded], say: Callable[[str], None],
+                strict: bool = False) -> None:
+    """Publish what ran on a checkout (``fab continuity.test``, ``build``): only when it has no uncommitted
+    changes (``committed``), whose tree is not what ran. A failure is a warning, or with ``strict`` (a
+    candidate's shard, which is run to be recorded) an error."""
+    if not committed:
+        say("results not recorded: the checkout has uncommitted changes")
+        return
+    if not records:
+        return
+    try:
+        publish(git, remote, records)
+    except ContinuityError as exc:
+        if strict:
+            raise
+        say("warning: results not recorded on {}: {}".format(remote, exc))
+        return
+    say("recorded {} result(s) for tree {} on {}".format(len(records), records[0].tree[:12], remote))

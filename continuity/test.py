@@ -413,9 +413,9 @@ def _run_here(settings: Settings, rep: Reporter, here: Here, units: Sequence[Uni
                           verify=here.verifier(), jobs=settings.jobs, done=done)
                 info["detail"] = check_stage_detail(count)
         except ContinuityError:  # a failed check is a result too; an interruption records nothing
-            _record(settings, rep, here, recorded, strict=bool(what))
+            _results.record_here(here.workspace.git, settings.remote, here.committed, recorded, rep.say, strict=bool(what))
             raise
-        _record(settings, rep, here, recorded, strict=bool(what))
+        _results.record_here(here.workspace.git, settings.remote, here.committed, recorded, rep.say, strict=bool(what))
     except BaseException as exc:
         stopped = "" if isinstance(exc, ContinuityError) else "stopped"  # Ctrl-C, SIGTERM: as the pipeline says
         finish(settings, rep, record, exc, stopped, where="check", junit=junit, send=False)
@@ -425,24 +425,6 @@ def _run_here(settings: Settings, rep: Reporter, here: Here, units: Sequence[Uni
                                       flaky_note(rep.checks))
     finish(settings, rep, record, summary=summary, junit=junit, send=False)
     rep.summary(summary)
-
-
-def _record(settings: Settings, rep: Reporter, here: Here, recorded: Sequence[_results.Recorded],
-            strict: bool) -> None:
-    """Publish ``recorded``; a failure is a warning, or (``strict``: a candidate's shard) an error."""
-    if not here.committed:
-        rep.say("results not recorded: the checkout has uncommitted changes")
-        return
-    if not recorded:
-        return
-    try:
-        _results.publish(here.workspace.git, settings.remote, recorded)
-    except ContinuityError as exc:
-        if strict:
-            raise
-        rep.say("warning: results not recorded on {}: {}".format(settings.remote, exc))
-        return
-    rep.say("recorded {} result(s) for tree {} on {}".format(len(recorded), recorded[0].tree[:12], settings.remote))
 
 
 def _check_candidate(settings: Settings, rep: Reporter, name: str, units: Sequence[Unit], junit: Optional[str],
