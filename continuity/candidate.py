@@ -18,6 +18,7 @@ remote as the meeting point (see docs/jenkins.rst):
 revision's tree.
 """
 
+import os
 from contextlib import ExitStack
 from typing import Any, Optional
 
@@ -61,6 +62,7 @@ def candidate(c: Context, output: Optional[str] = None, dry_run: bool = False, l
     """Merge development into master in memory, build it, publish it for agents to check; print its id."""
     settings = _config.settings(c, line=line)
     output = _config.absolute_path(output) if output else None
+    _check_output(output)  # before anything is made or published: a wrong path changes nothing
     rep = Reporter()
     ws, _ = _deploy.preflight(settings, need_deploy=False)
     b = settings.branches
@@ -100,6 +102,21 @@ def candidate(c: Context, output: Optional[str] = None, dry_run: bool = False, l
             "master with `fab continuity.pipeline --candidate {0}{1}`".format(offered.id, settings.line_option))
     _write(output, offered.id)
     print(offered.id)
+
+
+def _check_output(path: Optional[str]) -> None:
+    """``--output``'s file can be written: its directory exists and is writable, and it is not a directory."""
+    if not path:
+        return
+    directory = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise UsageError("cannot write the candidate's id to {}: it is a directory; give a file name".format(path))
+    if not os.path.isdir(directory):
+        raise UsageError("cannot write the candidate's id to {}: the directory {} does not exist; create it "
+                         "first".format(path, directory))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError("cannot write the candidate's id to {}: the directory {} is not writable".format(
+            path, directory))
 
 
 def _write(path: Optional[str], text: str) -> None:

@@ -200,3 +200,19 @@ def test_a_candidate_ref_that_is_not_a_record_is_refused_in_one_line(project):
     for task in ("continuity.test", "continuity.pipeline"):
         proc = project.fab(ws, task, "--candidate", "0123456789ab")
         assert_user_error(proc, "candidate 0123456789ab on origin is damaged")
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_anything_is_published(make_project, tmp_path):
+    project = make_project(config=_sharded_config(tmp_path, shards=1))
+    project.push_to("development", "change", **{"app.txt": "version 2\n"})
+    ws = project.workspace()
+    before = project.refs()
+
+    missing = project.fab(ws, "continuity.candidate", "--output", str(tmp_path / "nowhere" / "id"))
+    directory = project.fab(ws, "continuity.candidate", "--output", str(tmp_path))
+
+    assert_user_error(missing, "the directory {} does not exist; create it first".format(tmp_path / "nowhere"))
+    assert_user_error(directory, "it is a directory")
+    assert project.refs() == before
+    assert not [ref for ref in git(project.origin, "for-each-ref", "--format=%(refname)").split()
+                if ref.startswith("refs/continuity/candidates/")]
