@@ -12,10 +12,49 @@ import sys
 import tempfile
 from contextlib import contextmanager
 
-__all__ = ["BenchFailed", "bench_env", "find_fab", "run", "scratch"]
+__all__ = ["GITCONFIG", "FABFILE", "FLOOR_NOOP", "BenchFailed", "bench_env", "find_fab", "run", "scratch"]
 
 _LEAKY_PREFIXES = ("GIT_", "FABRIC_", "INVOKE_", "CONTINUITY_")
 _LEAKY_NAMES = ("BUILD_NUMBER", "BUILD_URL", "BUILD_ID", "JOB_NAME", "JOB_URL", "WORKSPACE", "JENKINS_URL")
+
+# What both benchmarks set up: an isolated git identity, a fabfile whose deploy does
+# nothing, and the floor of a no-op (the raw git a hand-written Jenkins step needs).
+
+GITCONFIG = """\
+[user]
+	name = Bench
+	email = bench@example.invalid
+[init]
+	defaultBranch = master
+[advice]
+	detachedHead = false
+[gc]
+	auto = 0
+[maintenance]
+	auto = false
+"""
+
+FABFILE = '''\
+from fabric import task
+from invoke import Collection
+
+import continuity
+
+
+@task
+def deploy(c, environment, revision=None):
+    """Deploy nothing: the benchmarks measure continuity, not a deploy."""
+
+
+ns = Collection(deploy, continuity)
+'''
+
+FLOOR_NOOP = """\
+set -e
+git fetch --quiet origin development master
+git merge-base --is-ancestor refs/remotes/origin/development refs/remotes/origin/master
+"""
+
 
 class BenchFailed(Exception):
     """A command the benchmark relies on failed."""

@@ -34,34 +34,7 @@ import statistics
 import sys
 import time
 
-from _common import BenchFailed, bench_env, find_fab, run, scratch
-
-GITCONFIG = """\
-[user]
-	name = Bench
-	email = bench@example.invalid
-[init]
-	defaultBranch = master
-[advice]
-	detachedHead = false
-[gc]
-	auto = 0
-"""
-
-FABFILE = '''\
-from fabric import task
-from invoke import Collection
-
-import continuity
-
-
-@task
-def deploy(c, environment):
-    """Deploy nothing: the benchmark measures the pipeline, not a deploy."""
-
-
-ns = Collection(deploy, continuity)
-'''
+from _common import FABFILE, FLOOR_NOOP, GITCONFIG, BenchFailed, bench_env, find_fab, run, scratch
 
 BARE_FABFILE = '''\
 from fabric import task
@@ -77,12 +50,6 @@ continuity:
   checks:
     - "true"
   auto_deploy: []
-"""
-
-RAW_NOOP = """\
-set -e
-git fetch --quiet origin development master
-git merge-base --is-ancestor refs/remotes/origin/development refs/remotes/origin/master
 """
 
 RAW_FAST_FORWARD = """\
@@ -182,7 +149,7 @@ def setup(tmp, env, commits, files):
     run(["git", "clone", "--quiet", "--branch", "development", origin, paths["dev"]], tmp, env)
     jenkins_workspace(paths["continuity-ws"], origin, env)
     jenkins_workspace(paths["raw-ws"], origin, env)
-    for name, script in (("raw-noop.sh", RAW_NOOP), ("raw-fast-forward.sh", RAW_FAST_FORWARD)):
+    for name, script in (("raw-noop.sh", FLOOR_NOOP), ("raw-fast-forward.sh", RAW_FAST_FORWARD)):
         paths[name] = os.path.join(tmp, name)
         with open(paths[name], "w", encoding="utf-8") as f:
             f.write(script)

@@ -59,36 +59,7 @@ import os
 import sys
 import time
 
-from _common import BenchFailed, bench_env, find_fab, run, scratch
-
-GITCONFIG = """\
-[user]
-	name = Bench
-	email = bench@example.invalid
-[init]
-	defaultBranch = master
-[advice]
-	detachedHead = false
-[gc]
-	auto = 0
-[maintenance]
-	auto = false
-"""
-
-FABFILE = '''\
-from fabric import task
-from invoke import Collection
-
-import continuity
-
-
-@task
-def deploy(c, environment, revision=None):
-    """Deploy nothing: the benchmark counts continuity's git work."""
-
-
-ns = Collection(deploy, continuity)
-'''
+from _common import FABFILE, FLOOR_NOOP, GITCONFIG, BenchFailed, bench_env, find_fab, run, scratch
 
 FABRIC_YAML = """\
 continuity:
@@ -107,12 +78,6 @@ echo {service} >> '{log}'
 """
 
 # The floors: what a hand-written shell step needs for the same git work.
-FLOOR_NOOP = """\
-set -e
-git fetch --quiet origin development master
-git merge-base --is-ancestor refs/remotes/origin/development refs/remotes/origin/master
-"""
-
 FLOOR_FAST_FORWARD = """\
 set -e
 git fetch --quiet origin development master
