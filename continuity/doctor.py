@@ -47,12 +47,12 @@ from .ledger import Ledger
 from .lock import assessment, describe_age, list_locks, stale, who
 from .remote import (
     PROBE_SUFFIX,
+    Snapshot,
     check_branch_names,
     check_remote,
     missing_branches,
     probe_push,
     read_remote,
-    remote_heads,
 )
 from .report import Reporter
 from .workspace import Workspace, checkout_state, open_workspace
@@ -115,6 +115,7 @@ class _Doctor:
         self.ws: Optional[Workspace] = None
         self.git_found = False
         self.heads: Optional[dict[str, str]] = None  # the line's branches on the remote, once it answered
+        self.snapshot: Optional[Snapshot] = None  # the one read of the remote the later checks share
 
     @property
     def remote(self) -> str:
@@ -289,7 +290,9 @@ def _remote(d: _Doctor) -> Iterator[Finding]:
     s, git = d.settings, d.ws.git
     try:
         check_remote(git, s.remote)
-        d.heads = remote_heads(git, s.remote, list(dict.fromkeys(vars(s.branches).values())))
+        # One read for the branches, the locks and the ledger; a dry run's: no local ref moves.
+        d.snapshot = read_remote(git, s, list(dict.fromkeys(vars(s.branches).values())), dry_run=True, require=False)
+        d.heads = d.snapshot.heads
     except ContinuityError as exc:
         yield _failed(name, exc.message)
         return
@@ -346,12 +349,12 @@ def _branches(d: _Doctor) -> Iterator[Finding]:
 def _locks(d: _Doctor) -> Iterator[Finding]:
     name = "locks on " + d.settings.remote if d.settings else "locks"
     missing = d.missing("remote")
-    if missing or d.settings is None or d.ws is None:
+    if missing or d.settings is None or d.snapshot is None:
         yield Finding(name, Verdict.SKIPPED, missing or "")
         return
     s = d.settings
     try:
-        held = list_locks(read_remote(d.ws.git, s, [], dry_run=True), s)  # a read that writes no local ref
+        held = list_locks(d.snapshot, s)
     except ContinuityError as exc:
         yield _failed(name, exc.message)
         return
@@ -375,11 +378,11 @@ def _locks(d: _Doctor) -> Iterator[Finding]:
 def _ledger(d: _Doctor) -> Iterator[Finding]:
     name = "ledger on " + d.settings.remote if d.settings else "ledger"
     missing = d.missing("remote")
-    if missing or d.settings is None or d.ws is None:
+    if missing or d.settings is None or d.ws is None or d.snapshot is None:
         yield Finding(name, Verdict.SKIPPED, missing or "")
         return
     try:
-        ledger = Ledger.of(d.ws.git, d.settings)
+        ledger = Ledger.of(d.ws.git, d.settings, d.snapshot)
         names = list(dict.fromkeys(list(d.settings.known_environments()) + ledger.environments()))
         refs = ledger.check(names)
     except ContinuityError as exc:
