@@ -117,19 +117,21 @@ def _covered(paths: Iterable[str], step: BuildStep) -> str:
 
 
 def run_stage(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: str, env: Mapping[str, str],
-              verify: Optional[Verify] = None, committed: bool = True) -> None:
+              verify: Optional[Verify] = None, committed: bool = True,
+              done: Optional[Callable[[BuildStep, Result], None]] = None) -> None:
     """The *build* stage on the checked-out commit ``sha``: say why each step runs or not, run those that do.
 
     ``rep`` is a `report.Reporter`; each step that ran is recorded there,
-    failed or not. ``verify(culprit, result)`` is called after each step that
-    ran, to make sure it left the checkout as it found it. ``committed``
-    false: the work tree has uncommitted changes (see `run_step`).
+    failed or not, and ``done(step, result)`` is told about it.
+    ``verify(culprit, result)`` is called after each step that ran, to make
+    sure it left the checkout as it found it. ``committed`` false: the work
+    tree has uncommitted changes (see `run_step`).
     """
     if not decisions:
         rep.skipped("build", _NO_STEPS)
         return
     with rep.stage("build") as info:
-        info["detail"] = run_steps(rep, ws, decisions, sha, env, verify, committed)
+        info["detail"] = run_steps(rep, ws, decisions, sha, env, verify, committed, done)
 
 
 def run_steps(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: str, env: Mapping[str, str],
@@ -238,10 +240,15 @@ def _run(attempt: Attempt) -> str:
         return run_steps(attempt.rep, attempt.ws, _decisions(attempt), attempt.sha, attempt.env,
                          verify=attempt.verifier(), done=done)
     except CommandFailed:
-        last = attempt.results[-1] if attempt.results else None
-        if last is not None and last.kind == "build" and last.status == _results.PASSED:
-            last.status = _results.FAILED  # it exited 0, then failed the checkout check
+        _failed_last(attempt.results)
         raise
+
+
+def _failed_last(records: Sequence[_results.Recorded]) -> None:
+    """The build failed: a last step recorded as passed exited 0, then failed the checkout check."""
+    last = records[-1] if records else None
+    if last is not None and last.kind == "build" and last.status == _results.PASSED:
+        last.status = _results.FAILED
 
 
 #: The build steps whose inputs changed, on the candidate.
@@ -288,7 +295,7 @@ def _build_and_record(settings: Settings, rep: Reporter, here: Here, decisions: 
     the pipeline records it, when the checkout has no uncommitted changes (failed steps too)."""
     ws = here.workspace
     if not decisions:
-        run_stage(rep, ws, decisions, here.revision, here.env, verify=here.verifier(), committed=here.committed)
+        run_stage(rep, ws, decisions, here.revision, here.env)
         return
     tree = _results.tree_of(ws.git, here.revision) if here.committed else ""
     records: list[_results.Recorded] = []
@@ -298,12 +305,10 @@ def _build_and_record(settings: Settings, rep: Reporter, here: Here, decisions: 
             records.append(_results.recorded(_results.build_unit(step), tree, here.revision, result))
 
     try:
-        with rep.stage("build") as info:
-            info["detail"] = run_steps(rep, ws, decisions, here.revision, here.env, verify=here.verifier(),
-                                       committed=here.committed, done=done)
+        run_stage(rep, ws, decisions, here.revision, here.env, verify=here.verifier(), committed=here.committed,
+                  done=done)
     except ContinuityError:  # a failed step is a result too; an interruption records nothing
-        if records and records[-1].status == _results.PASSED:
-            records[-1].status = _results.FAILED  # it exited 0, then failed the checkout check
+        _failed_last(records)
         _results.record_here(ws.git, settings.remote, here.committed, records, rep.say)
         raise
     _results.record_here(ws.git, settings.remote, here.committed, records, rep.say)

@@ -264,11 +264,7 @@ def _check(rep: Reporter, ws: Workspace, settings: Settings, candidate: Candidat
     def built(step: BuildStep, result: Result) -> None:
         records.append(_results.recorded(_results.build_unit(step), tree, candidate.sha, result))
 
-    if decisions:
-        with rep.stage("build") as info:
-            info["detail"] = _build.run_steps(rep, ws, decisions, candidate.sha, env, verify=verify, done=built)
-    else:
-        _build.run_stage(rep, ws, decisions, candidate.sha, env, verify=verify)
+    _build.run_stage(rep, ws, decisions, candidate.sha, env, verify=verify, done=built)
     store = _results.load(ws.git, settings.remote, snapshot)
     with rep.stage("check") as info:
         units = _results.check_units(settings.checks)
