@@ -269,8 +269,7 @@ def _check(rep: Reporter, ws: Workspace, settings: Settings, candidate: Candidat
     with rep.stage("check") as info:
         units = _results.check_units(settings.checks)
         todo, reused = _test.split_reused(settings, store, tree, units)
-        if reused:
-            rep.say("checks {}: {}".format(", ".join("'{}'".format(u.name) for u in units if u not in todo), reused))
+        _test.say_reused(rep.say, units, todo, reused)
 
         def done(unit: _results.Unit, result: Result, passed: bool, attempts: int) -> None:
             records.append(_results.recorded(unit, tree, candidate.sha, result, passed, attempts))

@@ -50,7 +50,7 @@ from .results import Unit
 from .stage import Attempt, Checks, Stage, record_results
 from .workspace import Here, checkout_here, command_env, exclusive, open_workspace, require_candidate, restored_head
 
-__all__ = ["run_checks", "run_units", "check_stage", "check_stage_detail", "check_here", "select_units"]
+__all__ = ["run_checks", "run_units", "check_stage", "check_stage_detail", "split_reused", "say_reused", "check_here", "select_units"]
 
 #: (unit, its last result, passed: it exited 0 and left the checkout alone, the runs it took: more than 1 after
 #: a failure it was allowed to retry, ``retries``)
@@ -261,6 +261,14 @@ def split_reused(settings: Settings, store: _results.Store, tree: str,
         tree[:12], verdict.source())
 
 
+def say_reused(say: Callable[[str], None], units: Sequence[Unit], todo: Sequence[Unit], reused: str) -> None:
+    """"check 'unit': reused, passed on tree 1a2b3c in build #41" for the units `split_reused` left out."""
+    if reused:
+        names = sorted({unit.name for unit in units if unit not in todo})
+        say("{} {}: {}".format("check" if len(names) == 1 else "checks", ", ".join(
+            "'{}'".format(name) for name in names), reused))
+
+
 # -- the pipeline's check stage ----------------------------------------------------------
 
 
@@ -276,10 +284,7 @@ def check_stage(more: Sequence[Checks] = ()) -> Stage:
         if units:
             attempt.store = attempt.store or _load(attempt.git, settings, attempt.rep.say, attempt.snapshot)
             todo, reused = split_reused(settings, attempt.store, attempt.tree, units)
-        if reused:
-            names = sorted({unit.name for unit in units if unit not in todo})
-            attempt.rep.say("{} {}: {}".format("check" if len(names) == 1 else "checks", ", ".join(
-                "'{}'".format(name) for name in names), reused))
+        say_reused(attempt.rep.say, units, todo, reused)
 
         def done(unit: Unit, result: Result, passed: bool, attempts: int) -> None:
             attempt.results.append(_results.recorded(unit, attempt.tree, attempt.sha, result, passed, attempts))
