@@ -149,12 +149,6 @@ class Git:
 
     # -- questions ---------------------------------------------------------
 
-    def toplevel(self) -> str:
-        return self.run("rev-parse", "--show-toplevel")
-
-    def git_dir(self) -> str:
-        return self.run("rev-parse", "--absolute-git-dir")
-
     def version(self) -> tuple[int, int]:
         match = re.search(r"(\d+)\.(\d+)", self.run("version"))
         return (int(match.group(1)), int(match.group(2))) if match else (0, 0)

@@ -33,7 +33,7 @@ from .git import Git, PushResult, RefUpdate
 from .workspace import Workspace, open_workspace
 
 __all__ = ["HEADS", "CONTINUITY", "MIRROR", "Snapshot", "read_remote", "RefUpdate", "reach", "check_remote",
-           "check_branch_names", "check_ground", "remote_heads", "require_branches", "missing_branches",
+           "check_branch_names", "check_ground", "remote_heads", "missing_branches",
            "push_master_command", "fetch_branches", "swap", "probe_push", "PROBE_SUFFIX"]
 
 HEADS = "refs/heads/"
@@ -223,15 +223,6 @@ def remote_heads(git: Git, remote: str, names: Iterable[str]) -> dict[str, str]:
     names = list(names)
     refs = _ls_remote(git, remote, [HEADS + n for n in names])
     return {ref[len(HEADS):]: sha for ref, sha in refs.items() if ref[len(HEADS):] in names}
-
-
-def require_branches(git: Git, settings: Settings, names: Sequence[str]) -> dict[str, str]:
-    """The remote answers and has every branch in ``names``; else a `UsageError`."""
-    heads = remote_heads(git, settings.remote, names)
-    missing = [name for name in dict.fromkeys(names) if name not in heads]
-    if missing:
-        raise missing_branches(settings, missing)
-    return heads
 
 
 def missing_branches(settings: Settings, missing: Sequence[str]) -> UsageError:

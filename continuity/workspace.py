@@ -42,11 +42,7 @@ class Workspace:
         Submodules do not count, as for ``git status --ignore-submodules``.
         """
         if self._start is None:
-            proc = self.git.call("status", "--porcelain=v2", "--branch", "--untracked-files=no",
-                                 "--ignore-submodules", "-z")
-            if proc.returncode:
-                raise GitError("git status failed: {}".format((proc.stderr.strip().splitlines() or ["?"])[-1]))
-            head, branch, changed = _parse_status(proc.stdout)
+            head, branch, changed = _status(self.git, "all")
             self._start = (branch, head, changed)
         return self._start
 
@@ -146,12 +142,17 @@ def checkout_state(git: Git) -> tuple[Optional[str], list[str]]:
     One ``git status``: cheap enough to run after every build step and check.
     Untracked files (build output) do not count, nor untracked files in submodules.
     """
+    head, _, changed = _status(git, "untracked")
+    return head, changed
+
+
+def _status(git: Git, ignore_submodules: str) -> tuple[Optional[str], Optional[str], list[str]]:
+    """One ``git status --porcelain=v2 --branch``, parsed (`_parse_status`); untracked files never count."""
     proc = git.call("status", "--porcelain=v2", "--branch", "--untracked-files=no",
-                    "--ignore-submodules=untracked", "-z")
+                    "--ignore-submodules=" + ignore_submodules, "-z")
     if proc.returncode:
         raise GitError("git status failed: {}".format((proc.stderr.strip().splitlines() or ["?"])[-1]))
-    head, _, changed = _parse_status(proc.stdout)
-    return head, changed
+    return _parse_status(proc.stdout)
 
 
 def _parse_status(out: str) -> tuple[Optional[str], Optional[str], list[str]]:
