@@ -217,14 +217,6 @@ class _Bisection:
         if ride is not None and not self.store.warning:
             self.store = _results.Store(self.git, ride.new)
 
-    def known_ok(self, index: int) -> Optional[bool]:
-        probe = self.probe(index)
-        if probe.ok is None:
-            probe.ok = self.recorded(probe)
-            if probe.ok is not None:
-                self.say("{}: {} (recorded)".format(self.describe(index), "passed" if probe.ok else "failed"))
-        return probe.ok
-
     def search(self) -> tuple[int, int]:
         """(lo, hi): prefix lo passes (0: master), prefix hi fails; hi - lo is 1 when the search ended."""
         n = len(self.chain)
