@@ -16,6 +16,8 @@ then run ``fab continuity.pipeline`` (in Jenkins, from the workspace root).
 The layers of the package, and where to change what: docs/design.rst.
 """
 
+from __future__ import annotations
+
 from invoke import Collection
 
 from . import build as _build

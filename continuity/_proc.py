@@ -13,6 +13,8 @@ between two lines of its output, never inside one. `heartbeat` does the same
 for code that runs in this process (the user's deploy task).
 """
 
+from __future__ import annotations
+
 import codecs
 import io
 import math
@@ -24,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Optional, TextIO, Union
+from typing import Any, Callable, TextIO
 
 from ._dataclass import dataclass
 from ._text import one_line
@@ -41,11 +43,11 @@ _LAST_LINE = 120  # characters of the last line of output a heartbeat line shows
 @dataclass
 class Result:
     command: str
-    exit_code: Optional[int]  # None when it was killed for a timeout
+    exit_code: int | None  # None when it was killed for a timeout
     duration: float
     tail: str  # the end of its output, bounded by `Tail`
     timed_out: bool = False
-    timeout: Optional[float] = None  # the limit it was given, reported instead of the (later) kill time
+    timeout: float | None = None  # the limit it was given, reported instead of the (later) kill time
 
     @property
     def ok(self) -> bool:
@@ -68,9 +70,9 @@ class Result:
         return "exited with code {}".format(self.exit_code)
 
 
-def run_shell(command: str, cwd: str, timeout: Optional[float] = None, env: Optional[Mapping[str, str]] = None,
-              out: Optional[TextIO] = None, beat: Optional["Heartbeat"] = None,
-              started: Optional[Callable[["subprocess.Popen[bytes]"], None]] = None) -> Result:
+def run_shell(command: str, cwd: str, timeout: float | None = None, env: Mapping[str, str] | None = None,
+              out: TextIO | None = None, beat: Heartbeat | None = None,
+              started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> Result:
     """Run ``command`` through ``/bin/sh -c``; never raises for its failure.
 
     With ``beat`` (a `Heartbeat`), a long run says every ``beat.every``
@@ -111,7 +113,7 @@ def run_shell(command: str, cwd: str, timeout: Optional[float] = None, env: Opti
     return Result(command, None if timed_out else proc.returncode, duration, console.tail.text(), timed_out, timeout)
 
 
-def _wait(proc: "subprocess.Popen[bytes]", timeout: Optional[float], console: "_Console") -> None:
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None, console: _Console) -> None:
     """Wait for ``proc`` to exit, saying the heartbeats on the way; `TimeoutExpired` after ``timeout``.
 
     The heartbeats come from this thread, between waits: no thread of ours
@@ -143,7 +145,7 @@ class Tail:
         self.total = 0  # bytes seen
         self._kept = bytearray()
 
-    def feed(self, data: Union[bytes, str]) -> None:
+    def feed(self, data: bytes | str) -> None:
         if isinstance(data, str):
             data = data.encode("utf-8", errors="replace")
         self.total += len(data)
@@ -187,7 +189,7 @@ def _start_of_last_lines(data: bytes, count: int) -> int:
     return end + 1
 
 
-def _pump(stream: io.BufferedReader, console: "_Console") -> None:
+def _pump(stream: io.BufferedReader, console: _Console) -> None:
     """Copy the output to the console as it comes, in chunks: a line may have no end."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for chunk in iter(lambda: stream.read1(_CHUNK), b""):
@@ -232,7 +234,7 @@ class _Console:
     first, so the heartbeat stands on a line of its own.
     """
 
-    def __init__(self, out: TextIO, beat: Optional[Heartbeat]) -> None:
+    def __init__(self, out: TextIO, beat: Heartbeat | None) -> None:
         self.out, self.beat = out, beat
         self.tail = Tail()
         self.start = self.written = time.monotonic()
@@ -242,7 +244,7 @@ class _Console:
         self._mid_line = False
         self._saying = False
 
-    def write(self, text: str, data: Optional[bytes] = None) -> None:
+    def write(self, text: str, data: bytes | None = None) -> None:
         with self._lock:
             if self._saying:  # the heartbeat line itself, when ``say`` writes to this console
                 self.out.write(text)
@@ -336,7 +338,7 @@ def _tick(console: _Console, stop: threading.Event) -> None:
         console.beat_if_due()
 
 
-def _stop_leftovers(proc: "subprocess.Popen[bytes]") -> None:
+def _stop_leftovers(proc: subprocess.Popen[bytes]) -> None:
     """The command exited; stop what it left running in its group (``cmd &``).
 
     Otherwise a forgotten background process keeps our output pipe open and
@@ -364,12 +366,12 @@ def _grace() -> float:
     return grace if math.isfinite(grace) and 0 <= grace <= 3600 else _GRACE
 
 
-def kill_group(proc: "subprocess.Popen[bytes]") -> None:
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the whole group of ``proc``, then SIGKILL what is left after a grace."""
     _kill_group(proc)
 
 
-def _kill_group(proc: "subprocess.Popen[bytes]") -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the whole group, then SIGKILL what is left after a grace."""
     grace = _grace()
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):

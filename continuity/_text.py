@@ -11,9 +11,11 @@ for all of them:
   reach a terminal, a mail header or a one-line field: they become a space.
 """
 
+from __future__ import annotations
+
 import re
 import unicodedata
-from typing import Optional, overload
+from typing import overload
 
 __all__ = ["redact", "one_line", "safe"]
 
@@ -33,7 +35,7 @@ def redact(text: str) -> str: ...
 def redact(text: None) -> None: ...
 
 
-def redact(text: Optional[str]) -> Optional[str]:
+def redact(text: str | None) -> str | None:
     """``text`` with the user-info of every URL in it replaced by ``***``."""
     if not text:
         return text
@@ -52,7 +54,7 @@ def safe(text: str) -> str: ...
 def safe(text: None) -> None: ...
 
 
-def safe(text: Optional[str]) -> Optional[str]:
+def safe(text: str | None) -> str | None:
     """``text`` (redacted) with control characters other than tab and newline made spaces."""
     text = redact(text)
     if not text:
@@ -60,6 +62,6 @@ def safe(text: Optional[str]) -> Optional[str]:
     return "".join(" " if _is_control(char) else char for char in text)
 
 
-def one_line(text: Optional[str]) -> str:
+def one_line(text: str | None) -> str:
     """``text`` redacted, on one line: every control character and newline becomes a space."""
     return " ".join((safe(text) or "").split())

@@ -6,7 +6,9 @@ the line's missing branches; ``locks`` lists the locks held on the remote and
 deploys anything.
 """
 
-from typing import Callable, Optional, TextIO
+from __future__ import annotations
+
+from typing import Callable, TextIO
 
 from invoke import Context, task
 
@@ -35,7 +37,7 @@ __all__ = ["status", "init", "locks", "unlock", "show_status", "init_branches"]
 _SHOWN = 10  # commits listed per comparison
 
 
-def show_status(settings: Settings, out: Optional[TextIO] = None) -> None:
+def show_status(settings: Settings, out: TextIO | None = None) -> None:
     """Print each branch's revision and what each one lacks; missing ones fail."""
     rep = Reporter(out)
     b = settings.branches
@@ -80,11 +82,14 @@ def _tested(snapshot: Snapshot, settings: Settings, say: Callable[[str], None]) 
     store = _results.load(snapshot.git, settings.remote, snapshot)
     if store.warning:
         say("warning: " + store.warning)
+    # The branches' trees in one read (an environment mostly runs one of them); the others as they come.
+    b, heads = settings.branches, snapshot.heads
+    store.for_trees([snapshot.git.tree(heads[name]) for name in (b.master, b.production) if name in heads])
     return lambda revision: _results.tested_mark(store, snapshot.git, revision, settings)
 
 
-def _deployed(rep: Reporter, snapshot: Snapshot, settings: Settings, master_sha: Optional[str],
-              tested: Callable[[str], str]) -> Optional[LedgerDamaged]:
+def _deployed(rep: Reporter, snapshot: Snapshot, settings: Settings, master_sha: str | None,
+              tested: Callable[[str], str]) -> LedgerDamaged | None:
     """Per environment: what runs there, how far behind master, the last event.
 
     Returns the `LedgerDamaged` of the first environment whose records
@@ -123,7 +128,7 @@ def _against_master(git: Git, deployed: str, master_sha: str, master: str) -> st
     return text + (", and runs {} commit(s) that {} lacks".format(extra, master) if extra else "")
 
 
-def init_branches(settings: Settings, dry_run: bool = False, out: Optional[TextIO] = None) -> list[str]:
+def init_branches(settings: Settings, dry_run: bool = False, out: TextIO | None = None) -> list[str]:
     """Create the line's missing branches on the remote at master's revision."""
     rep = Reporter(out)
     ws = open_workspace(".", settings.git_timeout)
@@ -162,21 +167,21 @@ def init_branches(settings: Settings, dry_run: bool = False, out: Optional[TextI
 
 @task(help={"line": LINE_HELP})
 @boundary
-def status(c: Context, line: Optional[str] = None) -> None:
+def status(c: Context, line: str | None = None) -> None:
     """Show where each branch and environment stands and what each one lacks."""
     show_status(_config.settings(c, line=line))
 
 
 @task(help={"dry_run": "Say which branches would be created, create nothing.", "line": LINE_HELP})
 @boundary
-def init(c: Context, dry_run: bool = False, line: Optional[str] = None) -> None:
+def init(c: Context, dry_run: bool = False, line: str | None = None) -> None:
     """Create the missing development/production branches on the remote from master."""
     init_branches(_config.settings(c, line=line), dry_run=dry_run)
 
 
 @task(help={"line": LINE_HELP})
 @boundary
-def locks(c: Context, line: Optional[str] = None) -> None:
+def locks(c: Context, line: str | None = None) -> None:
     """List the locks held on the remote: who holds each, for how long, and whether its run is gone."""
     snapshot, settings = _reach(c, line)
     held = list_locks(snapshot, settings)
@@ -197,7 +202,7 @@ def locks(c: Context, line: Optional[str] = None) -> None:
     }
 )
 @boundary
-def unlock(c: Context, name: str, yes: bool = False, line: Optional[str] = None) -> None:
+def unlock(c: Context, name: str, yes: bool = False, line: str | None = None) -> None:
     """Break a lock whose run is dead (after saying who held it)."""
     snapshot, settings = _reach(c, line)
     git = snapshot.git
@@ -213,6 +218,6 @@ def unlock(c: Context, name: str, yes: bool = False, line: Optional[str] = None)
     print("lock {} broken".format(name))
 
 
-def _reach(c: Context, line: Optional[str]) -> "tuple[Snapshot, Settings]":
+def _reach(c: Context, line: str | None) -> tuple[Snapshot, Settings]:
     settings = _config.settings(c, line=line)
     return reach(settings), settings

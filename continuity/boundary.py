@@ -6,6 +6,8 @@ does for its own errors). What every task shares at its edge lives here too:
 the confirmation prompt and the ``--line`` help text.
 """
 
+from __future__ import annotations
+
 import functools
 import os
 import signal
@@ -92,7 +94,7 @@ def _trap_sigterm() -> _Handler:
     if threading.current_thread() is not threading.main_thread():
         return None
 
-    def handler(signum: int, frame: Optional[FrameType]) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         # Clean up once, undisturbed: a second SIGTERM must not cut the
         # release of a lock on the remote short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -23,13 +23,15 @@ step that built uncommitted changes is stamped as such, never as the
 revision, so a later candidate never skips it on that build.
 """
 
+from __future__ import annotations
+
 import fnmatch
 import functools
 import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, TextIO
 
 from invoke import Context, task
 
@@ -85,7 +87,7 @@ def plan_lines(decisions: Sequence[Decision]) -> list[str]:
             for d in decisions]
 
 
-def _decide(git: Git, step: BuildStep, candidate: str, stamp: Optional[dict[str, Any]],
+def _decide(git: Git, step: BuildStep, candidate: str, stamp: dict[str, Any] | None,
             uncommitted: Sequence[str] = ()) -> Decision:
     edited = _covered(uncommitted, step)
     if edited:
@@ -117,8 +119,8 @@ def _covered(paths: Iterable[str], step: BuildStep) -> str:
 
 
 def run_stage(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: str, env: Mapping[str, str],
-              verify: Optional[Verify] = None, committed: bool = True,
-              done: Optional[Callable[[BuildStep, Result], None]] = None) -> None:
+              verify: Verify | None = None, committed: bool = True,
+              done: Callable[[BuildStep, Result], None] | None = None) -> None:
     """The *build* stage on the checked-out commit ``sha``: say why each step runs or not, run those that do.
 
     ``rep`` is a `report.Reporter`; each step that ran is recorded there,
@@ -135,8 +137,8 @@ def run_stage(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: 
 
 
 def run_steps(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: str, env: Mapping[str, str],
-              verify: Optional[Verify] = None, committed: bool = True,
-              done: Optional[Callable[[BuildStep, Result], None]] = None) -> str:
+              verify: Verify | None = None, committed: bool = True,
+              done: Callable[[BuildStep, Result], None] | None = None) -> str:
     """The steps of the build stage (see `run_stage`); returns the stage's detail.
 
     ``done(step, result)`` is told about each step that ran, failed or not.
@@ -157,16 +159,16 @@ def run_steps(rep: Reporter, ws: Workspace, decisions: Sequence[Decision], sha: 
 _NO_STEPS = "no build steps configured"
 
 
-def _told(rep: Reporter, step: BuildStep, done: Optional[Callable[[BuildStep, Result], None]], name: str,
+def _told(rep: Reporter, step: BuildStep, done: Callable[[BuildStep, Result], None] | None, name: str,
           command: str, result: Result) -> None:
     rep.command(name, command, result, kind="build")
     if done is not None:
         done(step, result)
 
 
-def run_step(step: BuildStep, cwd: str, candidate: str, stamp_dir: str, env: Optional[Mapping[str, str]] = None,
-             out: Optional[TextIO] = None, record: Optional[Callable[[str, str, Result], None]] = None,
-             committed: bool = True, verify: Optional[Verify] = None, say: Callable[[str], None] = print) -> Result:
+def run_step(step: BuildStep, cwd: str, candidate: str, stamp_dir: str, env: Mapping[str, str] | None = None,
+             out: TextIO | None = None, record: Callable[[str, str, Result], None] | None = None,
+             committed: bool = True, verify: Verify | None = None, say: Callable[[str], None] = print) -> Result:
     """Run one step; write its stamp on success, raise `CommandFailed` otherwise.
 
     ``record(name, command, result)`` is told about the run, failed or not.
@@ -201,7 +203,7 @@ def _definition(step: BuildStep) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_stamp(stamp_dir: str, name: str) -> Optional[dict[str, Any]]:
+def _read_stamp(stamp_dir: str, name: str) -> dict[str, Any] | None:
     try:
         with open(os.path.join(stamp_dir, name), encoding="utf-8") as f:
             data = json.load(f)
@@ -271,7 +273,7 @@ STAGE = Stage(
     },
 )
 @boundary
-def build_here(c: Context, dry_run: bool = False, line: Optional[str] = None) -> None:
+def build_here(c: Context, dry_run: bool = False, line: str | None = None) -> None:
     """Run the build steps whose inputs changed, on this checkout, as the pipeline would."""
     settings = _config.settings(c, line=line)
     rep = Reporter()
@@ -297,7 +299,7 @@ def _build_and_record(settings: Settings, rep: Reporter, here: Here, decisions: 
     if not decisions:
         run_stage(rep, ws, decisions, here.revision, here.env)
         return
-    tree = _results.tree_of(ws.git, here.revision) if here.committed else ""
+    tree = ws.git.tree(here.revision) if here.committed else ""
     records: list[_results.Recorded] = []
 
     def done(step: BuildStep, result: Result) -> None:

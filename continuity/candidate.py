@@ -18,9 +18,11 @@ remote as the meeting point (see docs/jenkins.rst):
 revision's tree.
 """
 
+from __future__ import annotations
+
 import os
 from contextlib import ExitStack
-from typing import Any, Optional
+from typing import Any
 
 from invoke import Context, task
 
@@ -58,7 +60,7 @@ __all__ = ["candidate", "results", "advance"]
     }
 )
 @boundary
-def candidate(c: Context, output: Optional[str] = None, dry_run: bool = False, line: Optional[str] = None) -> None:
+def candidate(c: Context, output: str | None = None, dry_run: bool = False, line: str | None = None) -> None:
     """Merge development into master in memory, build it, publish it for agents to check; print its id."""
     settings = _config.settings(c, line=line)
     output = _config.absolute_path(output) if output else None
@@ -104,7 +106,7 @@ def candidate(c: Context, output: Optional[str] = None, dry_run: bool = False, l
     print(offered.id)
 
 
-def _check_output(path: Optional[str]) -> None:
+def _check_output(path: str | None) -> None:
     """``--output``'s file can be written: its directory exists and is writable, and it is not a directory."""
     if not path:
         return
@@ -119,7 +121,7 @@ def _check_output(path: Optional[str]) -> None:
             path, directory))
 
 
-def _write(path: Optional[str], text: str) -> None:
+def _write(path: str | None, text: str) -> None:
     if not path:
         return
     try:
@@ -132,8 +134,8 @@ def _write(path: Optional[str], text: str) -> None:
 # -- fab continuity.pipeline --candidate ----------------------------------------------
 
 
-def advance(c: Any, settings: Settings, name: str, rep: Optional[Reporter] = None, dry_run: bool = False,
-            junit: Optional[str] = None) -> RunRecord:
+def advance(c: Any, settings: Settings, name: str, rep: Reporter | None = None, dry_run: bool = False,
+            junit: str | None = None) -> RunRecord:
     """Advance master to the candidate ``name`` if every check and shard passed on its tree, then deploy."""
     rep = rep or Reporter()
     if settings.docker is not None:
@@ -204,7 +206,7 @@ def _through(attempt: Attempt, offered: _results.Offered) -> None:
 
 
 def _ready(git: Git, settings: Settings, name: str, rep: Reporter, record: RunRecord,
-           dry_run: bool = False) -> tuple[Snapshot, Optional[_results.Offered]]:
+           dry_run: bool = False) -> tuple[Snapshot, _results.Offered | None]:
     """The snapshot, and the candidate once it is shown to be master's next revision and tested (None when
     master already is it)."""
     b = settings.branches
@@ -228,7 +230,7 @@ def _ready(git: Git, settings: Settings, name: str, rep: Reporter, record: RunRe
                                                               heads[b.master][:12], settings.remote,
                                                               settings.line_option))
     with rep.stage("results") as info:
-        tree = _results.tree_of(git, offered.sha)
+        tree = git.tree(offered.sha)
         store = _results.load(git, settings.remote, snapshot)
         verdict = store.verdict(tree, _results.configured_checks(settings))
         if store.warning:
@@ -255,7 +257,7 @@ def _ready(git: Git, settings: Settings, name: str, rep: Reporter, record: RunRe
     }
 )
 @boundary
-def results(c: Context, revision: Optional[str] = None, line: Optional[str] = None) -> None:
+def results(c: Context, revision: str | None = None, line: str | None = None) -> None:
     """List the check and build step results recorded for a revision's tree (default: master)."""
     settings = _config.settings(c, line=line)
     snapshot = reach(settings, [settings.branches.master])
@@ -265,7 +267,7 @@ def results(c: Context, revision: Optional[str] = None, line: Optional[str] = No
     if sha is None:
         raise UsageError("unknown revision {!r}; give a commit, tag or branch that exists here or on the "
                          "remote".format(name))
-    tree = _results.tree_of(git, sha)
+    tree = git.tree(sha)
     store = _results.load(git, settings.remote, snapshot)
     if store.warning:
         print("warning: " + store.warning)

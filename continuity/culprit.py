@@ -23,10 +23,12 @@ so and runs nothing (`waiting`); any new commit on development (a fix, a
 revert) makes the run go on as usual.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any
 
 from . import build as _build
 from . import results as _results
@@ -48,7 +50,7 @@ _FIELDS = ("development", "culprit", "subject", "author", "tree", "checks", "key
 class Blamed(ContinuityError):
     """The bisection's outcome: its first line is the run's summary; ``result`` the failing check's."""
 
-    def __init__(self, message: str, result: Optional[Result] = None) -> None:
+    def __init__(self, message: str, result: Result | None = None) -> None:
         super().__init__(message)
         self.result = result
 
@@ -83,7 +85,7 @@ def marker_ref(settings: Settings) -> str:
     return settings.refs_prefix + "culprit"
 
 
-def known(settings: Settings, snapshot: Any) -> Optional[Known]:
+def known(settings: Settings, snapshot: Any) -> Known | None:
     """The culprit recorded on the remote (as the run's snapshot read it), or None."""
     sha = snapshot.sha(marker_ref(settings)) if snapshot is not None else ""
     if not sha or snapshot.kind(marker_ref(settings)) != "commit":
@@ -96,7 +98,7 @@ def known(settings: Settings, snapshot: Any) -> Optional[Known]:
                  values.get("tree", ""), tuple(values.get("checks", "").split("\t")), tuple(values["keys"].split()))
 
 
-def waiting(settings: Settings, snapshot: Any, development: str) -> Optional[Waiting]:
+def waiting(settings: Settings, snapshot: Any, development: str) -> Waiting | None:
     """`Waiting` when development is still the revision whose culprit is recorded, and its checks are unchanged."""
     if not settings.culprit_finding:
         return None
@@ -134,8 +136,8 @@ class _Probe:
     index: int
     candidate: Candidate
     tree: str
-    ok: Optional[bool] = None  # None: not known
-    result: Optional[Result] = None  # the failing check's, when one ran here
+    ok: bool | None = None  # None: not known
+    result: Result | None = None  # the failing check's, when one ran here
 
 
 class _Bisection:
@@ -166,7 +168,7 @@ class _Bisection:
                 b = self.settings.branches
                 made = prepare(self.git, self.attempt.base, self.chain[index - 1], merge_message(self.settings),
                                (b.development, b.master))
-            self.probes[index] = _Probe(index, made, _results.tree_of(self.git, made.sha))
+            self.probes[index] = _Probe(index, made, self.git.tree(made.sha))
         return self.probes[index]
 
     def describe(self, index: int) -> str:
@@ -176,7 +178,7 @@ class _Bisection:
         subject = self.git.run("show", "-s", "--format=%s", sha, "--")
         return "{} of {} ({} '{}')".format(index, len(self.chain), sha[:7], one_line(subject))
 
-    def recorded(self, probe: _Probe) -> Optional[bool]:
+    def recorded(self, probe: _Probe) -> bool | None:
         """What the results on the remote say about the failed checks on the probe's tree."""
         verdict = self.store.verdict(probe.tree, self.units)
         if verdict.failing:
@@ -232,7 +234,7 @@ class _Bisection:
             lo, hi = (mid, hi) if probe.ok else (lo, mid)
         return lo, hi
 
-    def quiet(self, index: int) -> Optional[bool]:
+    def quiet(self, index: int) -> bool | None:
         """What the recorded results say about prefix ``index``, without saying it."""
         probe = self.probe(index)
         if probe.ok is None:
@@ -249,7 +251,7 @@ class _Bisection:
             probe.ok = self.run(probe, "no result recorded for master's tree")
         return probe.ok
 
-    def confirm(self, hi: int) -> Optional[bool]:
+    def confirm(self, hi: int) -> bool | None:
         """Re-run the failing checks on the culprit's candidate: True when they fail again (blame), None when
         the cap was reached first."""
         probe = self.probe(hi)
@@ -312,7 +314,7 @@ def find(attempt: Attempt, stages: Sequence[Stage], units: Sequence[_results.Uni
 
 
 def _search(attempt: Attempt, units: Sequence[_results.Unit],
-            failure: ContinuityError) -> tuple[_Bisection, int, int, Optional[bool], bool]:
+            failure: ContinuityError) -> tuple[_Bisection, int, int, bool | None, bool]:
     """The bisection, on its own line: (it, lo, hi, blamed: True/False/None for not known, innocent: master
     fails too)."""
     with attempt.rep.stage("bisect") as info:
@@ -352,9 +354,8 @@ def _mark(bisection: _Bisection, hi: int, culprit: tuple[str, str, str, str]) ->
     values = [("development", found.development), ("culprit", found.culprit), ("subject", found.subject),
               ("author", found.author), ("tree", found.tree), ("checks", "\t".join(one_line(n) for n in names)),
               ("keys", " ".join(found.keys))]
-    empty = git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
-    commit = git.run("commit-tree", empty, "-m", "continuity culprit: {}".format(found.culprit[:12]), "-m",
-                     "".join("{}: {}\n".format(k, v) for k, v in values), env=git.identity_env())
+    commit = git.commit_tree(git.empty_tree(), "-m", "continuity culprit: {}".format(found.culprit[:12]), "-m",
+                             "".join("{}: {}\n".format(k, v) for k, v in values))
     ref = marker_ref(attempt.settings)
     lock = attempt.lock
     if lock is not None:

@@ -17,13 +17,15 @@ deploys a revision that is older than (an ancestor of) the recorded one, so
 two racing runs cannot put an older revision over a newer one.
 """
 
+from __future__ import annotations
+
 import inspect
 import os
 import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable
 
 from ._dataclass import dataclass
 from ._proc import Heartbeat, heartbeat
@@ -60,36 +62,36 @@ class DeployPolicy:
     task: str
     newer_wins: bool = True
     allow_bad: bool = False
-    replaces: Optional[str] = None
+    replaces: str | None = None
     forced: bool = False  # --force let an untested revision through: the ledger entry says ``forced: true``
 
     @classmethod
-    def pipeline(cls) -> "DeployPolicy":
+    def pipeline(cls) -> DeployPolicy:
         """The pipeline's auto deploys: never an older revision over a newer one."""
         return cls("pipeline")
 
     @classmethod
-    def manual(cls, revision: Optional[str] = None, force: bool = False) -> "DeployPolicy":
+    def manual(cls, revision: str | None = None, force: bool = False) -> DeployPolicy:
         """``fab continuity.deploy``: master's tip as the pipeline would; a named ``revision`` even
         if it is older; ``force`` even if it is marked bad."""
         return cls("deploy", newer_wins=revision is None, allow_bad=force)
 
     @classmethod
-    def promote(cls) -> "DeployPolicy":
+    def promote(cls) -> DeployPolicy:
         return cls("promote")
 
     @classmethod
-    def hotfix(cls) -> "DeployPolicy":
+    def hotfix(cls) -> DeployPolicy:
         return cls("hotfix")
 
     @classmethod
-    def rollback(cls, replacing: str) -> "DeployPolicy":
+    def rollback(cls, replacing: str) -> DeployPolicy:
         """Back to an older revision, in place of ``replacing``, which is marked bad."""
         return cls("rollback", newer_wins=False, replaces=replacing)
 
 
 def preflight(settings: Settings, need_deploy: bool,
-              names: Optional[Sequence[str]] = None) -> tuple[Workspace, Any]:
+              names: Sequence[str] | None = None) -> tuple[Workspace, Any]:
     """Check the ground before changing anything; return (workspace, deploy task or None).
 
     The checkout, the user's deploy task (when ``need_deploy``), then the
@@ -163,7 +165,7 @@ class Claim:
     record: dict[str, Any]
     intent: str
     after: list[RefUpdate] = field(default_factory=list)  # rides on the record of a successful deploy
-    after_landed: Optional[Callable[[], None]] = None
+    after_landed: Callable[[], None] | None = None
 
     def updates(self) -> list[RefUpdate]:
         """The ledger's part of the push; the lock's is ``take``."""
@@ -175,7 +177,7 @@ class Claim:
 
 
 def claim(git: Git, settings: Settings, environment: str, revision: str, policy: DeployPolicy, snapshot: Snapshot,
-          say: Say = print) -> Union[str, Claim, None]:
+          say: Say = print) -> str | Claim | None:
     """What deploying ``revision`` to ``environment`` needs, from the task's ``snapshot`` of the remote.
 
     Returns why it skips ("skipped: ..."), or the `Claim` to push (nothing is
@@ -200,11 +202,11 @@ def claim(git: Git, settings: Settings, environment: str, revision: str, policy:
 
 
 def deploy_revision(c: Any, task: Any, git: Git, settings: Settings, target: Environment, revision: str,
-                    say: Say = print, policy: Optional[DeployPolicy] = None, snapshot: Optional[Snapshot] = None,
-                    claimed: Optional[Claim] = None, rides: Sequence[RefUpdate] = (),
-                    moved: Optional[Callable[[], Exception]] = None,
-                    landed: Optional[Callable[[], None]] = None, after: Sequence[RefUpdate] = (),
-                    after_landed: Optional[Callable[[], None]] = None) -> str:
+                    say: Say = print, policy: DeployPolicy | None = None, snapshot: Snapshot | None = None,
+                    claimed: Claim | None = None, rides: Sequence[RefUpdate] = (),
+                    moved: Callable[[], Exception] | None = None,
+                    landed: Callable[[], None] | None = None, after: Sequence[RefUpdate] = (),
+                    after_landed: Callable[[], None] | None = None) -> str:
     """Deploy ``revision`` to ``target`` (a `config.Environment`) and record it.
 
     Under the environment's lock, as ``policy`` (a `DeployPolicy`, default
@@ -227,7 +229,7 @@ def deploy_revision(c: Any, task: Any, git: Git, settings: Settings, target: Env
     """
     policy = policy or DeployPolicy.pipeline()
     rides = list(rides)
-    prepared: Union[str, Claim, None] = None
+    prepared: str | Claim | None = None
     if claimed is None and snapshot is not None:
         prepared = claim(git, settings, target.name, revision, policy, snapshot, say)
         if isinstance(prepared, Claim):
@@ -261,7 +263,7 @@ def _moved(settings: Settings, rides: Sequence[RefUpdate]) -> ContinuityError:
 
 
 def _deploy_waiting(c: Any, task: Any, git: Git, settings: Settings, target: Environment, revision: str, say: Say,
-                    policy: DeployPolicy, after: list[RefUpdate], after_landed: Optional[Callable[[], None]]) -> str:
+                    policy: DeployPolicy, after: list[RefUpdate], after_landed: Callable[[], None] | None) -> str:
     """The contention path: wait for the lock, read the ledger again under it, push the intent, deploy."""
     environment = target.name
     with remote_lock(git, settings, "deploy-" + environment, say=say) as lock:
@@ -333,7 +335,7 @@ def _deploy_claimed(c: Any, task: Any, git: Git, settings: Settings, target: Env
 
 
 def _record(git: Git, settings: Settings, held: Claim, records: list[dict[str, Any]],
-            deployed: Optional[str] = None, after: Sequence[RefUpdate] = ()) -> None:
+            deployed: str | None = None, after: Sequence[RefUpdate] = ()) -> None:
     """The outcome on top of our intent, ``deployed/ENV`` and the lock's release: one atomic push.
 
     Refused only when the ledger or the lock changed under us (something
@@ -354,7 +356,7 @@ def _record(git: Git, settings: Settings, held: Claim, records: list[dict[str, A
 
 
 def deploy_decision(git: Git, settings: Settings, state: State, environment: str, revision: str,
-                    policy: Optional[DeployPolicy] = None) -> Optional[str]:
+                    policy: DeployPolicy | None = None) -> str | None:
     """What `deploy_revision` does with ``revision`` given the ledger ``state`` and ``policy``.
 
     Returns why it skips ("skipped: ..."), or None when it deploys; raises
@@ -392,7 +394,7 @@ def redeploy_command(settings: Settings, environment: str) -> str:
     return "fab continuity.{}{}".format(task, settings.line_option)
 
 
-def _skip_reason(git: Git, state: State, environment: str, revision: str, newer_wins: bool) -> Optional[str]:
+def _skip_reason(git: Git, state: State, environment: str, revision: str, newer_wins: bool) -> str | None:
     if not newer_wins or not state.deployed:
         return None
     if state.deployed == revision:
@@ -492,7 +494,7 @@ def _advance_production(attempt: Attempt, say: Say) -> None:
 
 
 def _production_refusal(git: Git, settings: Settings, candidate: str,
-                        current: Optional[str] = None) -> Optional[DeployError]:
+                        current: str | None = None) -> DeployError | None:
     """The `DeployError` when the production branch has commits ``candidate`` lacks, else None."""
     production = settings.branches.production
     current = current or remote_heads(git, settings.remote, [production]).get(production)

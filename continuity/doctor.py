@@ -20,13 +20,15 @@ registry or in a mailbox; locally, objects may be fetched (as ``status``
 does), no ref moves. Exit 0 only when every check passed.
 """
 
+from __future__ import annotations
+
 import inspect
 import re
 import threading
 from collections.abc import Iterator, Sequence
 from enum import Enum
 from functools import partial
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, TypeVar
 
 from invoke import Context, task
 
@@ -109,13 +111,13 @@ def _failed(name: str, detail: str) -> Finding:
 class _Doctor:
     """What the checks found so far, for the checks after them."""
 
-    def __init__(self, c: Any, line: Optional[str]) -> None:
+    def __init__(self, c: Any, line: str | None) -> None:
         self.c, self.line = c, line
-        self.settings: Optional[Settings] = None
-        self.ws: Optional[Workspace] = None
+        self.settings: Settings | None = None
+        self.ws: Workspace | None = None
         self.git_found = False
-        self.heads: Optional[dict[str, str]] = None  # the line's branches on the remote, once it answered
-        self.snapshot: Optional[Snapshot] = None  # the one read of the remote the later checks share
+        self.heads: dict[str, str] | None = None  # the line's branches on the remote, once it answered
+        self.snapshot: Snapshot | None = None  # the one read of the remote the later checks share
 
     @property
     def remote(self) -> str:
@@ -125,7 +127,7 @@ class _Doctor:
     def git_timeout(self) -> float:
         return min(self.settings.git_timeout, GIT_TIMEOUT) if self.settings else GIT_TIMEOUT
 
-    def missing(self, *needs: str) -> Optional[str]:
+    def missing(self, *needs: str) -> str | None:
         """"needs X" for the first of ``needs`` an earlier check could not provide, else None."""
         have = {"settings": self.settings is not None, "git": self.git_found, "checkout": self.ws is not None,
                 "remote": self.heads is not None}
@@ -179,7 +181,7 @@ def _deploy_task(d: _Doctor) -> Iterator[Finding]:
     yield _ok(name, "{}{}, {}".format(s.deploy_task, _signature(found), why))
 
 
-def _unpassed(found: Any, name: str) -> Optional[str]:
+def _unpassed(found: Any, name: str) -> str | None:
     """What is wrong when the task requires an argument continuity does not pass, else None."""
     params = list(_parameters(found))[1:]  # the first one is the context
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_ONLY)
@@ -191,7 +193,7 @@ def _unpassed(found: Any, name: str) -> Optional[str]:
                 name, _signature(found), ", ".join(repr(r) for r in required), "it" if len(required) == 1 else "them"))
 
 
-def _parameters(found: Any) -> "list[inspect.Parameter]":
+def _parameters(found: Any) -> list[inspect.Parameter]:
     try:
         return list(inspect.signature(getattr(found, "body", found)).parameters.values())
     except (TypeError, ValueError):
@@ -265,7 +267,7 @@ def _workspace(d: _Doctor) -> Iterator[Finding]:
     yield _ok("workspace", "{}, {} at {}, clean, full history, {}".format(ws.root, at, (head or "")[:12], identity))
 
 
-def _identity(git: Git) -> tuple[str, Optional[str]]:
+def _identity(git: Git) -> tuple[str, str | None]:
     """(who our commits are made as, None) or ("", what is wrong): lock tokens, ledger entries, merge commits."""
     fallback = git.identity_env()
     proc = git.call("var", "GIT_COMMITTER_IDENT", env=fallback)
@@ -474,13 +476,13 @@ def _notify_outlets(d: _Doctor) -> Iterator[Finding]:
 # -- running them ------------------------------------------------------------------------------
 
 #: The checks, in the order a run meets what they check.
-CHECKS: "list[Callable[[_Doctor], Iterator[Finding]]]" = [
+CHECKS: list[Callable[[_Doctor], Iterator[Finding]]] = [
     _settings, _deploy_task, _git, _workspace, _remote, _pushable, _branches, _locks, _ledger, _hosts, _docker,
     _notify_outlets,
 ]
 
 
-def run_doctor(c: Any, line: Optional[str] = None, rep: Optional[Reporter] = None) -> list[Finding]:
+def run_doctor(c: Any, line: str | None = None, rep: Reporter | None = None) -> list[Finding]:
     """Run every check, printing a line for each as it ends; return the findings.
 
     An unknown ``--line`` is a `UsageError` before anything is checked. An
@@ -504,7 +506,7 @@ def run_doctor(c: Any, line: Optional[str] = None, rep: Optional[Reporter] = Non
     return findings
 
 
-def _all_within(seconds: float, calls: "Sequence[Callable[[], _T]]") -> "list[Any]":
+def _all_within(seconds: float, calls: Sequence[Callable[[], _T]]) -> list[Any]:
     """Run ``calls`` at once, each in a daemon thread; their results (or exceptions), after ``seconds`` at most.
 
     A socket timeout bounds each read, not the whole exchange; a daemon thread
@@ -537,7 +539,7 @@ def _unexpected(exc: BaseException) -> str:
 
 @task(help={"line": LINE_HELP})
 @boundary
-def doctor(c: Context, line: Optional[str] = None) -> None:
+def doctor(c: Context, line: str | None = None) -> None:
     """Check the whole setup (settings, deploy task, git, remote, hosts, Docker, notifications); change nothing."""
     rep = Reporter()
     findings = run_doctor(c, line, rep)

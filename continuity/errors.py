@@ -10,6 +10,8 @@ ledger: the user-info of any URL in it (a remote's token, credentials in
 ``BUILD_URL``) is removed when the error is made, so no copy carries it.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterable, Sequence
 from typing import Any
 

@@ -8,9 +8,10 @@ trees it ran on, how many of those it was flaky or failed on, and when and
 where it was last flaky. The flakiest come first.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from dataclasses import field
-from typing import Optional
 
 from invoke import Context, task
 
@@ -33,7 +34,7 @@ class Flakes:
     runs: int = 0  # trees it has a result on (a sharded check: every shard's)
     flaky: int = 0  # trees where it (a shard of it) failed, then passed
     failed: int = 0  # trees where it failed or timed out
-    last: Optional[_results.Recorded] = None  # its newest flaky result
+    last: _results.Recorded | None = None  # its newest flaky result
     trees: dict[str, str] = field(default_factory=dict)  # tree -> its worst status there
 
     @property
@@ -66,7 +67,7 @@ def flake_rates(records: Sequence[_results.Recorded]) -> list[Flakes]:
 
 @task(help={"line": LINE_HELP})
 @boundary
-def flaky(c: Context, line: Optional[str] = None) -> None:
+def flaky(c: Context, line: str | None = None) -> None:
     """List the checks with their flake rate (failed, then passed on a retry) over the recorded results."""
     settings = _config.settings(c, line=line)
     snapshot = reach(settings)

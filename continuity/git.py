@@ -8,12 +8,14 @@ everything here is a plumbing command, and a plain subprocess keeps
 ``import continuity`` light and lets us set timeouts and the environment.
 """
 
+from __future__ import annotations
+
 import os
 import re
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, NamedTuple, Optional
+from typing import IO, Any, Callable, NamedTuple
 
 from .errors import GitError, UsageError
 
@@ -89,19 +91,29 @@ class PushResult:
 class Git:
     """A repository (the workspace) and how to talk to it."""
 
-    def __init__(self, path: "str | os.PathLike[str]" = ".", timeout: float = 300) -> None:
+    def __init__(self, path: str | os.PathLike[str] = ".", timeout: float = 300) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
         self.env = dict(os.environ, **_QUIET_ENV)
-        self._identity: Optional[dict[str, str]] = None  # computed once: see identity_env
+        self._identity: dict[str, str] | None = None  # computed once: see identity_env
         self._urls: dict[str, str] = {}  # remote -> URL, read once (see remote_url)
         #: How many times `checkout` ran: a task that never checked anything out ran no
         #: build step, check or deploy in the checkout (see `workspace.restored_head`).
         self.checkouts = 0
-        self._empty_tree: Optional[str] = None
+        #: Called once, just before the next `checkout` (`workspace.restored_head` reads the
+        #: checkout's state there, not before: a run with nothing to do never asks).
+        self.before_checkout: Callable[[], None] | None = None
+        self._empty_tree: str | None = None
+        #: What a run already learned about commits, so it never asks git twice: the tree of each
+        #: commit we know exists (`known`, `tree`), the merge base of each pair asked (`is_ancestor`)
+        #: and the commits counted between two (`count`).
+        self._trees: dict[str, str] = {}
+        self._bases: dict[frozenset[str], str] = {}
+        self._counts: dict[str, int] = {}
+        self._version: tuple[int, int] | None = None
 
-    def run(self, *args: str, check: bool = True, input: Optional[str] = None,
-            env: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None) -> str:
+    def run(self, *args: str, check: bool = True, input: str | None = None,
+            env: Mapping[str, str] | None = None, timeout: float | None = None) -> str:
         """Run ``git ARGS`` and return its stripped standard output."""
         proc = self._spawn(args, input, env, timeout)
         if check and proc.returncode != 0:
@@ -119,13 +131,13 @@ class Git:
             raise GitError(_describe(args, proc), args, proc.stderr.decode("utf-8", "replace"))
         return bytes(proc.stdout)
 
-    def call(self, *args: str, env: Optional[Mapping[str, str]] = None,
-             timeout: Optional[float] = None) -> "subprocess.CompletedProcess[str]":
+    def call(self, *args: str, env: Mapping[str, str] | None = None,
+             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``git ARGS``; return the CompletedProcess whatever its exit code."""
         return self._spawn(args, None, env, timeout)
 
-    def _spawn(self, args: Sequence[str], input: Optional[str], env: Optional[Mapping[str, str]],
-               timeout: Optional[float], raw: bool = False) -> "subprocess.CompletedProcess[Any]":
+    def _spawn(self, args: Sequence[str], input: str | None, env: Mapping[str, str] | None,
+               timeout: float | None, raw: bool = False) -> subprocess.CompletedProcess[Any]:
         try:
             return subprocess.run(
                 ["git", *args],
@@ -150,23 +162,51 @@ class Git:
     # -- questions ---------------------------------------------------------
 
     def version(self) -> tuple[int, int]:
-        match = re.search(r"(\d+)\.(\d+)", self.run("version"))
-        return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        """(major, minor) of the git this instance runs, asked once."""
+        if self._version is None:
+            match = re.search(r"(\d+)\.(\d+)", self.run("version"))
+            self._version = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        return self._version
 
-    def commit(self, rev: str) -> Optional[str]:
+    def known(self, commit: str, tree: str) -> None:
+        """Remember that ``commit`` (a full SHA) exists here with ``tree``, as ``for-each-ref`` showed it."""
+        self._trees[commit] = tree
+
+    def commit(self, rev: str) -> str | None:
         """The full SHA of commit ``rev``, or None when there is none."""
+        if rev in self._trees:  # a full SHA we saw as a commit: objects never go away during a run
+            return rev
         proc = self._spawn(("rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"), None, None, None)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        if ancestor == descendant and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", ancestor):
-            return True  # a commit is its own ancestor: no process to learn it
-        proc = self._spawn(("merge-base", "--is-ancestor", ancestor, descendant), None, None, None)
-        if proc.returncode > 1:
-            raise GitError(_describe(("merge-base", "--is-ancestor", ancestor, descendant), proc))
-        return proc.returncode == 0
+    def tree(self, commit: str) -> str:
+        """The tree of ``commit``."""
+        if commit not in self._trees:
+            tree = self.run("rev-parse", "--verify", "--end-of-options", commit + "^{tree}")
+            if not _full_sha(commit):
+                return tree
+            self._trees[commit] = tree
+        return self._trees[commit]
 
-    def head(self) -> tuple[Optional[str], Optional[str]]:
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        if not (_full_sha(ancestor) and _full_sha(descendant)):  # a ref can move: ask git each time
+            proc = self._spawn(("merge-base", "--is-ancestor", ancestor, descendant), None, None, None)
+            if proc.returncode > 1:
+                raise GitError(_describe(("merge-base", "--is-ancestor", ancestor, descendant), proc))
+            return proc.returncode == 0
+        if ancestor == descendant:
+            return True  # a commit is its own ancestor: no process to learn it
+        # One `git merge-base A B` answers both directions: A is an ancestor of B exactly when it is
+        # their merge base (then the only best one). The pipeline asks one pair both ways, then again.
+        pair = frozenset((ancestor, descendant))
+        if pair not in self._bases:
+            proc = self._spawn(("merge-base", ancestor, descendant), None, None, None)
+            if proc.returncode > 1 or (proc.returncode == 0 and not _full_sha(proc.stdout.strip())):
+                raise GitError(_describe(("merge-base", ancestor, descendant), proc))
+            self._bases[pair] = proc.stdout.strip()  # "" (exit 1): no common history
+        return self._bases[pair] == ancestor
+
+    def head(self) -> tuple[str | None, str | None]:
         """(branch name or None, commit SHA) of the work tree's HEAD."""
         sha = self.commit("HEAD")
         branch = self._spawn(("symbolic-ref", "--quiet", "HEAD"), None, None, None)
@@ -180,7 +220,7 @@ class Git:
             raise GitError(_describe(("status",), proc))
         return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
 
-    def log(self, rev_range: str, limit: Optional[int] = None) -> list[tuple[str, str, str]]:
+    def log(self, rev_range: str, limit: int | None = None) -> list[tuple[str, str, str]]:
         """[(sha, subject, author)] of the commits in ``rev_range`` (``A..B``); author is "name <email>"."""
         args = ["--max-count={}".format(limit)] if limit else []
         return [(sha, subject, "{} <{}>".format(name, email))
@@ -208,7 +248,16 @@ class Git:
         return [(fields[i], fields[i + 1], fields[i + 2], fields[i + 3]) for i in range(0, len(fields) - 3, 4)]
 
     def count(self, rev_range: str) -> int:
-        return int(self.run("rev-list", "--count", rev_range, "--") or 0)
+        """How many commits ``rev_range`` (``A..B``) has. Between two full SHAs, one process counts
+        both ways (``status`` asks both), and neither is asked again."""
+        old, _, new = rev_range.partition("..")
+        if not (_full_sha(old) and _full_sha(new)):
+            return int(self.run("rev-list", "--count", rev_range, "--") or 0)
+        if rev_range not in self._counts:
+            behind, ahead = self.run("rev-list", "--count", "--left-right", "{}...{}".format(old, new), "--").split()
+            self._counts[rev_range] = int(ahead)
+            self._counts["{}..{}".format(new, old)] = int(behind)
+        return self._counts[rev_range]
 
     def changed_files(self, old: str, new: str) -> list[str]:
         out = self.run("diff", "--name-only", "--no-renames", "-z", old, new, "--")
@@ -249,6 +298,9 @@ class Git:
 
     def checkout(self, sha: str, force: bool = False) -> None:
         """Check out ``sha`` detached, with its submodules at the commits it names."""
+        hook, self.before_checkout = self.before_checkout, None
+        if hook is not None:
+            hook()
         self.checkouts += 1
         proc = self.call("checkout", "--quiet", *(["--force"] if force else []), "--detach", sha)
         if proc.returncode:
@@ -279,14 +331,14 @@ class Git:
         return self.push(remote, [(u.new, u.ref) for u in updates], leases=[(u.ref, u.old) for u in updates])
 
     def start_transaction(self, remote: str, updates: Iterable[RefUpdate],
-                          timeout: Optional[float] = None) -> "PendingPush":
+                          timeout: float | None = None) -> PendingPush:
         """`transact`, started as `start_push` starts a push (in a session of its own)."""
         updates = list(updates)
         return self.start_push(remote, [(u.new, u.ref) for u in updates], leases=[(u.ref, u.old) for u in updates],
                                timeout=timeout)
 
     def start_push(self, remote: str, updates: Iterable[tuple[str, str]], leases: Iterable[tuple[str, str]] = (),
-                   timeout: Optional[float] = None) -> "PendingPush":
+                   timeout: float | None = None) -> PendingPush:
         """Start the push `push` would make; return a `PendingPush` to wait on.
 
         For pushes whose outcome must be known even when we are interrupted
@@ -294,6 +346,22 @@ class Git:
         Ctrl-C sent to our process group does not cut it off mid-flight.
         """
         return PendingPush(self, remote, _push_args(remote, updates, leases), timeout or self.timeout)
+
+    def commit_tree(self, tree: str, *options: str) -> str:
+        """``git commit-tree TREE OPTIONS`` (``-p``, ``-m``): our commits (locks, ledger, results, merges).
+
+        The first one is tried with git's own identity: when git has one, as
+        it almost always does, no process is spent asking (`identity_env`).
+        """
+        args = ("commit-tree", tree, *options)
+        if self._identity is None:
+            proc = self._spawn(args, None, None, None)
+            if proc.returncode == 0:
+                self._identity = {}  # git's identity works: keep using it
+                return proc.stdout.strip()
+            if not self.identity_env():  # git had an identity: it failed for another reason
+                raise GitError(_describe(args, proc), args, proc.stderr)
+        return self.run(*args, env=self.identity_env())
 
     def empty_tree(self) -> str:
         """The empty tree, written once: lock tokens and ledger entries are commits of it."""
@@ -340,6 +408,10 @@ class Git:
         }
         self._identity = {key: value for key, value in fallback.items() if not self.env.get(key)}
         return self._identity
+
+
+def _full_sha(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
 
 
 class PendingPush:
@@ -398,7 +470,7 @@ class PendingPush:
         self._proc.wait()
         self.cut_short = True
 
-    def _completed(self) -> "subprocess.CompletedProcess[str]":
+    def _completed(self) -> subprocess.CompletedProcess[str]:
         output = []
         for stream in (self._out, self._err):
             stream.seek(0)
@@ -417,7 +489,7 @@ def _push_args(remote: str, updates: Iterable[tuple[str, str]], leases: Iterable
     return tuple(args + [remote] + ["{}:{}".format(sha, ref) for sha, ref in updates])
 
 
-def _push_result(remote: str, args: Sequence[str], proc: "subprocess.CompletedProcess[str]") -> PushResult:
+def _push_result(remote: str, args: Sequence[str], proc: subprocess.CompletedProcess[str]) -> PushResult:
     """`PushResult` of a finished push: ok, refused by a lease, or `GitError`."""
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode == 0:
@@ -427,7 +499,7 @@ def _push_result(remote: str, args: Sequence[str], proc: "subprocess.CompletedPr
     raise GitError(_refused(remote, output) or _describe(args, proc), args, proc.stderr)
 
 
-def _refused(remote: str, output: str) -> Optional[str]:
+def _refused(remote: str, output: str) -> str | None:
     """What the remote said when it refused a push (a hook, permissions), in one line."""
     refused = [line.split("\t")[-1].strip() for line in output.splitlines() if line.startswith("!")]
     said = [line[len("remote:"):].strip() for line in output.splitlines() if line.startswith("remote:")]
@@ -443,7 +515,7 @@ def _refused(remote: str, output: str) -> Optional[str]:
     return text
 
 
-def _describe(args: Sequence[str], proc: "subprocess.CompletedProcess[Any]") -> str:
+def _describe(args: Sequence[str], proc: subprocess.CompletedProcess[Any]) -> str:
     lines = [line.strip() for line in (proc.stderr or proc.stdout or "").strip().splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
     detail = (errors or lines or ["exit code {}".format(proc.returncode)])[0]

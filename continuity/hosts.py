@@ -13,12 +13,14 @@ earlier host failed and ``fail_fast`` is on). A table of them is printed at
 the end; any host that is not ok makes the deploy a `DeployError`.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import socket
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from invoke.exceptions import CommandTimedOut, Failure
 
@@ -181,7 +183,7 @@ def _connect(c: Any, target: Environment, host: str) -> Any:
     return connection
 
 
-def probe_host(c: Any, target: Environment, host: str, timeout: float) -> tuple[str, Optional[str]]:
+def probe_host(c: Any, target: Environment, host: str, timeout: float) -> tuple[str, str | None]:
     """Connect to ``host`` as a deploy would, log in and run ``true``; change nothing there.
 
     Returns (``user@host:port``, None) when that worked, else (where, why
@@ -284,12 +286,12 @@ def _socket_reason(exc: BaseException) -> str:
     return _last_line(str(exc)) or type(exc).__name__
 
 
-def _last_line(text: Optional[str]) -> str:
+def _last_line(text: str | None) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
 
-def _short(command: Optional[str]) -> str:
+def _short(command: str | None) -> str:
     command = " ".join((command or "").split())
     return command if len(command) <= _COMMAND_CHARS else command[: _COMMAND_CHARS - 3] + "..."
 

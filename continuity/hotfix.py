@@ -17,6 +17,8 @@ already done so that running it again continues where it stopped:
 master gets the fix the usual way: the pipeline merges development into it.
 """
 
+from __future__ import annotations
+
 import shlex
 from collections.abc import Sequence
 from typing import Optional
@@ -82,7 +84,7 @@ def _branch(settings: Settings, git: Git, name: str) -> str:
     }
 )
 @boundary
-def start(c: Context, name: str, dry_run: bool = False, line: Optional[str] = None) -> None:
+def start(c: Context, name: str, dry_run: bool = False, line: str | None = None) -> None:
     """Create hotfix/NAME on the remote from production's revision."""
     settings = _config.settings(c, line=line)
     rep = Reporter()
@@ -117,8 +119,8 @@ def start(c: Context, name: str, dry_run: bool = False, line: Optional[str] = No
     }
 )
 @boundary
-def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = False, line: Optional[str] = None,
-           junit: Optional[str] = None) -> None:
+def finish(c: Context, name: str, tag: str | None = None, dry_run: bool = False, line: str | None = None,
+           junit: str | None = None) -> None:
     """Check hotfix/NAME, merge it into production and development, push, tag, deploy, delete it."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
@@ -188,7 +190,7 @@ def finish(c: Context, name: str, tag: Optional[str] = None, dry_run: bool = Fal
             rep.say("result: " + record.summary)
 
 
-def _deploy_decision(git: Git, settings: Settings, heads: Heads, plan: Plan, snapshot: Snapshot) -> Optional[str]:
+def _deploy_decision(git: Git, settings: Settings, heads: Heads, plan: Plan, snapshot: Snapshot) -> str | None:
     """Refuse what the deploy would refuse (a damaged ledger, a revision marked bad) before production moves."""
     environment = settings.production_environment
     revision = plan["production"].sha if plan["production"] else heads[settings.branches.production]
@@ -196,7 +198,7 @@ def _deploy_decision(git: Git, settings: Settings, heads: Heads, plan: Plan, sna
     return deploy_decision(git, settings, state, environment, revision, DeployPolicy.hotfix())
 
 
-def _tag(settings: Settings, git: Git, name: str, tag: Optional[str]) -> Optional[str]:
+def _tag(settings: Settings, git: Git, name: str, tag: str | None) -> str | None:
     tag = tag if tag is not None else settings.hotfix.tag.replace("{name}", name)
     if tag and not git.ok("check-ref-format", "refs/tags/" + tag):
         raise UsageError("{!r} is not a valid tag name (continuity.hotfix.tag or --tag)".format(tag))
@@ -225,7 +227,7 @@ def _plan(git: Git, settings: Settings, branch: str, heads: Heads, advice: str) 
     return {"production": production, "development": development}
 
 
-def _say_plan(rep: Reporter, settings: Settings, branch: str, heads: Heads, plan: Plan, tag: Optional[str],
+def _say_plan(rep: Reporter, settings: Settings, branch: str, heads: Heads, plan: Plan, tag: str | None,
               decisions: Sequence[Decision]) -> None:
     b = settings.branches
     for side, name in (("production", b.production), ("development", b.development)):
@@ -256,7 +258,7 @@ def _check(rep: Reporter, ws: Workspace, settings: Settings, candidate: Candidat
     the results as read.
     """
     ws.git.checkout(candidate.sha)
-    tree = _results.tree_of(ws.git, candidate.sha)
+    tree = ws.git.tree(candidate.sha)
     env = command_env(candidate.sha, candidate.base, settings.branches.production)
     verify = lambda culprit, result: require_candidate(ws, candidate.sha, culprit, result)  # noqa: E731
     records: list[_results.Recorded] = []
@@ -282,7 +284,7 @@ def _check(rep: Reporter, ws: Workspace, settings: Settings, candidate: Candidat
 
 
 def _results_ride(rep: Reporter, git: Git, settings: Settings, records: Sequence[_results.Recorded],
-                  store: Optional[_results.Store]) -> list[RefUpdate]:
+                  store: _results.Store | None) -> list[RefUpdate]:
     """What the build and the checks did on production's new tree, as a ref update for the last push.
 
     It goes with the push that deletes the hotfix branch, and is dropped
@@ -296,7 +298,7 @@ def _results_ride(rep: Reporter, git: Git, settings: Settings, records: Sequence
 
 
 def _updates(git: Git, settings: Settings, heads: Heads, plan: Plan,
-             tag: Optional[str]) -> tuple[list[RefUpdate], str]:
+             tag: str | None) -> tuple[list[RefUpdate], str]:
     """The merges of both sides and the tag, for one atomic push; and production's new revision.
 
     The tag is looked up on the remote first (one ``ls-remote``, only when a

@@ -21,13 +21,15 @@ The file is written next to its final path and renamed into place, so
 Jenkins never reads half a report.
 """
 
+from __future__ import annotations
+
 import os
 import re
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from types import ModuleType
-from typing import Any, Protocol, TypeVar, Union
+from typing import Any, Protocol, TypeVar
 
 from ._text import redact
 from .record import RunRecord
@@ -49,7 +51,7 @@ _NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 _ANSI = r"\x1b\[[0-9;?]*[ -/]*[@-~]"
 
 
-def write_report(path: Union[str, "os.PathLike[str]"], record: RunRecord) -> str:
+def write_report(path: str | os.PathLike[str], record: RunRecord) -> str:
     """Write the report of ``record`` (a `report.RunRecord`) to ``path``; OSError if we cannot."""
     ET = _et()
     path = os.path.abspath(os.path.expanduser(os.fspath(path)))

@@ -25,6 +25,8 @@ only ever changed together, in atomic pushes guarded by leases. Any clone that c
 the ledger: ``fab continuity.history ENV``.
 """
 
+from __future__ import annotations
+
 import getpass
 import os
 import re
@@ -33,7 +35,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import field
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from ._dataclass import dataclass
 from ._text import one_line
@@ -83,7 +85,7 @@ class State:
     def bad(self) -> set[str]:
         return {e.revision for e in self.entries if e.result == "bad"}
 
-    def previous_good(self, current: str) -> Optional[str]:
+    def previous_good(self, current: str) -> str | None:
         """The newest revision deployed successfully before ``current``, not marked bad."""
         bad = self.bad
         for entry in self.entries:
@@ -145,7 +147,7 @@ class Ledger:
     """The ledger of one line on the remote: its ``deployed/ENV`` and ``ledger/ENV`` refs."""
 
     def __init__(self, git: Git, remote: str, prefix: str, line_option: str = "",
-                 snapshot: Optional[Snapshot] = None) -> None:
+                 snapshot: Snapshot | None = None) -> None:
         self.git = git
         self.remote = remote
         self.prefix = prefix
@@ -153,7 +155,7 @@ class Ledger:
         self.snapshot = snapshot  # what the task read from the remote; None: ask the remote (ls-remote)
 
     @classmethod
-    def of(cls, git: Git, settings: Settings, snapshot: Optional[Snapshot] = None) -> "Ledger":
+    def of(cls, git: Git, settings: Settings, snapshot: Snapshot | None = None) -> Ledger:
         """The ledger of the line ``settings`` are for, as ``snapshot`` shows it (else as the remote says now)."""
         return cls(git, settings.remote, settings.refs_prefix, settings.line_option, snapshot)
 
@@ -183,7 +185,7 @@ class Ledger:
                 names.add(name.partition("/")[0])  # deployed/ENV/x blocks ENV: `check` reports it
         return sorted(names)
 
-    def state(self, environment: str, limit: Optional[int] = None) -> State:
+    def state(self, environment: str, limit: int | None = None) -> State:
         """What the remote records for ``environment``; `LedgerDamaged` when a ref is not a commit.
 
         The entries leave out the intents that an outcome followed; up to
@@ -257,7 +259,7 @@ class Ledger:
             "`{5}` (nothing continuity recorded is lost), then run the task again".format(
                 environment, self.remote, nested[0], more, parent, shlex.join(repair)))
 
-    def _entries(self, head: str, limit: Optional[int]) -> list[Entry]:
+    def _entries(self, head: str, limit: int | None) -> list[Entry]:
         args = ["log", "--format=%H%x00%P%x00%B%x1e"]
         if limit:
             args.append("--max-count={}".format(limit))
@@ -270,8 +272,8 @@ class Ledger:
                 entries.append(_parse(sha.strip(), body, parents.split()[0] if parents.split() else ""))
         return entries
 
-    def append(self, environment: str, records: Sequence[dict[str, Any]], deployed: Optional[str] = None,
-               state: Optional[State] = None) -> str:
+    def append(self, environment: str, records: Sequence[dict[str, Any]], deployed: str | None = None,
+               state: State | None = None) -> str:
         """Add ``records`` (dicts of fields) and, with ``deployed``, move deployed/ENV.
 
         Retries when another writer got there first; the deployed ref only
@@ -309,7 +311,7 @@ class Ledger:
             head = self._commit(head, environment, record)
         return head
 
-    def updates(self, environment: str, state: State, head: str, deployed: Optional[str] = None) -> list[RefUpdate]:
+    def updates(self, environment: str, state: State, head: str, deployed: str | None = None) -> list[RefUpdate]:
         """The ref updates that move ``ledger/ENV`` from ``state.head`` to ``head`` (and deployed/ENV).
 
         They go into an atomic push, with whatever else must land with them
@@ -327,11 +329,8 @@ class Ledger:
         title = "{} {} {}".format(environment, fields.get("result", "?"), (fields.get("revision") or "")[:12])
         # Values (an error, an annotation, BUILD_URL) stay on the remote for good: redacted, one line each.
         body = "".join("{}: {}\n".format(k, one_line(str(v))) for k, v in fields.items() if v not in (None, ""))
-        tree = self.git.empty_tree()
-        args = ["commit-tree", tree, "-m", "continuity ledger: " + title, "-m", body]
-        if parent:
-            args[2:2] = ["-p", parent]
-        return self.git.run(*args, env=self.git.identity_env())
+        return self.git.commit_tree(self.git.empty_tree(), *(["-p", parent] if parent else []),
+                                    "-m", "continuity ledger: " + title, "-m", body)
 
 
 def _parse(sha: str, body: str, parent: str = "") -> Entry:

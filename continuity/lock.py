@@ -38,6 +38,8 @@ updates that go with the lock's release push when nothing else carried
 them.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import shlex
@@ -47,7 +49,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Callable
 
 from ._text import one_line
 from .boundary import left_behind
@@ -70,7 +72,7 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @contextmanager
-def remote_lock(git: Git, settings: Settings, name: str, say: Say = print, poll: float = 0.5) -> Iterator["HeldLock"]:
+def remote_lock(git: Git, settings: Settings, name: str, say: Say = print, poll: float = 0.5) -> Iterator[HeldLock]:
     """Hold lock ``name`` on the line's remote for the duration of the block.
 
     Yields the `HeldLock`: call its ``check()`` before an irreversible step.
@@ -93,7 +95,7 @@ class HeldLock:
         self.git, self.settings, self.name, self.say = git, settings, name, say
         self.ref = settings.refs_prefix + "locks/" + name
         self.lease = settings.lock_lease
-        self.lost: Optional[str] = None  # why the lock is no longer ours, once we know
+        self.lost: str | None = None  # why the lock is no longer ours, once we know
         self.taken = False  # we had it
         self.waited = False  # it was held when we first tried to take it
         self.release_in_doubt = False  # a push that releases it was interrupted: it may be gone already
@@ -106,7 +108,7 @@ class HeldLock:
         self.tokens = {self.token}  # every token we pushed or tried to push
         self._confirmed = time.monotonic()  # when the push of ``token`` started (set again once it is taken)
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         #: Ref updates for the push that releases the lock, when the run ends before another push carried
         #: them (a stage adds its results here; a stale one is dropped and the lock released alone).
         self.rides: list[RefUpdate] = []
@@ -120,7 +122,7 @@ class HeldLock:
     # -- holding it ------------------------------------------------------
 
     @contextmanager
-    def held(self) -> Iterator["HeldLock"]:
+    def held(self) -> Iterator[HeldLock]:
         """Hold a lock that a combined push took (`push_coordinated`): renew it, and let it go at the end."""
         try:
             if self.taken and self._thread is None:
@@ -225,7 +227,7 @@ class HeldLock:
         elif self.taken and problem is None and not self.lost and not self.release_in_doubt:
             self.say("warning: lock {} was no longer ours when we released it".format(self.ref))
 
-    def _verify(self, problem: Optional[ContinuityError]) -> bool:
+    def _verify(self, problem: ContinuityError | None) -> bool:
         """Delete any token of ours still on the remote; say so when one stays. True when one does (or may)."""
         try:
             current = self._current()
@@ -266,22 +268,22 @@ class HeldLock:
     # -- plumbing --------------------------------------------------------
 
     def _start_push(self, updates: list[tuple[str, str]], expected: str,
-                    timeout: Optional[float] = None) -> PendingPush:
+                    timeout: float | None = None) -> PendingPush:
         return self.git.start_push(self.settings.remote, updates, leases=[(self.ref, expected)], timeout=timeout)
 
-    def _current(self) -> Optional[str]:
+    def _current(self) -> str | None:
         """The lock's token on the remote now (a connection: for the contention and cleanup paths only)."""
         return self.git.ls_remote(self.settings.remote, self.ref).get(self.ref)
 
     def _new_token(self) -> str:
         fields = dict(self._fields, renewed=_now(), renewal=str(self._renewals))
         message = "continuity lock\n\n" + "".join("{}: {}\n".format(k, v) for k, v in fields.items())
-        return self.git.run("commit-tree", self._tree, "-m", message, env=self.git.identity_env())
+        return self.git.commit_tree(self._tree, "-m", message)
 
 
 def push_coordinated(git: Git, settings: Settings, updates: list[RefUpdate],
-                     take: list[tuple["HeldLock", str]] = [],  # noqa: B006 - never mutated
-                     release: list["HeldLock"] = []) -> PushResult:  # noqa: B006
+                     take: list[tuple[HeldLock, str]] = [],  # noqa: B006 - never mutated
+                     release: list[HeldLock] = []) -> PushResult:  # noqa: B006
     """One atomic push of ``updates`` that also takes the locks ``take`` and releases the locks ``release``.
 
     ``take`` is [(lock, the token it must hold now, "" = free)]; each
@@ -326,7 +328,7 @@ def push_coordinated(git: Git, settings: Settings, updates: list[RefUpdate],
     return result
 
 
-def free_or_gone(snapshot: Snapshot, ref: str, say: Say = print) -> Optional[str]:
+def free_or_gone(snapshot: Snapshot, ref: str, say: Say = print) -> str | None:
     """The lease that takes lock ``ref`` as ``snapshot`` shows it: "" (free), a gone holder's token, or None.
 
     A holder that ran here and whose process is gone (the fast path) may be
@@ -385,7 +387,7 @@ def _now() -> str:
 # -- waiting for it ----------------------------------------------------------------
 
 
-def _acquire(lock: "HeldLock", poll: float) -> None:
+def _acquire(lock: HeldLock, poll: float) -> None:
     settings, say = lock.settings, lock.say
     deadline = time.monotonic() + settings.lock_timeout
     watch = _Watch()
@@ -418,7 +420,7 @@ def _acquire(lock: "HeldLock", poll: float) -> None:
         time.sleep(poll)
 
 
-def _take_free(lock: "HeldLock") -> bool:
+def _take_free(lock: HeldLock) -> bool:
     """`HeldLock.take` of a free lock; a `UsageError` when a ref nested under ours is in the way."""
     try:
         return lock.take("")
@@ -442,7 +444,7 @@ class _Watch:
     """
 
     def __init__(self) -> None:
-        self.token: Optional[str] = None
+        self.token: str | None = None
         self.since = 0.0
         self.changes = 0
 
@@ -454,7 +456,7 @@ class _Watch:
         return max(0.0, polled - self.since)
 
 
-def _gone(info: Info, unchanged: float) -> Optional[str]:
+def _gone(info: Info, unchanged: float) -> str | None:
     """Why the holder is surely gone (the lock may be taken over), or None."""
     if _dead_here(info):
         return "was held by a run that is gone ({})".format(who(info))
@@ -486,7 +488,7 @@ def _short_name(ref: str, settings: Settings) -> str:
 # -- who holds it ------------------------------------------------------------------
 
 
-def _holder(git: Git, remote: str, ref: str) -> tuple[Optional[str], Info]:
+def _holder(git: Git, remote: str, ref: str) -> tuple[str | None, Info]:
     """(token sha, info dict) of the current holder, or (None, {})."""
     sha = git.ls_remote(remote, ref).get(ref)
     if not sha:
@@ -570,7 +572,7 @@ def _dead_here(info: Info) -> bool:
     return False
 
 
-def _lease(info: Info) -> Optional[float]:
+def _lease(info: Info) -> float | None:
     """The holder's lease in seconds, or None for a token that is never renewed (an older continuity)."""
     try:
         lease = float(info.get("lease", ""))

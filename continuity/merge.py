@@ -10,6 +10,8 @@ the line's development and master (objects only: no ref moves), makes the
 candidate in memory, lists the commits it brings in, and changes nothing.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import tempfile
@@ -38,7 +40,7 @@ _MERGE_TREE_VERSION = (2, 38)  # first git with `merge-tree --write-tree`
 
 
 def prepare(git: Git, base: str, development: str, message: str, names: tuple[str, str] = ("development", "master"),
-            advice: Optional[str] = None) -> Candidate:
+            advice: str | None = None) -> Candidate:
     """Return the `Candidate` for merging ``development`` into ``base``.
 
     ``names`` are the (incoming, receiving) branch names, for messages;
@@ -46,11 +48,10 @@ def prepare(git: Git, base: str, development: str, message: str, names: tuple[st
     """
     if git.is_ancestor(base, development):
         return Candidate(development, base, development, True)
-    env = git.identity_env()
     if git.version() >= _MERGE_TREE_VERSION:
-        sha = _merge_in_memory(git, base, development, message, env, (names, advice))
+        sha = _merge_in_memory(git, base, development, message, (names, advice))
     else:
-        sha = _merge_in_worktree(git, base, development, message, env, (names, advice))
+        sha = _merge_in_worktree(git, base, development, message, git.identity_env(), (names, advice))
     return Candidate(sha, base, development, False)
 
 
@@ -64,7 +65,7 @@ def merge_message(settings: Settings) -> str:
     return message
 
 
-def _merge_in_memory(git: Git, base: str, development: str, message: str, env: dict[str, str], names: _How) -> str:
+def _merge_in_memory(git: Git, base: str, development: str, message: str, names: _How) -> str:
     proc = git.call("merge-tree", "--write-tree", "--name-only", "--no-messages", base, development)
     lines = proc.stdout.splitlines()
     if proc.returncode == 1:
@@ -72,7 +73,7 @@ def _merge_in_memory(git: Git, base: str, development: str, message: str, env: d
     if proc.returncode != 0 or not lines:
         raise GitError("git merge-tree failed: " + (proc.stderr.strip() or "no tree"))
     tree = lines[0].strip()
-    return git.run("commit-tree", tree, "-p", base, "-p", development, "-m", message, env=env)
+    return git.commit_tree(tree, "-p", base, "-p", development, "-m", message)
 
 
 def _merge_in_worktree(git: Git, base: str, development: str, message: str, env: dict[str, str],
@@ -136,7 +137,7 @@ STAGE = Stage("merge", _run, _plan, dry=True)
 
 @task(name="merge", help={"line": LINE_HELP})
 @boundary
-def show_merge(c: Context, line: Optional[str] = None) -> None:
+def show_merge(c: Context, line: str | None = None) -> None:
     """Show what the pipeline would merge (development into master, in memory); change nothing."""
     settings = _config.settings(c, line=line)
     b = settings.branches

@@ -14,11 +14,13 @@ into their recorded checks, a configured check without a result included
 ("not run"), so "passed" means what ``status`` calls tested.
 """
 
+from __future__ import annotations
+
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Callable
 
 from invoke import Context, task
 
@@ -53,7 +55,7 @@ def no_results(git: Git, settings: Settings, shas: Sequence[str]) -> Mapping[str
 
 
 def gather(snapshot: Snapshot, settings: Settings,
-           results: Results = no_results) -> tuple[Page, Optional[LedgerDamaged]]:
+           results: Results = no_results) -> tuple[Page, LedgerDamaged | None]:
     """Read ``snapshot`` (the remote, read once) into a `Page`; also the first `LedgerDamaged` met."""
     git, master = snapshot.git, settings.branches.master
     if master not in snapshot.heads:
@@ -88,7 +90,7 @@ def _environment_names(ledger: Ledger, settings: Settings) -> list[str]:
 
 
 def _environment(git: Git, ledger: Ledger, settings: Settings, name: str,
-                 master_sha: str) -> tuple[EnvironmentView, Optional[LedgerDamaged]]:
+                 master_sha: str) -> tuple[EnvironmentView, LedgerDamaged | None]:
     view = EnvironmentView(name, configured=name in settings.known_environments())
     try:
         state = ledger.state(name, limit=EVENTS)
@@ -163,7 +165,7 @@ def recorded_results(snapshot: Snapshot) -> Results:
         found: dict[str, list[CheckResult]] = {}
         for sha in shas:
             try:
-                tree = _results.tree_of(git, sha)
+                tree = git.tree(sha)
             except GitError:  # not here (an old deploy of a revision this clone never fetched)
                 continue
             recorded = store.for_tree(tree)
@@ -178,7 +180,7 @@ def recorded_results(snapshot: Snapshot) -> Results:
     return results
 
 
-def _label(rec: "_results.Recorded") -> str:
+def _label(rec: _results.Recorded) -> str:
     return rec.name + (" (shard {}/{})".format(rec.shard, rec.shards) if rec.shard else "")
 
 
@@ -255,7 +257,7 @@ def _mode(target: str) -> int:
       help={"html": "Write the page to this file (its directory must exist); it is replaced atomically.",
             "line": LINE_HELP})
 @boundary
-def report(c: Context, html: Optional[str] = None, line: Optional[str] = None) -> None:
+def report(c: Context, html: str | None = None, line: str | None = None) -> None:
     """Write an HTML page of what runs where, the deploys, master's candidates and the locks."""
     if not html:
         raise UsageError("continuity.report writes a page: give its file with --html PATH")

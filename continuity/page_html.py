@@ -14,9 +14,10 @@ it for HTML; only http(s) URLs become links. The colours that carry meaning
 survive a Content-Security-Policy that blocks inline styles (Jenkins').
 """
 
+from __future__ import annotations
+
 from dataclasses import field
 from datetime import datetime, timedelta, timezone
-from typing import Optional
 from urllib.parse import urlsplit
 
 from ._dataclass import dataclass
@@ -54,7 +55,7 @@ class CheckResult:
 
     name: str
     status: str  # passed | failed | timed out | flaky | not run (a configured check with no result)
-    seconds: Optional[float] = None
+    seconds: float | None = None
     build: str = ""  # where it ran: a BUILD_URL
 
 
@@ -66,7 +67,7 @@ class Candidate:
     subject: str
     author: str
     time: str
-    checks: Optional[list[CheckResult]] = None  # None: nothing recorded for it
+    checks: list[CheckResult] | None = None  # None: nothing recorded for it
     culprits: list[str] = field(default_factory=list)  # commits blamed for a failure
 
     @property
@@ -79,7 +80,7 @@ class Candidate:
         return "untested" if any(c.status == "not run" for c in self.checks) else "passed"
 
     @property
-    def seconds(self) -> Optional[float]:
+    def seconds(self) -> float | None:
         durations = [c.seconds for c in self.checks or [] if c.seconds is not None]
         return sum(durations) if durations else None
 
@@ -95,7 +96,7 @@ class EnvironmentView:
     since: str = ""  # when the deploy of ``revision`` was recorded
     by: str = ""
     task: str = ""
-    behind: Optional[int] = None  # commits master has that ``revision`` lacks
+    behind: int | None = None  # commits master has that ``revision`` lacks
     tested: str = ""  # passed | failed | untested | "" (unknown: no recorded results)
     marked_bad: bool = False
     damaged: str = ""  # why its records cannot be read
@@ -140,7 +141,7 @@ def _t(text: object) -> str:
     return escape(one_line(str(text)))
 
 
-def _url(text: str) -> Optional[str]:
+def _url(text: str) -> str | None:
     """The redacted URL if ``text`` is an http(s) URL with a host, else None."""
     url = one_line(text)
     try:
@@ -150,7 +151,7 @@ def _url(text: str) -> Optional[str]:
     return url if parts.scheme.lower() in ("http", "https") and parts.netloc and " " not in url else None
 
 
-def _link(text: str, label: Optional[str] = None) -> str:
+def _link(text: str, label: str | None = None) -> str:
     """``text`` as a link when it is an http(s) URL, as plain text otherwise."""
     url = _url(text)
     if url is None:
@@ -166,7 +167,7 @@ def _sha(sha: str) -> str:
     return '<code title="{}">{}</code>'.format(_t(sha), _t(sha[:12])) if sha else ""
 
 
-def parse_time(stamp: str) -> Optional[datetime]:
+def parse_time(stamp: str) -> datetime | None:
     try:
         return datetime.strptime(stamp, TIME_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
@@ -181,7 +182,7 @@ def _when(stamp: str) -> str:
     return '<time datetime="{}">{}</time>'.format(_t(stamp), moment.strftime("%Y-%m-%d %H:%M UTC"))
 
 
-def _duration(seconds: Optional[float]) -> str:
+def _duration(seconds: float | None) -> str:
     if seconds is None:
         return '<span class="none">&#8212;</span>'
     if seconds < 60:

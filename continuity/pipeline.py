@@ -21,9 +21,11 @@ pinned development revision) up to ``max_attempts`` times, testing the new
 candidate from scratch.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Any, Optional
+from typing import Any
 
 from invoke import Context, task
 
@@ -47,7 +49,7 @@ from .record import RunRecord, RunState, flaky_note, start_record
 from .remote import read_remote
 from .report import Reporter
 from .stage import Attempt, Stage, compose, perform, plan_lines, record_results
-from .workspace import Workspace, exclusive, restored_head
+from .workspace import Workspace, exclusive, require_clean, restored_head
 
 __all__ = ["pipeline", "run_pipeline", "stages", "print_plan", "Outcome"]
 
@@ -73,8 +75,8 @@ def stages(settings: Settings) -> list[Stage]:
     }
 )
 @boundary
-def pipeline(c: Context, dry_run: bool = False, junit: Optional[str] = None, candidate: Optional[str] = None,
-             line: Optional[str] = None) -> None:
+def pipeline(c: Context, dry_run: bool = False, junit: str | None = None, candidate: str | None = None,
+             line: str | None = None) -> None:
     """Build, check, merge development into master, push, deploy to auto_deploy."""
     settings = _config.settings(c, line=line)
     if candidate is not None:
@@ -84,8 +86,8 @@ def pipeline(c: Context, dry_run: bool = False, junit: Optional[str] = None, can
     run_pipeline(c, settings, dry_run=dry_run, junit=junit)
 
 
-def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Optional[Reporter] = None,
-                 junit: Optional[str] = None) -> RunRecord:
+def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Reporter | None = None,
+                 junit: str | None = None) -> RunRecord:
     """The pipeline as a function; returns its `record.RunRecord` or raises.
 
     The record's ``state`` says how it ended (nothing-to-do, planned, pushed,
@@ -101,27 +103,29 @@ def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Op
         with rep.stage("preflight") as info:
             ws, deploy_task = _preflight(settings)
             info["detail"] = "{} at {}".format(settings.remote, redact(ws.git.remote_url(settings.remote)) or "?")
-        with exclusive(ws), restored_head(ws, say=rep.say), ExitStack() as held:
+        with exclusive(ws, clean=False), restored_head(ws, say=rep.say), ExitStack() as held:
             _run(c, settings, ws, deploy_task, rep, record, dry_run, held)
     except ContinuityError as exc:
         summary = "FAILED: " + _failure_summary(exc, record, settings)
         waiting = isinstance(exc, _culprit.Waiting)  # said at once, told no one: it is not news
-        finish(settings, rep, _with_commits(ws, record), exc, summary, junit=junit, send=not waiting)
+        finish(settings, rep, _with_commits(ws, record, settings), exc, summary, junit=junit, send=not waiting)
         rep.summary(summary)
         raise
     except BaseException as exc:
         stopped = _stopped_summary(record, settings)
-        finish(settings, rep, _with_commits(ws, record), exc, stopped, junit=junit)
+        finish(settings, rep, _with_commits(ws, record, settings), exc, stopped, junit=junit)
         rep.summary(stopped)
         raise
     summary = _success_summary(record, settings) + flaky_note(rep.checks)
-    finish(settings, rep, _with_commits(ws, record), summary=summary, junit=junit)
+    finish(settings, rep, _with_commits(ws, record, settings), summary=summary, junit=junit)
     rep.summary(summary)
     return record
 
 
-def _with_commits(ws: Optional[Workspace], record: RunRecord) -> RunRecord:
-    """The commits the run brings in (base..development), for the notifications."""
+def _with_commits(ws: Workspace | None, record: RunRecord, settings: Settings) -> RunRecord:
+    """The commits the run brings in (base..development), for the notifications (when there are any)."""
+    if settings.notify is None:  # nobody to tell
+        return record
     if record.culprit:  # a bisection blamed one commit: only its author is told
         return record
     if ws is not None and record.base and record.development and record.base != record.development:
@@ -148,7 +152,7 @@ def _run(c: Any, settings: Settings, ws: Workspace, deploy_task: Any, rep: Repor
     development = lock = None
     locked = dry_run
     attempts = 0
-    ledgers_checked = False
+    ready = False
     while attempts < settings.max_attempts:
         with rep.stage("fetch") as info:
             snapshot = read_remote(git, settings, dry_run=dry_run)  # one connection: branches, locks, ledgers
@@ -165,9 +169,10 @@ def _run(c: Any, settings: Settings, ws: Workspace, deploy_task: Any, rep: Repor
         waiting = _culprit.waiting(settings, snapshot, pinned)
         if waiting is not None:
             raise waiting
-        if not ledgers_checked:  # a damaged ledger would refuse the deploy after master moved: refuse now
+        if not ready:  # there is work: refuse now what would refuse it after the lock or after master moved
+            require_clean(ws)  # it checks out the candidate (a run with nothing to do never looks)
             Ledger.of(git, settings, snapshot).check(settings.auto_deploy)
-            ledgers_checked = True
+            ready = True
         if not locked:
             with rep.stage("lock") as info:
                 lock = held.enter_context(remote_lock(git, settings, "pipeline", say=rep.say))

@@ -4,10 +4,11 @@ Neither ever changes a run's result: a report that cannot be written is a
 warning, a notification that fails is reported by `continuity.notify`.
 """
 
+from __future__ import annotations
+
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Optional
 
 from . import notify
 from .config import Settings
@@ -18,7 +19,7 @@ from .report import Reporter
 __all__ = ["after_run", "write_junit", "finish", "reported"]
 
 
-def write_junit(settings: Settings, rep: Reporter, record: RunRecord, junit: Optional[str] = None) -> None:
+def write_junit(settings: Settings, rep: Reporter, record: RunRecord, junit: str | None = None) -> None:
     """Write the JUnit report of ``record`` to ``junit``, else ``continuity.junit``, if either is set."""
     path = junit or settings.junit
     if path:
@@ -29,15 +30,15 @@ def write_junit(settings: Settings, rep: Reporter, record: RunRecord, junit: Opt
             rep.say("warning: could not write the junit report {}: {}".format(path, exc))
 
 
-def after_run(settings: Settings, rep: Reporter, record: RunRecord, junit: Optional[str] = None) -> None:
+def after_run(settings: Settings, rep: Reporter, record: RunRecord, junit: str | None = None) -> None:
     """Write the JUnit report (see `write_junit`) and send the notifications."""
     write_junit(settings, rep, record, junit)
     if settings.notify is not None:
         notify.send(settings.notify, record, say=rep.say)
 
 
-def finish(settings: Settings, rep: Reporter, record: RunRecord, exc: Optional[BaseException] = None,
-           summary: str = "", where: str = "", junit: Optional[str] = None, send: bool = True) -> RunRecord:
+def finish(settings: Settings, rep: Reporter, record: RunRecord, exc: BaseException | None = None,
+           summary: str = "", where: str = "", junit: str | None = None, send: bool = True) -> RunRecord:
     """Close ``record`` (see `record.close_record`), then report it, and notify it unless not ``send``."""
     close_record(record, rep.stages, rep.checks, exc, summary, where)
     if send:
@@ -48,7 +49,7 @@ def finish(settings: Settings, rep: Reporter, record: RunRecord, exc: Optional[B
 
 
 @contextmanager
-def reported(settings: Settings, rep: Reporter, record: RunRecord, junit: Optional[str] = None) -> Iterator[RunRecord]:
+def reported(settings: Settings, rep: Reporter, record: RunRecord, junit: str | None = None) -> Iterator[RunRecord]:
     """Give a task other than the pipeline the same JUnit report and notifications.
 
     The task fills ``record`` as it goes: ``revisions``, ``deployed``,

@@ -8,7 +8,9 @@ other stages put on it (`stage.Attempt`: the deploy stage's locks and ledger
 intents, rides) and releases the pipeline lock: one connection.
 """
 
-from typing import Callable, Optional
+from __future__ import annotations
+
+from typing import Callable
 
 from .config import Settings
 from .errors import GitError, LockError
@@ -36,7 +38,7 @@ def _run(attempt: Attempt) -> Done:
     return Done(_detail(pushed, settings, candidate), StageStatus.OK if pushed else StageStatus.REFUSED)
 
 
-def _push(attempt: Attempt, candidate: Candidate) -> Optional[PushResult]:
+def _push(attempt: Attempt, candidate: Candidate) -> PushResult | None:
     """master base -> candidate in one atomic push with what rides on it, releasing the pipeline lock.
 
     Refused when master moved (None: the pipeline starts again, still
@@ -51,7 +53,7 @@ def _push(attempt: Attempt, candidate: Candidate) -> Optional[PushResult]:
     assert lock is not None
     master = RefUpdate(HEADS + settings.branches.master, candidate.sha, candidate.base)
     development = _development(settings, candidate)
-    refused: Optional[GitError] = None  # why development could not come along
+    refused: GitError | None = None  # why development could not come along
     while True:
         coordination, takes = attempt.coordination, attempt.takes
         updates = [master] + ([development] if development else []) + attempt.rides + coordination
@@ -93,14 +95,14 @@ def _push(attempt: Attempt, candidate: Candidate) -> Optional[PushResult]:
             return None
 
 
-def _development(settings: Settings, candidate: Candidate) -> Optional[RefUpdate]:
+def _development(settings: Settings, candidate: Candidate) -> RefUpdate | None:
     """development brought along to a merge commit (a fast-forward leaves it where master goes)."""
     if not settings.sync_development or candidate.development == candidate.sha:
         return None
     return RefUpdate(HEADS + settings.branches.development, candidate.sha, candidate.development)
 
 
-def _detail(pushed: Optional[PushResult], settings: Settings, candidate: Candidate) -> str:
+def _detail(pushed: PushResult | None, settings: Settings, candidate: Candidate) -> str:
     master = settings.branches.master
     if not pushed:
         return "refused: {} moved on {} since {}".format(master, settings.remote, candidate.base[:12])

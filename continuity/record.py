@@ -12,11 +12,13 @@ strings they always were (``record.state == "deployed"``) and print, format
 and serialize to JSON as those strings.
 """
 
+from __future__ import annotations
+
 import os
 from collections.abc import Sequence
 from dataclasses import field
 from enum import Enum
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 from ._dataclass import dataclass
 from ._text import one_line
@@ -158,7 +160,7 @@ def build_url() -> str:
     return one_line(os.environ.get("BUILD_URL", ""))
 
 
-def start_record(task: str, settings: _LineSettings, revisions: Optional[dict[str, str]] = None,
+def start_record(task: str, settings: _LineSettings, revisions: dict[str, str] | None = None,
                  commits: Sequence[Commit] = ()) -> RunRecord:
     """The record of a run of ``task`` that starts now."""
     return RunRecord(
@@ -173,7 +175,7 @@ def start_record(task: str, settings: _LineSettings, revisions: Optional[dict[st
 
 
 def close_record(record: RunRecord, stages: Sequence[StageRecord], checks: Sequence[CheckRecord],
-                 exc: Optional[BaseException] = None, summary: str = "", where: str = "") -> RunRecord:
+                 exc: BaseException | None = None, summary: str = "", where: str = "") -> RunRecord:
     """Complete ``record`` once the run ended: with ``exc`` when it failed, and return it.
 
     ``summary`` is the closing sentence (on failure, default: "FAILED: " and

@@ -12,9 +12,11 @@ and leaves an entry in the ledger (see `continuity.ledger`).
   replaces as bad; a revision marked bad is not deployed again unless forced.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import shlex
-from typing import Any, Optional
+from typing import Any
 
 from invoke import Context, task
 
@@ -42,7 +44,7 @@ Heads = dict[str, str]  # branch name -> sha, as fetched
 _SHOWN = 10
 
 
-def _resolve(git: Git, settings: Settings, name: str, heads: Heads) -> Optional[str]:
+def _resolve(git: Git, settings: Settings, name: str, heads: Heads) -> str | None:
     """A commit for ``name``: a branch just fetched, a branch on the remote (Jenkins has no local
     ones), then any revision git knows."""
     if name in heads:
@@ -50,7 +52,7 @@ def _resolve(git: Git, settings: Settings, name: str, heads: Heads) -> Optional[
     return git.commit("refs/remotes/{}/{}".format(settings.remote, name)) or git.commit(name)
 
 
-def _revision(git: Git, name: Optional[str], settings: Settings, heads: Heads) -> str:
+def _revision(git: Git, name: str | None, settings: Settings, heads: Heads) -> str:
     """``name`` resolved to a commit that is on master (default: master's tip)."""
     master = settings.branches.master
     master_sha = heads[master]
@@ -102,8 +104,8 @@ def _environment(settings: Settings, name: str) -> Environment:
     },
 )
 @boundary
-def deploy(c: Context, environment: str, revision: Optional[str] = None, force: bool = False, dry_run: bool = False,
-           line: Optional[str] = None, junit: Optional[str] = None) -> None:
+def deploy(c: Context, environment: str, revision: str | None = None, force: bool = False, dry_run: bool = False,
+           line: str | None = None, junit: str | None = None) -> None:
     """Deploy master (or a revision on it) to an environment, through your deploy task."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
@@ -163,8 +165,8 @@ def _dry_run_decision(rep: Reporter, git: Git, settings: Settings, state: State,
     }
 )
 @boundary
-def promote(c: Context, revision: Optional[str] = None, force: bool = False, yes: bool = False,
-            dry_run: bool = False, line: Optional[str] = None, junit: Optional[str] = None) -> None:
+def promote(c: Context, revision: str | None = None, force: bool = False, yes: bool = False,
+            dry_run: bool = False, line: str | None = None, junit: str | None = None) -> None:
     """Move production to master's revision (fast-forward only), push, deploy production."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
@@ -281,8 +283,8 @@ def _production_moved(settings: Settings) -> ContinuityError:
     }
 )
 @boundary
-def rollback(c: Context, environment: str, revision: Optional[str] = None, force: bool = False,
-             dry_run: bool = False, line: Optional[str] = None, junit: Optional[str] = None) -> None:
+def rollback(c: Context, environment: str, revision: str | None = None, force: bool = False,
+             dry_run: bool = False, line: str | None = None, junit: str | None = None) -> None:
     """Redeploy the previous good revision of an environment and mark the replaced one bad."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None  # now: a deploy task may chdir
@@ -321,7 +323,7 @@ def rollback(c: Context, environment: str, revision: Optional[str] = None, force
             rep.say("result: " + record.summary)
 
 
-def _rollback_target(git: Git, settings: Settings, state: State, revision: Optional[str], environment: str,
+def _rollback_target(git: Git, settings: Settings, state: State, revision: str | None, environment: str,
                      heads: Heads) -> str:
     if revision:
         sha = _resolve(git, settings, revision, heads)
@@ -352,7 +354,7 @@ def _rollback_target(git: Git, settings: Settings, state: State, revision: Optio
     }
 )
 @boundary
-def history(c: Context, environment: str, limit: Optional[str] = None, line: Optional[str] = None) -> None:
+def history(c: Context, environment: str, limit: str | None = None, line: str | None = None) -> None:
     """List the deploys of an environment from the ledger on the remote, newest first."""
     settings = _config.settings(c, line=line)
     name = _config.environment_name(environment)

@@ -22,9 +22,10 @@ and fetches missing objects without refs (``--refmap=``), so it costs two
 connections where a run costs one.
 """
 
+from __future__ import annotations
+
 import shlex
 from collections.abc import Iterable, Sequence
-from typing import Optional
 
 from ._text import redact
 from .config import Settings
@@ -82,7 +83,7 @@ class Snapshot:
             self._bodies.update(self.git.cat_batch(wanted))
 
 
-def read_remote(git: Git, settings: Settings, names: Optional[Sequence[str]] = None, dry_run: bool = False,
+def read_remote(git: Git, settings: Settings, names: Sequence[str] | None = None, dry_run: bool = False,
                 require: bool = True) -> Snapshot:
     """Read the remote in one connection: the branches ``names`` (default the line's) and ``refs/continuity/*``.
 
@@ -119,11 +120,13 @@ def _snapshot(git: Git, remote: str, names: Sequence[str]) -> Snapshot:
     """The `Snapshot` of what the fetch wrote: one ``for-each-ref``."""
     tracking = {"refs/remotes/{}/{}".format(remote, n): n for n in names}
     mirror = MIRROR + remote + "/"
-    out = git.run("for-each-ref", "--format=%(objectname) %(objecttype) %(refname)", *tracking, mirror)
+    out = git.run("for-each-ref", "--format=%(objectname) %(objecttype) %(tree) %(refname)", *tracking, mirror)
     heads: dict[str, str] = {}
     refs: dict[str, tuple[str, str]] = {}
     for line in out.splitlines():
-        sha, kind, ref = line.split(" ", 2)
+        sha, kind, tree, ref = line.split(" ", 3)
+        if kind == "commit":
+            git.known(sha, tree)
         if ref in tracking and kind == "commit":
             heads[tracking[ref]] = sha
         elif ref.startswith(mirror):
@@ -202,7 +205,7 @@ def check_branch_names(git: Git, settings: Settings) -> None:
             raise UsageError("continuity.branches.{}: {!r} is not a valid git branch name".format(role, name))
 
 
-def check_ground(ws: Workspace, settings: Settings, names: Optional[Sequence[str]] = None) -> None:
+def check_ground(ws: Workspace, settings: Settings, names: Sequence[str] | None = None) -> None:
     """Check the ground before changing anything: what can be checked without a connection.
 
     The remote is configured, the branch names are valid, the history is
@@ -246,13 +249,13 @@ def push_master_command(settings: Settings) -> str:
     return shlex.join(["git", "push", settings.remote, "HEAD:refs/heads/" + settings.branches.master])
 
 
-def fetch_branches(git: Git, settings: Settings, names: Optional[Sequence[str]] = None,
+def fetch_branches(git: Git, settings: Settings, names: Sequence[str] | None = None,
                    dry_run: bool = False) -> dict[str, str]:
     """Fetch the line's branches (or ``names``); return {branch name: sha}: `read_remote`'s heads."""
     return read_remote(git, settings, names, dry_run=dry_run).heads
 
 
-def swap(git: Git, remote: str, branch: str, new: str, old: str) -> Optional[PushResult]:
+def swap(git: Git, remote: str, branch: str, new: str, old: str) -> PushResult | None:
     """Move ``branch`` on ``remote`` from ``old`` ("" = absent) to ``new`` ("" = delete), or nothing.
 
     The remote applies it only if the branch is still ``old``: returns the
@@ -270,7 +273,7 @@ PROBE_SUFFIX = "/continuity-doctor"
 _UNWRITABLE = ("[remote rejected] (failed to update ref)", "[remote rejected] (failed to lock)")
 
 
-def probe_push(git: Git, remote: str, branch: str, sha: str) -> Optional[str]:
+def probe_push(git: Git, remote: str, branch: str, sha: str) -> str | None:
     """Whether ``remote`` takes our pushes, tried without moving anything; None when it does, else what it said.
 
     The push asks to create ``refs/heads/BRANCH/continuity-doctor`` at
@@ -303,14 +306,14 @@ def probe_push(git: Git, remote: str, branch: str, sha: str) -> Optional[str]:
     return redact(text)
 
 
-def _refusal(output: str) -> Optional[str]:
+def _refusal(output: str) -> str | None:
     """What git said about the probe ref (``[remote rejected] (REASON)``), or its fatal error."""
     lines = [line for line in output.splitlines() if line.strip() and not line.startswith(("remote:", "To "))]
     reason = next((line.split("\t")[-1].strip() for line in lines if line.startswith("!")), None)
     return reason or next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
 
 
-def _expected(said: Sequence[str], reason: Optional[str]) -> bool:
+def _expected(said: Sequence[str], reason: str | None) -> bool:
     """The remote accepted the push and only failed to write the ref because the branch is in its way."""
     if any("exists; cannot create" in line for line in said):
         return True

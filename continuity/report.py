@@ -4,11 +4,13 @@ One line per stage with its result and duration, then a summary table at the
 end. Plain text only: no colour codes, so CI logs stay readable.
 """
 
+from __future__ import annotations
+
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 from ._text import safe
 from .record import CheckRecord, RunRecord, StageRecord, StageStatus
@@ -23,7 +25,7 @@ PREFIX = "continuity"
 class Reporter:
     """Collects stage results and prints them as they finish."""
 
-    def __init__(self, out: Optional[TextIO] = None) -> None:
+    def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
         self.stages: list[StageRecord] = []
         self.checks: list[CheckRecord] = []

@@ -29,6 +29,8 @@ reused and no revision counts as tested); files that do not parse are
 ignored.
 """
 
+from __future__ import annotations
+
 import getpass
 import hashlib
 import json
@@ -42,7 +44,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import field
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ._dataclass import dataclass
 from ._text import one_line
@@ -52,7 +54,7 @@ from .git import Git
 from .record import build_url
 
 __all__ = ["REF", "PASSED", "FAILED", "TIMED_OUT", "FLAKY", "Unit", "Recorded", "Store", "Verdict", "ResultsDamaged",
-           "definition", "check_units", "configured_checks", "register_checks", "build_unit", "recorded", "tree_of", "load", "publish", "build_label",
+           "definition", "check_units", "configured_checks", "register_checks", "build_unit", "recorded", "load", "publish", "build_label",
            "CANDIDATES", "Offered", "offer", "find_candidate", "withdraw", "tested_note", "untested_refusal", "commit_on",
            "ride",
            "tested_mark"]
@@ -96,7 +98,7 @@ class Unit:
     shard: int = 0  # 1..shards for a sharded check, else 0
     shards: int = 1
     reuse: bool = True
-    timeout: Optional[float] = None
+    timeout: float | None = None
     heartbeat: float = 0.0  # seconds between "still running" lines, 0 for none
     retries: int = 0  # times a failure runs again (not part of the definition: the same check)
     docker: bool = False  # runs in a container of the candidate's image (continuity.docker.checks)
@@ -154,11 +156,6 @@ def build_unit(step: BuildStep) -> Unit:
                 timeout=step.timeout)
 
 
-def tree_of(git: Git, revision: str) -> str:
-    """The tree of commit ``revision``."""
-    return git.run("rev-parse", "--verify", "--end-of-options", revision + "^{tree}")
-
-
 # -- a result -----------------------------------------------------------------------
 
 
@@ -206,7 +203,7 @@ class Recorded:
         return "".join("{}: {}\n".format(k, one_line(v)) for k, v in fields if v)
 
     @classmethod
-    def parse(cls, text: str) -> Optional["Recorded"]:
+    def parse(cls, text: str) -> Recorded | None:
         """A `Recorded` from a file's content; None when it is not one (junk someone pushed)."""
         values: dict[str, str] = {}
         for line in text.splitlines():
@@ -339,52 +336,47 @@ class Store:
 
     def for_tree(self, tree: str) -> dict[str, Recorded]:
         """{file name: `Recorded`} for ``tree``; files that do not parse are left out."""
-        if not self.head or not _HEX.match(tree):
-            return {}
-        if tree not in self._trees:
-            self._trees[tree] = self._read(tree)
-        return self._trees[tree]
+        return self.for_trees([tree])[tree]
 
-    def _read(self, tree: str) -> dict[str, Recorded]:
-        proc = self.git.call("ls-tree", "-l", "-z", self.head, "--", _path(tree))
-        if proc.returncode:
-            return {}
-        found = {}
-        for entry in proc.stdout.split("\0")[:_MAX_FILES]:
-            meta, _, path = entry.partition("\t")
-            parts = meta.split()
-            name = path.rsplit("/", 1)[-1]
-            if len(parts) != 4 or parts[1] != "blob" or not _FILE.match(name) or not parts[3].isdigit():
-                continue
-            if int(parts[3]) > _MAX_BLOB:
-                continue
-            blob = self.git.call("cat-file", "blob", parts[2])
-            rec = Recorded.parse(blob.stdout) if blob.returncode == 0 else None
-            if rec is not None and _matches(rec, name, tree):
-                found[name] = rec
-        return found
+    def for_trees(self, trees: Sequence[str]) -> dict[str, dict[str, Recorded]]:
+        """`for_tree` of each of ``trees``: the ones not read yet in one ``ls-tree`` and one ``cat-file --batch``."""
+        unread = [tree for tree in dict.fromkeys(trees) if _HEX.match(tree) and tree not in self._trees]
+        if unread and self.head:
+            proc = self.git.call("ls-tree", "-l", "-z", self.head, "--", *(_path(tree) for tree in unread))
+            self._trees.update(self._parse(proc.stdout.split("\0") if proc.returncode == 0 else [], unread))
+        return {tree: self._trees.get(tree, {}) for tree in trees}
 
     def every(self, limit: int = 100000) -> list[Recorded]:
         """Every result recorded, of every tree (at most ``limit`` files): one ``ls-tree`` and one
         ``cat-file --batch``."""
         if not self.head:
             return []
-        listing = self.git.run("ls-tree", "-r", "-l", "-z", self.head).split("\0")
+        listing = self.git.run("ls-tree", "-r", "-l", "-z", self.head).split("\0")[:limit]
+        return [rec for found in self._parse(listing).values() for rec in found.values()]
+
+    def _parse(self, listing: Sequence[str], trees: Sequence[str] = ()) -> dict[str, dict[str, Recorded]]:
+        """{tree: {file name: `Recorded`}} from ``ls-tree -l -z`` entries (of ``trees`` only, when given),
+        at most ``_MAX_FILES`` a tree; their blobs are read in one ``cat-file --batch``."""
+        found: dict[str, dict[str, Recorded]] = {tree: {} for tree in trees}
         wanted: list[tuple[str, str, str]] = []  # (blob, tree, file name)
-        for entry in listing[:limit]:
+        per_tree: dict[str, int] = {}
+        for entry in listing:
             meta, _, path = entry.partition("\t")
             parts, pieces = meta.split(), path.split("/")
             if len(parts) != 4 or parts[1] != "blob" or len(pieces) != 3 or not _FILE.match(pieces[2]):
                 continue
+            tree = pieces[0] + pieces[1]
+            if not _HEX.match(tree) or (trees and tree not in found) or per_tree.get(tree, 0) >= _MAX_FILES:
+                continue
             if parts[3].isdigit() and int(parts[3]) <= _MAX_BLOB:
-                wanted.append((parts[2], pieces[0] + pieces[1], pieces[2]))
+                per_tree[tree] = per_tree.get(tree, 0) + 1
+                wanted.append((parts[2], tree, pieces[2]))
         bodies = self.git.cat_batch([blob for blob, _, _ in wanted])
-        found = []
         for blob, tree, name in wanted:
             rec = Recorded.parse(bodies.get(blob, ""))
-            if rec is not None and _HEX.match(tree) and _matches(rec, name, tree):
+            if rec is not None and _matches(rec, name, tree):
                 rec.tree = rec.tree or tree
-                found.append(rec)
+                found.setdefault(tree, {})[name] = rec
         return found
 
     def verdict(self, tree: str, units: Sequence[Unit]) -> Verdict:
@@ -479,7 +471,7 @@ def _repair(remote: str) -> str:
 # -- writing ------------------------------------------------------------------------
 
 
-def publish(git: Git, remote: str, records: Sequence[Recorded], head: Optional[str] = None) -> str:
+def publish(git: Git, remote: str, records: Sequence[Recorded], head: str | None = None) -> str:
     """Add ``records`` to ``refs/continuity/results`` on ``remote``; return the new head.
 
     ``head`` is the head already read (one round trip saved); when the push
@@ -523,11 +515,8 @@ def commit_on(git: Git, parent: str, records: Sequence[Recorded]) -> str:
         tree = git.run("write-tree", env=env)
     trees = sorted({rec.tree[:12] for rec in records})
     message = "continuity results: {} result(s) for tree {}".format(len(records), ", ".join(trees))
-    args = ["commit-tree", tree, "-m", message]
-    if parent:
-        args[2:2] = ["-p", parent]
     try:
-        return git.run(*args, env=git.identity_env())
+        return git.commit_tree(tree, *(["-p", parent] if parent else []), "-m", message)
     except GitError as exc:
         raise ContinuityError("could not make the results commit: {}".format(exc)) from None
 
@@ -543,10 +532,10 @@ def tested_note(store: Store, tree: str, settings: Settings) -> str:
 
 
 def untested_refusal(git: Git, settings: Settings, revision: str, force_command: str,
-                     snapshot: Any = None) -> Optional[str]:
+                     snapshot: Any = None) -> str | None:
     """Why ``revision`` may not be deployed, promoted or rolled back to, or None when its tree passed every
     check. The sentence names what to run, and the command with ``--force``."""
-    tree = tree_of(git, revision)
+    tree = git.tree(revision)
     store = load(git, settings.remote, snapshot)
     verdict = store.verdict(tree, configured_checks(settings))
     if verdict.ok:
@@ -561,7 +550,7 @@ def untested_refusal(git: Git, settings: Settings, revision: str, force_command:
 def tested_mark(store: Store, git: Git, revision: str, settings: Settings) -> str:
     """"tested" or "not tested (why)", for ``status``."""
     try:
-        tree = tree_of(git, revision)
+        tree = git.tree(revision)
     except GitError:
         return "tested: unknown here"
     note = tested_note(store, tree, settings)
@@ -603,9 +592,8 @@ def offer(git: Git, remote: str, sha: str, base: str, development: str, fast_for
               ("fast_forward", "true" if fast_forward else "false"), ("line", line), ("time", _now()),
               ("by", build_url() or _by())]
     body = "".join("{}: {}\n".format(k, one_line(v)) for k, v in fields)
-    empty = git.run("hash-object", "-t", "tree", "-w", "--stdin", input="")
-    record = git.run("commit-tree", empty, "-p", sha, "-p", base, "-m",
-                     "continuity candidate: {} on {}".format(sha[:12], base[:12]), "-m", body, env=git.identity_env())
+    record = git.commit_tree(git.empty_tree(), "-p", sha, "-p", base, "-m",
+                             "continuity candidate: {} on {}".format(sha[:12], base[:12]), "-m", body)
     offered = Offered(record[:12], record, sha, base, development, fast_forward, line)
     if not git.push(remote, [(record, offered.ref)], leases=[(offered.ref, "")]).ok:
         raise ContinuityError("candidate {} already exists on {}; run the task again".format(offered.id, remote))
@@ -632,7 +620,7 @@ def find_candidate(git: Git, remote: str, name: str, hint: str = "", snapshot: A
     return parsed
 
 
-def _parse_offer(git: Git, name: str, sha: str) -> Optional[Offered]:
+def _parse_offer(git: Git, name: str, sha: str) -> Offered | None:
     proc = git.call("log", "-1", "--format=%P%x00%B", sha, "--")
     if proc.returncode or "\0" not in proc.stdout or git.call("cat-file", "-t", sha).stdout.strip() != "commit":
         return None

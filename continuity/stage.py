@@ -12,10 +12,12 @@ deploy in `continuity.deploy`; Docker adds its own through a `Plugin`
 (`continuity.docker.stages`).
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
 
 from . import results as _results
 from ._dataclass import dataclass
@@ -70,23 +72,23 @@ class Attempt:
     base: str = ""
     development: str = ""
     deploy_task: Any = None
-    lock: Optional[HeldLock] = None
-    candidate: Optional[Candidate] = None  # once the merge stage made it
-    decisions: Optional[list[Any]] = None  # the build steps' `build.Decision`, once planned
+    lock: HeldLock | None = None
+    candidate: Candidate | None = None  # once the merge stage made it
+    decisions: list[Any] | None = None  # the build steps' `build.Decision`, once planned
     env: dict[str, str] = field(default_factory=dict)  # what build steps and checks see, once checked out
     pushed: bool = False  # master advanced to the candidate
     snapshot: Any = None  # the `remote.Snapshot` the attempt started from
-    held: Optional[ExitStack] = None  # the run's locks, let go when it ends
+    held: ExitStack | None = None  # the run's locks, let go when it ends
     rides: list[RefUpdate] = field(default_factory=list)  # ref updates for the master push (see above)
     coordination: list[RefUpdate] = field(default_factory=list)  # the deploy stage's part of the master push
     takes: list[tuple[HeldLock, str]] = field(default_factory=list)  # locks the master push takes
     claims: dict[str, Any] = field(default_factory=dict)  # environment -> `deploy.Claim` or why it skips
     coordinated: bool = False  # the master push carried ``coordination`` and ``takes``
-    brought: Optional[bool] = None  # development brought along in the master push (None: not needed)
-    boarding: list[Callable[["Attempt"], None]] = field(default_factory=list)  # the stages' ``board`` functions
-    refusal: Optional[ContinuityError] = None  # what a dry run refuses, raised after the plan
+    brought: bool | None = None  # development brought along in the master push (None: not needed)
+    boarding: list[Callable[[Attempt], None]] = field(default_factory=list)  # the stages' ``board`` functions
+    refusal: ContinuityError | None = None  # what a dry run refuses, raised after the plan
     results: list[_results.Recorded] = field(default_factory=list)  # build steps and checks that ran, to record
-    store: Optional[_results.Store] = None  # the results on the remote, once the check stage read them
+    store: _results.Store | None = None  # the results on the remote, once the check stage read them
     _tree: str = ""
 
     @property
@@ -109,7 +111,7 @@ class Attempt:
     def tree(self) -> str:
         """The candidate's tree: what results are recorded and looked up by."""
         if not self._tree:
-            self._tree = _results.tree_of(self.git, self.sha)
+            self._tree = self.git.tree(self.sha)
         return self._tree
 
     def check_out(self) -> None:
@@ -158,11 +160,11 @@ class Stage:
     run: Callable[[Attempt], Outcome]
     plan: Callable[[Attempt], Sequence[str]]
     skip: Callable[[Attempt], str] = _nothing
-    then: Optional[Callable[[Attempt], None]] = None
+    then: Callable[[Attempt], None] | None = None
     dry: bool = False
     after_push: bool = False
     after: str = ""  # for a plugin's stage: the stage it comes right after
-    board: Optional[Callable[[Attempt], None]] = None  # adds to the master push (Attempt.rides) right before it
+    board: Callable[[Attempt], None] | None = None  # adds to the master push (Attempt.rides) right before it
 
 
 @dataclass(frozen=True)

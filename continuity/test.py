@@ -26,6 +26,8 @@ published instead, and runs all its checks, or those of one shard
 ``parallel`` stage share one candidate's checks that way.
 """
 
+from __future__ import annotations
+
 import io
 import os
 import re
@@ -33,7 +35,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, TextIO
 
 from invoke import Context, task
 
@@ -58,11 +60,11 @@ Done = Callable[[Unit, Result, bool, int], None]
 Recorder = Callable[..., None]  # `report.Reporter.command`: (name, command, result, failures=[Result], tries=N)
 
 
-def run_checks(checks: Sequence[Command], cwd: str, env: Optional[Mapping[str, str]] = None,
-               out: Optional[TextIO] = None, say: Callable[[str], None] = print,
-               record: Optional[Recorder] = None,
-               verify: Optional[Callable[[str, Result], None]] = None, jobs: int = 1,
-               done: Optional[Done] = None) -> list[Result]:
+def run_checks(checks: Sequence[Command], cwd: str, env: Mapping[str, str] | None = None,
+               out: TextIO | None = None, say: Callable[[str], None] = print,
+               record: Recorder | None = None,
+               verify: Callable[[str, Result], None] | None = None, jobs: int = 1,
+               done: Done | None = None) -> list[Result]:
     """Run ``checks`` (each shard of a sharded one) in order; return their results or raise `CommandFailed`.
 
     ``record(name, command, result)`` and ``done(unit, result, passed,
@@ -74,15 +76,15 @@ def run_checks(checks: Sequence[Command], cwd: str, env: Optional[Mapping[str, s
     return run_units(_results.check_units(checks), cwd, env, out, say, record, verify, jobs, done)
 
 
-def run_units(units: Sequence[Unit], cwd: str, env: Optional[Mapping[str, str]] = None,
-              out: Optional[TextIO] = None, say: Callable[[str], None] = print,
-              record: Optional[Recorder] = None,
-              verify: Optional[Callable[[str, Result], None]] = None, jobs: int = 1,
-              done: Optional[Done] = None) -> list[Result]:
+def run_units(units: Sequence[Unit], cwd: str, env: Mapping[str, str] | None = None,
+              out: TextIO | None = None, say: Callable[[str], None] = print,
+              record: Recorder | None = None,
+              verify: Callable[[str, Result], None] | None = None, jobs: int = 1,
+              done: Done | None = None) -> list[Result]:
     """`run_checks` on `results.Unit` s: up to ``jobs`` at a time."""
     base = dict(env if env is not None else os.environ)
 
-    def finished(unit: Unit, tried: "_Tried") -> None:
+    def finished(unit: Unit, tried: _Tried) -> None:
         result = tried.result
         if record is not None:
             if tried.failures:
@@ -120,13 +122,13 @@ def run_units(units: Sequence[Unit], cwd: str, env: Optional[Mapping[str, str]] 
 class _Tried:
     """What running a unit (and running it again after failures, ``retries``) came to."""
 
-    def __init__(self, result: Result, failures: list[Result], error: Optional[CommandFailed] = None) -> None:
+    def __init__(self, result: Result, failures: list[Result], error: CommandFailed | None = None) -> None:
         self.result = result  # the last run
         self.failures = failures  # the failed runs before it
         self.error = error  # the checkout was no longer the candidate after a failed run: no retry
 
 
-def _tries(unit: Unit, once: Callable[[], Result], verify: Optional[Callable[[str, Result], None]],
+def _tries(unit: Unit, once: Callable[[], Result], verify: Callable[[str, Result], None] | None,
            say: Callable[[str], None]) -> _Tried:
     """Run ``unit``; after a failure or a timeout, again (up to ``unit.retries`` times) on the same checkout."""
     failures: list[Result] = []
@@ -149,9 +151,9 @@ def _runs(tried: _Tried) -> str:
     return " ({} attempts)".format(len(tried.failures) + 1) if tried.failures else ""
 
 
-def _concurrently(units: Sequence[Unit], cwd: str, env: dict[str, str], out: Optional[TextIO],
+def _concurrently(units: Sequence[Unit], cwd: str, env: dict[str, str], out: TextIO | None,
                   say: Callable[[str], None], finished: Callable[[Unit, _Tried], None], jobs: int,
-                  verify: Optional[Callable[[str, Result], None]] = None) -> list[Result]:
+                  verify: Callable[[str, Result], None] | None = None) -> list[Result]:
     """``jobs`` units at a time, each one's output kept and printed whole when it ends, never interleaved.
 
     After a failure no new unit starts; those running finish, and the first
@@ -179,7 +181,7 @@ def _concurrently(units: Sequence[Unit], cwd: str, env: dict[str, str], out: Opt
 
     target = out or sys.stdout
     results: list[Result] = []
-    failure: Optional[BaseException] = None
+    failure: BaseException | None = None
     pending = list(units)
     running: dict[Future[tuple[_Tried, str]], Unit] = {}
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="continuity-check")
@@ -327,7 +329,7 @@ def _load(git: Any, settings: Settings, say: Callable[[str], None], snapshot: An
 _SHARD = re.compile(r"^([0-9]+)/([0-9]+)$")
 
 
-def select_units(settings: Settings, shard: Optional[str], check: Optional[str]) -> list[Unit]:
+def select_units(settings: Settings, shard: str | None, check: str | None) -> list[Unit]:
     """The units ``--shard I/N`` and ``--check NAME`` choose (every one without them); `UsageError` for a bad one.
 
     ``--shard I/N`` runs shard I of each check declaring ``shards: N``, and
@@ -371,8 +373,8 @@ def select_units(settings: Settings, shard: Optional[str], check: Optional[str])
     },
 )
 @boundary
-def check_here(c: Context, junit: Optional[str] = None, dry_run: bool = False, check: Optional[str] = None,
-               candidate: Optional[str] = None, shard: Optional[str] = None, line: Optional[str] = None) -> None:
+def check_here(c: Context, junit: str | None = None, dry_run: bool = False, check: str | None = None,
+               candidate: str | None = None, shard: str | None = None, line: str | None = None) -> None:
     """Run the configured checks on this checkout, exactly as the pipeline's check stage does."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None
@@ -401,9 +403,9 @@ def _plan(rep: Reporter, units: Sequence[Unit]) -> None:
 
 
 def _run_here(settings: Settings, rep: Reporter, here: Here, units: Sequence[Unit], record: Any,
-              junit: Optional[str], what: str = "") -> None:
+              junit: str | None, what: str = "") -> None:
     """Run ``units`` on the checkout ``here``, record their results (when it is committed), summarize."""
-    tree = _results.tree_of(here.workspace.git, here.revision) if here.committed else ""
+    tree = here.workspace.git.tree(here.revision) if here.committed else ""
     recorded: list[_results.Recorded] = []
 
     def done(unit: Unit, result: Result, passed: bool, attempts: int) -> None:
@@ -432,7 +434,7 @@ def _run_here(settings: Settings, rep: Reporter, here: Here, units: Sequence[Uni
     rep.summary(summary)
 
 
-def _check_candidate(settings: Settings, rep: Reporter, name: str, units: Sequence[Unit], junit: Optional[str],
+def _check_candidate(settings: Settings, rep: Reporter, name: str, units: Sequence[Unit], junit: str | None,
                      dry_run: bool) -> None:
     """``--candidate ID``: fetch it, check it out, run ``units`` on it, record, put the checkout back."""
     ws = open_workspace(".", settings.git_timeout)

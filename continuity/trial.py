@@ -22,8 +22,10 @@ the trial is made on development and the pipeline's merge with master makes
 another tree, which it checks.
 """
 
+from __future__ import annotations
+
 import shlex
-from typing import Any, Optional
+from typing import Any
 
 from invoke import Context, task
 
@@ -83,8 +85,8 @@ def trial_message(settings: Settings, branch: str) -> str:
     },
 )
 @boundary
-def try_branch(c: Context, branch: str, land: bool = False, junit: Optional[str] = None, dry_run: bool = False,
-               line: Optional[str] = None) -> None:
+def try_branch(c: Context, branch: str, land: bool = False, junit: str | None = None, dry_run: bool = False,
+               line: str | None = None) -> None:
     """Build and check development with BRANCH merged, moving nothing; --land merges it if every check passed."""
     settings = _config.settings(c, line=line)
     junit = _config.absolute_path(junit) if junit else None
@@ -150,7 +152,7 @@ def _plan(c: Any, settings: Settings, ws: Workspace, rep: Reporter, trial: Trial
 
 
 def _run(c: Any, settings: Settings, ws: Workspace, rep: Reporter, trial: Trial, land: bool,
-         junit: Optional[str]) -> None:
+         junit: str | None) -> None:
     """Build and check the trial, record the results, land it if asked; the summary, JUnit, notifications."""
     record = start_record("try", settings, revisions={
         settings.branches.development: trial.development, trial.branch: trial.tip, "candidate": trial.made.sha})

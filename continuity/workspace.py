@@ -6,18 +6,21 @@ takes a local lock so two runs never share one checkout, and it puts HEAD back
 where it found it when it is done, whatever happened.
 """
 
+from __future__ import annotations
+
 import fcntl
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, Callable, Optional
+from functools import partial
+from typing import Any, Callable
 
 from ._dataclass import dataclass
 from .config import Settings
 from .errors import CommandFailed, GitError, UsageError
 from .git import Git
 
-__all__ = ["open_workspace", "Workspace", "require_candidate", "checkout_state", "command_env", "Here",
+__all__ = ["open_workspace", "Workspace", "require_candidate", "require_clean", "checkout_state", "command_env", "Here",
            "checkout_here", "exclusive", "restored_head"]
 
 
@@ -29,12 +32,12 @@ class Workspace:
         self.root = git.path
         self.state_dir = os.path.join(git_dir, "continuity")
         self.shallow = shallow  # a shallow clone: continuity needs the history (`remote.check_ground`)
-        self._start: Optional[tuple[Optional[str], Optional[str], list[str]]] = None
+        self._start: tuple[str | None, str | None, list[str]] | None = None
         #: Tracked paths flagged skip-worktree or assume-unchanged when the run began (a sparse
         #: checkout has some): `require_candidate` refuses any others, `restored_head` unflags them.
         self.flagged: frozenset[str] = frozenset()
 
-    def start(self) -> tuple[Optional[str], Optional[str], list[str]]:
+    def start(self) -> tuple[str | None, str | None, list[str]]:
         """(branch ref or None, HEAD's commit, [tracked files with changes]) when the task began.
 
         One ``git status``, read once: `exclusive` refuses a dirty checkout
@@ -102,7 +105,7 @@ class Here:
         """
         return restored_head(self.workspace, say, in_place=True) if self.committed else nullcontext()
 
-    def verifier(self) -> Optional[Callable[[str, Any], None]]:
+    def verifier(self) -> Callable[[str, Any], None] | None:
         """``verify(culprit, result)`` after a step or check, as in the pipeline; None with uncommitted
         changes, which a step or check may legitimately be part of."""
         if not self.committed:
@@ -136,7 +139,7 @@ def require_clean(ws: Workspace) -> None:
         )
 
 
-def checkout_state(git: Git) -> tuple[Optional[str], list[str]]:
+def checkout_state(git: Git) -> tuple[str | None, list[str]]:
     """(HEAD's commit, [tracked paths that differ from it in the index or the work tree]).
 
     One ``git status``: cheap enough to run after every build step and check.
@@ -146,7 +149,7 @@ def checkout_state(git: Git) -> tuple[Optional[str], list[str]]:
     return head, changed
 
 
-def _status(git: Git, ignore_submodules: str) -> tuple[Optional[str], Optional[str], list[str]]:
+def _status(git: Git, ignore_submodules: str) -> tuple[str | None, str | None, list[str]]:
     """One ``git status --porcelain=v2 --branch``, parsed (`_parse_status`); untracked files never count."""
     proc = git.call("status", "--porcelain=v2", "--branch", "--untracked-files=no",
                     "--ignore-submodules=" + ignore_submodules, "-z")
@@ -155,7 +158,7 @@ def _status(git: Git, ignore_submodules: str) -> tuple[Optional[str], Optional[s
     return _parse_status(proc.stdout)
 
 
-def _parse_status(out: str) -> tuple[Optional[str], Optional[str], list[str]]:
+def _parse_status(out: str) -> tuple[str | None, str | None, list[str]]:
     """(HEAD's commit, its branch ref or None when detached, [changed tracked paths]) from ``status --porcelain=v2 --branch -z``."""
     head = branch = None
     changed: list[str] = []
@@ -251,35 +254,47 @@ def exclusive(ws: Workspace, clean: bool = True) -> Iterator[None]:
 def restored_head(ws: Workspace, say: Callable[[str], None] = print, in_place: bool = False) -> Iterator[None]:
     """Put HEAD back (branch or detached commit) when the block ends.
 
-    A task that never checked anything out (nothing to do, a skipped deploy)
-    ran no build step, check or deploy in the checkout, so there is nothing
-    to put back and nothing is asked of git at the end. ``in_place``: the
-    block runs commands in the checkout as it is (``fab continuity.test``):
-    always look.
+    Where to put it back is read just before the block's first checkout
+    (`Git.before_checkout`): only a checkout moves HEAD before a build step,
+    check or deploy runs in it. A task that never checked anything out
+    (nothing to do, a skipped deploy) has nothing to put back, and asks git
+    nothing, neither at the start nor at the end. ``in_place``: the block
+    runs commands in the checkout as it is (``fab continuity.test``): read
+    it at once, and always look at the end.
     """
-    branch, sha, _ = ws.start()
-    ws.flagged = flagged_paths(ws.git)
     checkouts = ws.git.checkouts
+    if in_place:
+        _note_start(ws)
+    else:
+        ws.git.before_checkout = partial(_note_start, ws)
     try:
         yield
     finally:
+        ws.git.before_checkout = None
         if in_place or ws.git.checkouts != checkouts:
-            _put_back(ws, branch, sha, say)
+            _put_back(ws, say)
 
 
-def _put_back(ws: Workspace, branch: Optional[str], sha: Optional[str], say: Callable[[str], None]) -> None:
+def _note_start(ws: Workspace) -> None:
+    ws.start()
+    ws.flagged = flagged_paths(ws.git)
+
+
+def _put_back(ws: Workspace, say: Callable[[str], None]) -> None:
     # The run started clean, so tracked changes now are the build's or a
     # check's, never the user's: put the checkout back exactly, files a
     # check hid from git status included.
+    branch, sha, _ = ws.start()
     hidden = sorted(flagged_paths(ws.git) - ws.flagged)
     if hidden:
         for flag in ("--no-skip-worktree", "--no-assume-unchanged"):  # one per call: the last one given wins
             ws.git.call("update-index", flag, "--", *hidden)
-    if hidden or ws.git.head() != (branch, sha) or ws.git.dirty_files():
+    head, on_branch, changed = _status(ws.git, "all")  # one status: where HEAD is, and what changed
+    if hidden or (on_branch, head) != (branch, sha) or changed:
         _return_to(ws.git, branch, sha, say)
 
 
-def _return_to(git: Git, branch: Optional[str], sha: Optional[str], say: Callable[[str], None]) -> None:
+def _return_to(git: Git, branch: str | None, sha: str | None, say: Callable[[str], None]) -> None:
     # Detach first, then point HEAD at the branch: no branch name is ever
     # parsed as an option by `git checkout`.
     target = (git.commit(branch) if branch else None) or sha

@@ -153,6 +153,21 @@ def test_uncommitted_changes_are_not_overwritten(project):
     assert project.refs() == before
 
 
+def test_a_run_with_nothing_to_do_leaves_a_dirty_checkout_alone(project):
+    ws = project.workspace()
+    (ws / "app.txt").write_text("my local edit\n")
+
+    proc = project.fab(ws, "continuity.pipeline")
+
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to do" in proc.stdout
+    assert (ws / "app.txt").read_text() == "my local edit\n"
+    dry = project.fab(ws, "continuity.pipeline", "--dry-run")  # with work, a dry run refuses as a run does
+    assert dry.returncode == 0 and "nothing to do" in dry.stdout, dry.stderr
+    project.push_to("development", "feature", feature="x\n")
+    assert_user_error(project.fab(ws, "continuity.pipeline", "--dry-run"), "uncommitted changes to tracked files")
+
+
 def test_running_with_hosts_is_refused_with_advice(project):
     proc = project.fab(project.workspace(), "-H", "127.0.0.1", "continuity.pipeline")
     assert_user_error(proc, "drop -H/--hosts")

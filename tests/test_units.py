@@ -144,6 +144,61 @@ def test_a_machine_without_a_git_identity_still_makes_merge_commits(tmp_path, mo
         "continuity <continuity@localhost>", repo.run("var", "GIT_COMMITTER_IDENT", check=False).rsplit(">", 1)[0] + ">")
 
 
+def test_when_git_refuses_to_guess_an_identity_our_commits_get_continuitys(tmp_path, monkeypatch):
+    repo, base, dev = _diverged(tmp_path, conflict=False)
+    config = tmp_path / "strict.gitconfig"
+    config.write_text("[user]\n\tuseConfigOnly = true\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    repo = Git(repo.path)
+
+    candidate = merge.prepare(repo, base, dev, "Merge it")
+    token = repo.commit_tree(repo.empty_tree(), "-m", "a lock token")
+
+    for sha in (candidate.sha, token):
+        assert repo.run("log", "-1", "--format=%an <%ae> %cn <%ce>", sha) == (
+            "continuity <continuity@localhost> continuity <continuity@localhost>")
+
+
+def _spawned(monkeypatch, repo):
+    """The git commands ``repo`` starts from now on (it still runs them)."""
+    started = []
+    spawn = repo._spawn
+
+    def counting(args, *rest, **kwargs):
+        started.append(args[0])
+        return spawn(args, *rest, **kwargs)
+
+    monkeypatch.setattr(repo, "_spawn", counting)
+    return started
+
+
+def test_git_with_an_identity_makes_commits_without_asking_for_it(tmp_path, monkeypatch):
+    repo, _, _ = _diverged(tmp_path, conflict=False)
+    tree = repo.empty_tree()
+    started = _spawned(monkeypatch, repo)
+
+    first = repo.commit_tree(tree, "-m", "one")
+    second = repo.commit_tree(tree, "-p", first, "-m", "two")
+
+    assert started == ["commit-tree", "commit-tree"]
+    assert repo.run("rev-parse", second + "^") == first
+
+
+def test_a_pair_of_commits_is_compared_once_whichever_way_it_is_asked(tmp_path, monkeypatch):
+    repo, base, dev = _diverged(tmp_path, conflict=False)
+    root = repo.run("rev-list", "--max-parents=0", dev)
+    started = _spawned(monkeypatch, repo)
+
+    assert not repo.is_ancestor(base, dev) and not repo.is_ancestor(dev, base)
+    assert repo.is_ancestor(root, dev) and not repo.is_ancestor(dev, root) and repo.is_ancestor(dev, dev)
+    assert (repo.count("{}..{}".format(root, dev)), repo.count("{}..{}".format(dev, root))) == (1, 0)
+    assert repo.count("{}..{}".format(base, dev)) == 1 and repo.count("{}..{}".format(dev, base)) == 1
+
+    assert started == ["merge-base", "merge-base", "rev-list", "rev-list"]
+    assert repo.is_ancestor("refs/remotes/origin/development", dev)  # a ref may move: asked each time
+    assert started[-1] == "merge-base"
+
+
 def test_an_identity_from_the_environment_wins(tmp_path, monkeypatch):
     repo, base, dev = _diverged(tmp_path, conflict=False)
     empty = tmp_path / "empty.gitconfig"

@@ -20,6 +20,8 @@ and promote run), `tasks` (``fab continuity.docker.*``) and `rollouts`
 (`rollout`, for your deploy task).
 """
 
+from __future__ import annotations
+
 from .images import build_context, image_digest, promote_image, tested_image
 from .rollouts import Rollout, rollout
 from .settings import COLLECTION_DEFAULTS, DockerCheck, DockerSettings, parse_settings

@@ -19,6 +19,8 @@ unlike the classic builder), a ``!`` pattern with wildcards also reaches into
 excluded directories.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
@@ -26,7 +28,7 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterable, Sequence
-from typing import IO, TYPE_CHECKING, Optional
+from typing import IO, TYPE_CHECKING
 
 from .._dataclass import dataclass
 from ..errors import UsageError
@@ -51,7 +53,7 @@ _WILDCARDS = re.compile(r"[*?\[\\]")
 class Pattern:
     text: str  # cleaned, without the "!"
     exclusion: bool  # a "!" pattern: includes again
-    regex: "re.Pattern[str]"
+    regex: re.Pattern[str]
 
     @property
     def literal_prefix(self) -> str:
@@ -107,7 +109,7 @@ def _clean(pattern: str) -> str:
     return clean[1:] if len(clean) > 1 and clean.startswith("/") else clean
 
 
-def _compile(pattern: str, where: str, number: int) -> "re.Pattern[str]":
+def _compile(pattern: str, where: str, number: int) -> re.Pattern[str]:
     """Docker's translation of a pattern into a regular expression."""
     out, i, n = ["^"], 0, len(pattern)
     while i < n:
@@ -227,7 +229,7 @@ def _walk(root: str, matcher: Matcher, always: Iterable[str]) -> tuple[dict[str,
     return found, ignored
 
 
-def _kind(entry: "os.DirEntry[str]") -> Optional[str]:
+def _kind(entry: os.DirEntry[str]) -> str | None:
     if entry.is_symlink():
         return "l"
     if entry.is_dir(follow_symlinks=False):
@@ -289,7 +291,7 @@ def write_tar(context: BuildContext, fileobj: IO[bytes]) -> IO[bytes]:
     return fileobj
 
 
-def _add(tar: "tarfile.TarFile", root: str, entry: Entry, name: Optional[str] = None) -> None:
+def _add(tar: tarfile.TarFile, root: str, entry: Entry, name: str | None = None) -> None:
     """Add one entry with normalized owner and permissions (builds do not depend on umask)."""
     import tarfile
 

@@ -7,6 +7,8 @@ environment variables the settings name; they are handed to the engine as
 an auth config, never printed, and removed from every message we raise.
 """
 
+from __future__ import annotations
+
 import codecs
 import os
 import secrets
@@ -14,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, TextIO
 
 import docker
 from docker import errors as sdk_errors
@@ -34,7 +36,7 @@ _REFUSED = ("unauthorized", "authentication required", "no basic auth")  # how r
 class Engine:
     """A connection to the engine, for one repository and its credentials."""
 
-    def __init__(self, settings: DockerSettings, out: Optional[TextIO] = None) -> None:
+    def __init__(self, settings: DockerSettings, out: TextIO | None = None) -> None:
         self.settings = settings
         self.repository = settings.image
         self._out = out  # None: sys.stdout as it is when we write (a heartbeat watches it)
@@ -59,7 +61,7 @@ class Engine:
     def tag(self, image_id: str, tag: str) -> None:
         self._call("tag " + self.ref(tag), self.client.api.tag, image_id, self.repository, tag, force=True)
 
-    def build(self, context: BuildContext, tag: str, network: Optional[str] = None) -> tuple[str, Result]:
+    def build(self, context: BuildContext, tag: str, network: str | None = None) -> tuple[str, Result]:
         """Build ``context`` (a `BuildContext`) as ``repository:tag``; return (image ID, `Result`).
 
         Streams the build log; a failed build raises `CommandFailed` naming the failing step.
@@ -94,7 +96,7 @@ class Engine:
 
     # -- the registry -----------------------------------------------------------
 
-    def remote_digest(self, tag: str) -> Optional[str]:
+    def remote_digest(self, tag: str) -> str | None:
         """The digest the registry has for ``repository:tag``, or None when it has none."""
         try:
             data = self.client.api.inspect_distribution(self.ref(tag), auth_config=self.auth)
@@ -145,7 +147,7 @@ class Engine:
     # -- checks in a container --------------------------------------------------
 
     def run_check(self, image_id: str, check: DockerCheck, environment: dict[str, str],
-                  network: Optional[str] = None) -> Result:
+                  network: str | None = None) -> Result:
         """Run ``check`` (a `DockerCheck`) in a new container; always remove it. Returns a `Result`."""
         if isinstance(check.command, str):
             entrypoint, command = ["/bin/sh", "-c"], [check.command]
@@ -243,7 +245,7 @@ def _connect() -> Any:
     return client
 
 
-def _credentials(settings: DockerSettings) -> Optional[dict[str, str]]:
+def _credentials(settings: DockerSettings) -> dict[str, str] | None:
     """The auth config from the variables named in the settings, or None."""
     if not settings.username_env:
         return None
@@ -277,7 +279,7 @@ class _Output:
         return self.tail.text()
 
 
-def _follow(container: Any, output: "_Output") -> None:
+def _follow(container: Any, output: _Output) -> None:
     try:
         for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
             output.feed(chunk)
@@ -285,7 +287,7 @@ def _follow(container: Any, output: "_Output") -> None:
         pass
 
 
-def _join(thread: threading.Thread, timeout: Optional[float]) -> bool:
+def _join(thread: threading.Thread, timeout: float | None) -> bool:
     """Wait for ``thread`` (interruptible by Ctrl-C); False when ``timeout`` ran out first."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while thread.is_alive():

@@ -6,10 +6,12 @@ is imported only when one of them talks to the engine (`_engine`):
 ``import continuity`` stays light.
 """
 
+from __future__ import annotations
+
 import os
 import time
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import config as _config
 from .._proc import Heartbeat, Result, heartbeat
@@ -45,7 +47,7 @@ def image_digest(settings: Settings, revision: str) -> str:
     return digest
 
 
-def promote_image(settings: Settings, ws: Optional[Workspace], revision: str, say: Say = print) -> str:
+def promote_image(settings: Settings, ws: Workspace | None, revision: str, say: Say = print) -> str:
     """Give the image tested for ``revision`` the production tag in the registry; return its digest.
 
     Never rebuilds: the registry's digest for ``IMAGE:REVISION`` is pulled
@@ -84,7 +86,7 @@ def build_context(settings: Settings, root: str = ".") -> BuildContext:
     return scan_context(require(docker_of(settings)), root, lambda text: None)
 
 
-def engine_for(docker_settings: DockerSettings) -> "Engine":
+def engine_for(docker_settings: DockerSettings) -> Engine:
     """The `engine.Engine` for ``docker_settings``: the one place the SDK gets imported, lazily."""
     from .engine import Engine  # imports the Docker SDK and requests
 
@@ -109,7 +111,7 @@ def check_registry(docker_settings: DockerSettings) -> str:
         host, engine.ref(docker_settings.production_tag), short_digest(found) if found else "not pushed yet")
 
 
-def require(docker_settings: Optional[DockerSettings]) -> DockerSettings:
+def require(docker_settings: DockerSettings | None) -> DockerSettings:
     if docker_settings is None:
         raise UsageError("Docker is not configured: set continuity.docker.image in fabric.yaml (see the Docker guide)")
     return docker_settings
@@ -128,7 +130,7 @@ def scan_context(docker_settings: DockerSettings, root: str, say: Say) -> BuildC
     return context
 
 
-def lookup(engine: "Engine", docker_settings: DockerSettings, tag: str) -> tuple[Optional[str], Any]:
+def lookup(engine: Engine, docker_settings: DockerSettings, tag: str) -> tuple[str | None, Any]:
     """("local", image), ("registry", digest) or (None, None) for the image tagged ``tag``.
 
     With ``push`` on, the registry is asked even when the image is here: wrong
@@ -143,7 +145,7 @@ def lookup(engine: "Engine", docker_settings: DockerSettings, tag: str) -> tuple
     return None, None
 
 
-def ensure_image(engine: "Engine", docker_settings: DockerSettings, context: BuildContext, say: Say,
+def ensure_image(engine: Engine, docker_settings: DockerSettings, context: BuildContext, say: Say,
                  record: Record) -> tuple[str, str]:
     """The image for ``context``: found locally, pulled from the registry or built. Returns (ID, how)."""
     tag = key_tag(context.key)
@@ -166,23 +168,23 @@ def ensure_image(engine: "Engine", docker_settings: DockerSettings, context: Bui
     return image_id, "built"
 
 
-def image_detail(engine: "Engine", context: BuildContext, image_id: str, how: str) -> str:
+def image_detail(engine: Engine, context: BuildContext, image_id: str, how: str) -> str:
     what = "{} {} (key {})".format(engine.repository, image_id[len("sha256:"):][:12], context.key[:12])
     if how == "built":
         return "built " + what
     return "reused {}, {}".format(what, "found here" if how == "local" else "pulled from the registry")
 
 
-def image_of(engine: "Engine", revision: str) -> Any:
+def image_of(engine: Engine, revision: str) -> Any:
     image = engine.local_image(engine.ref(revision))
     if image is None:
         raise ContinuityError("no image {} here; the pipeline's image stage builds it".format(engine.ref(revision)))
     return image
 
 
-def run_checks(engine: "Engine", docker_settings: DockerSettings, image_id: str, revision: Optional[str], say: Say,
-               record: Record, names: Optional[Collection[str]] = None,
-               done: Optional[Callable[[DockerCheck, Result], None]] = None, every: float = 0.0) -> int:
+def run_checks(engine: Engine, docker_settings: DockerSettings, image_id: str, revision: str | None, say: Say,
+               record: Record, names: Collection[str] | None = None,
+               done: Callable[[DockerCheck, Result], None] | None = None, every: float = 0.0) -> int:
     """Run the Docker checks (those in ``names``, when given) in containers of ``image_id``; return how many.
 
     ``done(check, result)`` is told about each one that ran, the failing one
@@ -205,7 +207,7 @@ def run_checks(engine: "Engine", docker_settings: DockerSettings, image_id: str,
     return len(checks)
 
 
-def publish(engine: "Engine", image: Any, revision: Optional[str], say: Say) -> str:
+def publish(engine: Engine, image: Any, revision: str | None, say: Say) -> str:
     """Push ``image`` under ``revision`` (when given) and its key tag; return the one digest."""
     tags = [revision] if revision else []
     key = (image.labels or {}).get(KEY_LABEL)

@@ -14,13 +14,15 @@ containers stopped and removed. Otherwise, or on Ctrl-C, the new container is
 removed and the old one keeps running.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
 import shlex
 import time
 from collections.abc import Sequence
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable
 
 from .. import ledger
 from .._dataclass import dataclass
@@ -46,10 +48,10 @@ class Rollout:
     replaced: tuple[str, ...]  # names of the containers stopped and removed
 
 
-def rollout(c: Any, image: str, name: str, digest: Optional[str] = None,
-            health_cmd: Union[str, Sequence[str], None] = None, timeout: float = 60,
-            run_args: Optional[Sequence[str]] = None, command: Optional[Sequence[str]] = None,
-            stop_timeout: float = 10, say: Optional[Say] = None) -> Rollout:
+def rollout(c: Any, image: str, name: str, digest: str | None = None,
+            health_cmd: str | Sequence[str] | None = None, timeout: float = 60,
+            run_args: Sequence[str] | None = None, command: Sequence[str] | None = None,
+            stop_timeout: float = 10, say: Say | None = None) -> Rollout:
     """Run ``image`` as service ``name`` on ``c``'s host; replace the old container once healthy.
 
     ``image`` is ``IMAGE@DIGEST``, ``IMAGE:TAG`` or ``IMAGE`` with ``digest``
@@ -88,7 +90,7 @@ def _default_say(text: str) -> None:
     print("continuity | " + text, flush=True)
 
 
-def _reference(image: str, digest: Optional[str]) -> str:
+def _reference(image: str, digest: str | None) -> str:
     if not isinstance(image, str) or not image or image.startswith("-") or any(ch.isspace() for ch in image):
         raise UsageError("rollout: {!r} is not an image reference".format(image))
     if digest is not None and not _DIGEST.match(digest):
@@ -143,7 +145,7 @@ def _containers(c: Any, host: str, name: str) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def _wait_healthy(c: Any, host: str, container: str, health_cmd: Union[str, Sequence[str], None],
+def _wait_healthy(c: Any, host: str, container: str, health_cmd: str | Sequence[str] | None,
                   timeout: float) -> tuple[bool, str]:
     """(True, how) once healthy; (False, why) when it exits, turns unhealthy or time runs out."""
     deadline, waiting, seen_running = time.monotonic() + timeout, "it did not start", False

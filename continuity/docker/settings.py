@@ -6,10 +6,12 @@ continuity keeps such values as strings, so lists, numbers and booleans are
 parsed here from either YAML values or strings.
 """
 
+from __future__ import annotations
+
 import json
 import posixpath
 import re
-from typing import Any, Optional, Union, cast
+from typing import Any, Optional, cast
 
 from .._dataclass import dataclass
 from ..config import _boolean, _reject_unknown, _seconds, register_section
@@ -45,9 +47,9 @@ class DockerCheck:
     """A check run in a container of the candidate image."""
 
     name: str
-    command: Union[str, tuple[str, ...]]  # str: run with ``sh -c``; tuple: the exact argv
+    command: str | tuple[str, ...]  # str: run with ``sh -c``; tuple: the exact argv
     environment: tuple[tuple[str, str], ...] = ()  # ((NAME, value), ...)
-    timeout: Optional[float] = None  # seconds, or None
+    timeout: float | None = None  # seconds, or None
     reuse: bool = True  # false: run again even on a tree it passed on (it depends on the outside world)
 
     @property
@@ -62,13 +64,13 @@ class DockerSettings:
     context: str = "."  # relative to the checkout root
     dockerfile: str = "Dockerfile"  # relative to the context
     build_args: tuple[tuple[str, str], ...] = ()  # ((NAME, value), ...), sorted
-    network: Optional[str] = None  # network mode of RUN steps and check containers
+    network: str | None = None  # network mode of RUN steps and check containers
     checks: tuple[DockerCheck, ...] = ()
-    timeout: Optional[float] = None  # default time limit of each check, seconds
+    timeout: float | None = None  # default time limit of each check, seconds
     push: bool = True  # push the tested image when master advances
     registry: str = ""  # the registry the credentials are for
-    username_env: Optional[str] = None  # names of environment variables, never values
-    password_env: Optional[str] = None
+    username_env: str | None = None  # names of environment variables, never values
+    password_env: str | None = None
     production_tag: str = "production"
 
     @property
@@ -77,7 +79,7 @@ class DockerSettings:
         return self.registry or registry_of(self.image)
 
 
-def docker_of(settings: Any) -> Optional[DockerSettings]:
+def docker_of(settings: Any) -> DockerSettings | None:
     """``settings.docker`` (a `config.Settings`), typed: None when Docker is off."""
     return cast(Optional[DockerSettings], settings.docker)
 
@@ -90,7 +92,7 @@ def registry_of(repository: str) -> str:
     return "docker.io"
 
 
-def parse_settings(raw: dict[str, Any]) -> Optional[DockerSettings]:
+def parse_settings(raw: dict[str, Any]) -> DockerSettings | None:
     """`DockerSettings`, or None when Docker is not configured or is disabled."""
     raw = {key: value for key, value in raw.items() if value is not None}
     _reject_unknown(raw, COLLECTION_DEFAULTS, _WHERE)
@@ -146,7 +148,7 @@ def _relative(value: Any, where: str, parent_ok: bool = False) -> str:
     return clean
 
 
-def _optional(value: Any, pattern: "re.Pattern[str]", where: str, what: str) -> Optional[str]:
+def _optional(value: Any, pattern: re.Pattern[str], where: str, what: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not pattern.match(value):
@@ -188,7 +190,7 @@ def _environment_pair(name: Any, value: Any, where: str) -> tuple[str, str]:
     return name, str(value)
 
 
-def _checks(value: Any, default_timeout: Optional[float]) -> tuple[DockerCheck, ...]:
+def _checks(value: Any, default_timeout: float | None) -> tuple[DockerCheck, ...]:
     where = _WHERE + ".checks"
     if isinstance(value, str):  # FABRIC_CONTINUITY_DOCKER_CHECKS: one shell command per line
         value = _lines(value)
@@ -202,7 +204,7 @@ def _checks(value: Any, default_timeout: Optional[float]) -> tuple[DockerCheck, 
     return tuple(checks)
 
 
-def _check(item: Any, where: str, default_timeout: Optional[float]) -> DockerCheck:
+def _check(item: Any, where: str, default_timeout: float | None) -> DockerCheck:
     if isinstance(item, (str, list)):
         item = {"command": item}
     if not isinstance(item, dict):
@@ -223,7 +225,7 @@ def _check(item: Any, where: str, default_timeout: Optional[float]) -> DockerChe
     )
 
 
-def _command(value: Any, where: str) -> Union[str, tuple[str, ...]]:
+def _command(value: Any, where: str) -> str | tuple[str, ...]:
     if isinstance(value, list):
         if not value or not all(isinstance(part, str) and part for part in value):
             raise ConfigError("{} as a list must hold the program and its arguments, all non-empty strings".format(
@@ -232,7 +234,7 @@ def _command(value: Any, where: str) -> Union[str, tuple[str, ...]]:
     return _text(value, where)
 
 
-def _credentials(raw: dict[str, Any]) -> tuple[Optional[str], Optional[str]]:
+def _credentials(raw: dict[str, Any]) -> tuple[str | None, str | None]:
     names = {}
     for key in ("username_env", "password_env"):
         value = raw.get(key)

@@ -9,9 +9,11 @@ it the production tag after. With ``continuity.docker`` unset, each of these
 does nothing.
 """
 
+from __future__ import annotations
+
 import posixpath
 from collections.abc import Sequence
-from typing import Callable, Optional
+from typing import Callable
 
 from .. import results as _results
 from .._proc import Result
@@ -131,7 +133,7 @@ def before_promote(settings: Settings, revision: str) -> None:
         image_digest(settings, revision)
 
 
-def after_promote(settings: Settings, ws: Optional[Workspace], revision: str,
+def after_promote(settings: Settings, ws: Workspace | None, revision: str,
                   say: Callable[[str], None] = print) -> None:
     """Once production moved: give the image tested for ``revision`` the production tag."""
     if docker_of(settings) is not None:

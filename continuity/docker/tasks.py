@@ -6,7 +6,9 @@ and ``check`` records its results on the tree, only when tracked files are
 clean).
 """
 
-from typing import Any, Callable, Optional
+from __future__ import annotations
+
+from typing import Any, Callable
 
 from invoke import Collection, Context, task
 
@@ -31,7 +33,7 @@ def _task_setup(c: Context) -> tuple[DockerSettings, Workspace, Reporter, Any, B
     return docker_settings, ws, rep, engine_for(docker_settings), scan_context(docker_settings, ws.root, rep.say)
 
 
-def _clean_revision(ws: Workspace, say: Callable[[str], None]) -> Optional[str]:
+def _clean_revision(ws: Workspace, say: Callable[[str], None]) -> str | None:
     """HEAD's revision, or None when tracked files changed (the image would not be that revision)."""
     if ws.git.dirty_files():
         say("image: not tagged with the revision: tracked files have uncommitted changes")
@@ -74,7 +76,7 @@ def check(c: Context, dry_run: bool = False) -> None:
     image_id, _ = ensure_image(engine, docker_settings, context, rep.say, lambda *a, **k: None)
     revision = ws.git.commit("HEAD")
     clean = revision is not None and not ws.git.dirty_files()
-    tree = _results.tree_of(ws.git, revision) if clean and revision else ""
+    tree = ws.git.tree(revision) if clean and revision else ""
     units = {unit.name: unit for unit in check_units(settings)}
     records: list[_results.Recorded] = []
 
