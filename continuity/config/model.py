@@ -130,6 +130,7 @@ class Settings:
     lock_timeout: float
     git_timeout: float
     environments: dict[str, Environment]  # only the configured ones
+    hotfix: Hotfix
     junit: str | None = None  # path of the JUnit XML report
     # The sections' own objects (notify.NotifySettings, docker.DockerSettings),
     # or None when off. Typed loosely: this package sits below theirs.
@@ -139,7 +140,6 @@ class Settings:
     lock_stale_after: float = 3600.0
     lock_lease: float = 60.0
     production_environment: str = "production"
-    hotfix: Hotfix = Hotfix("hotfix/", "", False)
     sync_development: bool = True  # fast-forward development to master's merge commits
     heartbeat: float = 30.0  # seconds between "still running" lines of a long check, step or deploy; 0: none
     reuse_results: bool = True  # skip a check that already passed on the candidate's tree

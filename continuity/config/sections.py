@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from .._dataclass import dataclass
 from ..errors import ConfigError
 from .fields import kind
 from .model import COLLECTION_DEFAULTS, SECTIONS
@@ -23,8 +22,7 @@ from .model import COLLECTION_DEFAULTS, SECTIONS
 __all__ = ["Section", "register_section", "parse_section"]
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(NamedTuple):  # made at import, by each section's package: a dataclass would cost more (`stage.Stage`)
     name: str
     collection_defaults: Mapping[str, Any]  # every key, None or a mapping of Nones: env vars land as strings
     parse: Callable[[dict[str, Any]], Any]  # the raw mapping -> the section's object, or None when off

@@ -11,7 +11,7 @@ raises into a warning line, and scrubs the outlet's secrets from that line.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._dataclass import dataclass
 from .message import Run
@@ -33,8 +33,7 @@ class Outlet:
     probe: Callable[[float], str] | None = None  # (seconds) -> what answered, sending nothing (`fab continuity.doctor`)
 
 
-@dataclass(frozen=True)
-class Channel:
+class Channel(NamedTuple):  # made at import, by each channel's module: a dataclass would cost more (`stage.Stage`)
     key: str  # its key under continuity.notify
     collection_defaults: Mapping[str, Any] | None  # None, or its keys with None (env vars arrive as strings)
     parse: Callable[[Any, str], Any]  # (raw value, "continuity.notify.KEY") -> its settings; falsy when unset
