@@ -185,9 +185,11 @@ class Checks(NamedTuple):
     units: Callable[[Settings], Sequence[_results.Unit]]
 
 
-@dataclass(frozen=True)
-class Plugin:
-    """What an area adds to the pipeline: stages (each placed after its ``after``) and checks."""
+class Plugin(NamedTuple):
+    """What an area adds to the pipeline: stages (each placed after its ``after``) and checks.
+
+    A named tuple like `Stage`: every run makes one, and a dataclass costs more to make.
+    """
 
     stages: Sequence[Stage] = ()
     checks: Sequence[Checks] = ()

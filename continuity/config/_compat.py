@@ -30,8 +30,7 @@ versions pyproject.toml allows.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import invoke.config as invoke_config
@@ -85,21 +84,16 @@ def _null_mappings(original: Any) -> Any:
                 ours = _reconcile(base, ours)
             updates = {key: ours[key] if key == KEY else value for key, value in updates.items()
                        if key != KEY or KEY in ours}
-        with _nested():
+        # Depth by hand, not a context manager: Invoke merges a few hundred times per `fab` start.
+        _calls.depth = getattr(_calls, "depth", 0) + 1
+        try:
             result: dict[str, Any] = original(base, updates)
+        finally:
+            _calls.depth -= 1
         return result
 
     setattr(merge_dicts, _MARK, True)
     return merge_dicts
-
-
-@contextmanager
-def _nested() -> Iterator[None]:
-    _calls.depth = getattr(_calls, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _calls.depth -= 1
 
 
 def _reconcile(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
