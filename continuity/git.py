@@ -100,9 +100,9 @@ class Git:
         #: How many times `checkout` ran: a task that never checked anything out ran no
         #: build step, check or deploy in the checkout (see `workspace.restored_head`).
         self.checkouts = 0
-        #: Called once, just before the next `checkout` (`workspace.restored_head` reads the
+        #: Called once each, just before the next `checkout` (`workspace.restored_head` reads the
         #: checkout's state there, not before: a run with nothing to do never asks).
-        self.before_checkout: Callable[[], None] | None = None
+        self.before_checkout: list[Callable[[], None]] = []
         self._empty_tree: str | None = None
         #: What a run already learned about commits, so it never asks git twice: the tree of each
         #: commit we know exists (`known`, `tree`), the merge base of each pair asked (`is_ancestor`)
@@ -298,9 +298,8 @@ class Git:
 
     def checkout(self, sha: str, force: bool = False) -> None:
         """Check out ``sha`` detached, with its submodules at the commits it names."""
-        hook, self.before_checkout = self.before_checkout, None
-        if hook is not None:
-            hook()
+        while self.before_checkout:
+            self.before_checkout.pop(0)()
         self.checkouts += 1
         proc = self.call("checkout", "--quiet", *(["--force"] if force else []), "--detach", sha)
         if proc.returncode:

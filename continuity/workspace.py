@@ -263,14 +263,16 @@ def restored_head(ws: Workspace, say: Callable[[str], None] = print, in_place: b
     it at once, and always look at the end.
     """
     checkouts = ws.git.checkouts
+    note = partial(_note_start, ws)
     if in_place:
-        _note_start(ws)
+        note()
     else:
-        ws.git.before_checkout = partial(_note_start, ws)
+        ws.git.before_checkout.append(note)
     try:
         yield
     finally:
-        ws.git.before_checkout = None
+        if note in ws.git.before_checkout:  # nothing was checked out
+            ws.git.before_checkout.remove(note)
         if in_place or ws.git.checkouts != checkouts:
             _put_back(ws, say)
 

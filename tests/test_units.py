@@ -354,3 +354,41 @@ def test_no_task_takes_h_for_an_option_of_its_own():
     taken = sorted("{}: --{}".format(t.name, arg.name) for t in tasks(continuity.ns) for arg in t.get_arguments()
                    if "h" in arg.names)
     assert taken == []
+
+
+# -- the checkout ------------------------------------------------------------------
+
+
+def test_a_block_that_checks_nothing_out_asks_git_nothing_about_the_checkout(tmp_path, monkeypatch):
+    from continuity.workspace import open_workspace, restored_head
+
+    project = Project(tmp_path).create()
+    ws = open_workspace(str(project.dev))
+    started = _spawned(monkeypatch, ws.git)
+
+    with restored_head(ws, say=lambda text: None):
+        pass
+
+    assert started == []
+
+
+def test_head_is_put_back_after_checkouts_in_nested_blocks(tmp_path, monkeypatch):
+    from continuity.workspace import open_workspace, restored_head
+
+    project = Project(tmp_path).create()
+    older = project.push_to("master", "older", older="1\n")
+    project.push_to("master", "newer", newer="2\n")
+    git(project.dev, "checkout", "--quiet", "master")
+    git(project.dev, "reset", "--quiet", "--hard", "origin/master")
+    ws = open_workspace(str(project.dev))
+    head = ws.git.commit("HEAD")
+
+    with restored_head(ws, say=lambda text: None):
+        with restored_head(ws, say=lambda text: None):
+            pass  # the inner block checks nothing out: the outer one still notes where HEAD was
+        ws.git.checkout(older)
+        assert ws.git.commit("HEAD") == older
+
+    assert ws.git.commit("HEAD") == head
+    assert git(project.dev, "symbolic-ref", "HEAD") == "refs/heads/master"
+    assert ws.git.before_checkout == []
