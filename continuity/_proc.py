@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Callable, TextIO
 
+from . import _child
 from ._dataclass import dataclass
 from ._text import one_line
 
@@ -124,7 +125,7 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float | None, console: _Consol
         now = time.monotonic()
         until = min(t for t in (deadline, console.next_beat) if t is not None) if console.beating else deadline
         try:
-            proc.wait(timeout=None if until is None else max(0.0, until - now))
+            _child.wait(proc, None if until is None else max(0.0, until - now))
             return
         except subprocess.TimeoutExpired:
             if deadline is not None and time.monotonic() >= deadline:

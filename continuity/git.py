@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Callable, NamedTuple
 
+from . import _child
 from .errors import GitError, UsageError
 
 __all__ = ["valid_branch", "Git", "PushResult", "PendingPush", "RefUpdate", "ZERO"]
@@ -441,7 +442,7 @@ class PendingPush:
     def result(self) -> PushResult:
         """Wait for the push; its `PushResult`, or `GitError` as `Git.push` raises."""
         try:
-            self._proc.wait(timeout=self.timeout)
+            _child.wait(self._proc, self.timeout)
         except subprocess.TimeoutExpired:
             self._kill()
             raise GitError(
@@ -454,7 +455,7 @@ class PendingPush:
     def settle(self, grace: float) -> bool:
         """After an interruption: let git finish, for up to ``grace`` seconds; True when it did."""
         try:
-            self._proc.wait(timeout=grace)
+            _child.wait(self._proc, grace)
         except subprocess.TimeoutExpired:
             self._kill()
         finally:

@@ -392,3 +392,25 @@ def test_head_is_put_back_after_checkouts_in_nested_blocks(tmp_path, monkeypatch
     assert ws.git.commit("HEAD") == head
     assert git(project.dev, "symbolic-ref", "HEAD") == "refs/heads/master"
     assert ws.git.before_checkout == []
+
+
+# -- waiting for a child -------------------------------------------------------------
+
+
+def test_waiting_for_a_child_is_woken_by_its_exit_not_by_polling(monkeypatch):
+    from continuity import _child
+
+    def no_polling(seconds):
+        raise AssertionError("Popen.wait(timeout) polls with time.sleep; _child.wait must not")
+
+    fast = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(subprocess.time, "sleep", no_polling)
+    try:
+        assert _child.wait(fast, 30) == 3
+        assert _child.wait(fast, 30) == 3  # reaped already: the same answer
+        with pytest.raises(subprocess.TimeoutExpired):
+            _child.wait(slow, 0.2)
+    finally:
+        slow.kill()
+        slow.wait()
