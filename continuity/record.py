@@ -59,6 +59,8 @@ class StageStatus(_Text):
 
 @dataclass
 class StageRecord:
+    """A stage as the run report, the JUnit report and the notifications show it."""
+
     name: str
     status: str  # a StageStatus
     seconds: float

@@ -92,6 +92,8 @@ class BuildStep:
 
 @dataclass(frozen=True)
 class Branches:
+    """The line's three long-lived branches (``continuity.branches``), by their short names."""
+
     development: str
     master: str
     production: str
@@ -113,6 +115,8 @@ class Environment:
 
 @dataclass(frozen=True)
 class Hotfix:
+    """How ``hotfix.start`` names branches and ``hotfix.finish`` tags and deploys (``continuity.hotfix``)."""
+
     prefix: str  # hotfix branches are PREFIX + NAME
     tag: str  # tag to create on production, "{name}" is the hotfix's name; "" for none
     deploy: bool  # deploy production after finishing
@@ -120,6 +124,8 @@ class Hotfix:
 
 @dataclass(frozen=True)
 class Settings:
+    """The ``continuity`` settings of one line, parsed and checked (`config.parse`): what every task reads."""
+
     remote: str
     branches: Branches
     checks: tuple[Command, ...]
