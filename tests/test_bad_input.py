@@ -149,6 +149,7 @@ def test_uncommitted_changes_are_not_overwritten(project):
     proc = project.fab(ws, "continuity.pipeline")
 
     assert_user_error(proc, "uncommitted changes to tracked files (app.txt)")
+    assert "lock" not in proc.stdout  # refused before taking the pipeline lock
     assert (ws / "app.txt").read_text() == "my local edit\n"
     assert project.refs() == before
 
