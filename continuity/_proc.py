@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Callable, TextIO
 
@@ -365,6 +365,40 @@ def _grace() -> float:
     except ValueError:
         return _GRACE
     return grace if math.isfinite(grace) and 0 <= grace <= 3600 else _GRACE
+
+
+def stop_groups(groups: Sequence[int], pids: Sequence[int]) -> None:
+    """SIGTERM the process groups ``groups``, then SIGKILL them once ``pids`` have exited or the grace
+    (`_grace`) is over.
+
+    For processes that are not our children (what a killed run left
+    running): there is nothing to wait on, so we look every 50 ms whether
+    ``pids`` still run. One that exited but that nobody reaped yet (a
+    zombie) has stopped.
+    """
+    for group in groups:
+        _signal_group(group, signal.SIGTERM)
+    deadline = time.monotonic() + _grace()
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for group in groups:
+        _signal_group(group, signal.SIGKILL)  # what ignored SIGTERM, and what we did not see
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):  # gone, or not ours to stop
+        pass
+
+
+def _running(pid: int) -> bool:
+    """``pid`` runs (on Linux: exists and is not a zombie)."""
+    try:
+        with open("/proc/{}/stat".format(pid), "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[:1] != [b"Z"]
+    except OSError:
+        return False
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -447,7 +447,7 @@ def _check_candidate(settings: Settings, rep: Reporter, name: str, units: Sequen
     record = start_record("test", settings, revisions={"candidate": offered.sha, "base": offered.base})
     with exclusive(ws), restored_head(ws, say=rep.say):
         ws.git.checkout(offered.sha)
-        env = command_env(offered.sha, offered.base, settings.branches.master)
+        env = command_env(ws.root, offered.sha, offered.base, settings.branches.master)
         here = Here(ws, offered.sha, (), env)
         require_candidate(ws, offered.sha, "the checkout")
         _run_here(settings, rep, here, units, record, junit, what=" (candidate {})".format(offered.id))

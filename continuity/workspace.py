@@ -15,7 +15,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
 from typing import Any, Callable
 
+from . import _proc
 from ._dataclass import dataclass
+from ._text import one_line
 from .config import Settings
 from .errors import CommandFailed, GitError, UsageError
 from .git import Git
@@ -69,13 +71,69 @@ def open_workspace(path: str = ".", timeout: float = 300) -> Workspace:
     return Workspace(Git(root, timeout), git_dir, shallow=shallow == "true")
 
 
-def command_env(revision: str, base: str, branch: str) -> dict[str, str]:
+#: Set to the checkout's root for every build step and check: the mark by which the next run in a
+#: checkout finds what a killed run left running there (`stop_leftovers`).
+CHECKOUT_MARK = "CONTINUITY_CHECKOUT"
+
+
+def command_env(root: str, revision: str, base: str, branch: str) -> dict[str, str]:
     """The environment of build steps and checks: ours, plus what they are building and checking.
 
     ``CONTINUITY_REVISION`` is the commit checked out, ``CONTINUITY_BASE``
-    the revision of ``CONTINUITY_BRANCH`` it was made from.
+    the revision of ``CONTINUITY_BRANCH`` it was made from, and
+    ``CONTINUITY_CHECKOUT`` the checkout they run in (``root``).
     """
-    return dict(os.environ, CONTINUITY_REVISION=revision, CONTINUITY_BASE=base, CONTINUITY_BRANCH=branch)
+    return dict(os.environ, CONTINUITY_REVISION=revision, CONTINUITY_BASE=base, CONTINUITY_BRANCH=branch,
+                **{CHECKOUT_MARK: root})
+
+
+def stop_leftovers(ws: Workspace, say: Callable[[str], None] = print) -> list[int]:
+    """Stop what a killed run left running in this checkout; return the pids it found.
+
+    A build step or check runs in a process group of its own, which its run
+    stops when the command ends or the run is interrupted. A run killed with
+    SIGKILL (or by the OOM killer) stops nothing: its check would go on,
+    writing build output and test files under the next run's checks. Every
+    such command carries ``CONTINUITY_CHECKOUT=ROOT`` in its environment, and
+    this runs with the checkout's lock held (`exclusive`), before the run's
+    first checkout: no live run can own a process with that mark. Each one
+    found (by ``/proc/PID/environ``, where we may read it) has its process
+    group stopped: SIGTERM, then SIGKILL after the grace. On a system
+    without ``/proc`` it does nothing.
+    """
+    mark = "\0{}={}\0".format(CHECKOUT_MARK, ws.root).encode()
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+    ours = {os.getpid(), os.getpgid(0)}
+    groups: dict[int, list[int]] = {}
+    for pid in pids:
+        try:
+            with open("/proc/{}/environ".format(pid), "rb") as environ:
+                if mark not in b"\0" + environ.read():
+                    continue
+            group = os.getpgid(pid)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if pid not in ours and group not in ours:
+            groups.setdefault(group, []).append(pid)
+    if not groups:
+        return []
+    found = sorted(pid for members in groups.values() for pid in members)
+    say("stopping {} process(es) a killed run left running in this checkout: {}".format(
+        len(found), _some([_describe_process(pid) for pid in found])))
+    _proc.stop_groups(list(groups), found)
+    return found
+
+
+def _describe_process(pid: int) -> str:
+    try:
+        with open("/proc/{}/cmdline".format(pid), "rb") as cmdline:
+            words = cmdline.read().split(b"\0")
+    except OSError:
+        words = []
+    return "pid {} {}".format(pid, one_line(b" ".join(words).decode("utf-8", "replace").strip())[:60] or "?")
 
 
 @dataclass(frozen=True)
@@ -126,7 +184,7 @@ def checkout_here(settings: Settings) -> Here:
         raise UsageError("this checkout has no commit yet; commit your work first")
     master = settings.branches.master
     base = ws.git.commit("refs/remotes/{}/{}".format(settings.remote, master)) or head
-    return Here(ws, head, tuple(changed), command_env(head, base, master))
+    return Here(ws, head, tuple(changed), command_env(ws.root, head, base, master))
 
 
 def require_clean(ws: Workspace) -> None:
@@ -263,7 +321,7 @@ def restored_head(ws: Workspace, say: Callable[[str], None] = print, in_place: b
     it at once, and always look at the end.
     """
     checkouts = ws.git.checkouts
-    note = partial(_note_start, ws)
+    note = partial(_note_start, ws, say)
     if in_place:
         note()
     else:
@@ -277,7 +335,8 @@ def restored_head(ws: Workspace, say: Callable[[str], None] = print, in_place: b
             _put_back(ws, say)
 
 
-def _note_start(ws: Workspace) -> None:
+def _note_start(ws: Workspace, say: Callable[[str], None]) -> None:
+    stop_leftovers(ws, say)  # before anything looks at the checkout or runs in it
     ws.start()
     ws.flagged = flagged_paths(ws.git)
 

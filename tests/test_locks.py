@@ -360,3 +360,60 @@ def test_a_holder_whose_renewals_are_overdue_stops_before_its_next_step(project,
         held.check("pushing master")
     held._confirmed = time.monotonic() - 5
     held.check("pushing master")
+
+
+# -- a run killed with SIGKILL: the next run stops what it left running ------------------------
+
+
+def _running(pid):
+    try:
+        with open("/proc/{}/stat".format(pid), "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[:1] != [b"Z"]
+    except OSError:
+        return False
+
+
+def test_the_next_run_stops_the_check_a_killed_run_left_running(make_project, tmp_path):
+    pidfile, gate = tmp_path / "leftover.pid", tmp_path / "gate"
+    # The first run's check leaves a process behind in its group, then hangs; the next run's check passes.
+    check = "if [ -f {gate} ]; then exit 0; fi; sleep 300 & echo $! > {pid}.tmp; mv {pid}.tmp {pid}; wait".format(
+        gate=gate, pid=pidfile)
+    project = make_project(config=Project.config(checks=[check]))
+    dev = project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+    first = _popen(ws, "continuity.pipeline")
+    wait_for(pidfile)
+    leftover = int(pidfile.read_text())
+    try:
+        first.kill()  # SIGKILL: the run stops nothing; its check lives on in a session of its own
+        first.wait()
+        assert _running(leftover)
+        gate.touch()
+
+        after = project.fab(ws, "continuity.pipeline")
+
+        assert after.returncode == 0, after.stderr
+        assert "stopping 2 process(es) a killed run left running in this checkout: pid" in after.stdout
+        assert "sleep 300" in after.stdout
+        assert not _running(leftover)
+        assert project.ref("master") == dev
+    finally:
+        if _running(leftover):
+            os.kill(leftover, signal.SIGKILL)
+
+
+def test_a_process_that_is_not_a_leftover_of_this_checkout_is_left_alone(make_project, tmp_path):
+    project = make_project(config=Project.config(checks=["true"]))
+    project.push_to("development", "feature", feature="x\n")
+    ws = project.workspace()
+    elsewhere = dict(os.environ, CONTINUITY_CHECKOUT=str(tmp_path / "another-checkout"))
+    other = subprocess.Popen(["sleep", "300"], env=elsewhere, start_new_session=True)
+    try:
+        after = project.fab(ws, "continuity.pipeline")
+
+        assert after.returncode == 0, after.stderr
+        assert "left running" not in after.stdout
+        assert _running(other.pid)
+    finally:
+        other.kill()
+        other.wait()

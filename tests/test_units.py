@@ -1,5 +1,6 @@
 """The plain functions under the tasks: settings, path matching, merging, running commands."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -351,7 +352,7 @@ def test_no_task_takes_h_for_an_option_of_its_own():
         for sub in collection.collections.values():
             yield from tasks(sub)
 
-    taken = sorted("{}: --{}".format(t.name, arg.name) for t in tasks(continuity.ns) for arg in t.get_arguments()
+    taken = sorted("{}: --{}".format(t.name, arg.name) for t in tasks(continuity.ns) for arg in copy.deepcopy(t).get_arguments()
                    if "h" in arg.names)
     assert taken == []
 
