@@ -71,9 +71,11 @@ def open_workspace(path: str = ".", timeout: float = 300) -> Workspace:
     return Workspace(Git(root, timeout), git_dir, shallow=shallow == "true")
 
 
-#: Set to the checkout's root for every build step and check: the mark by which the next run in a
-#: checkout finds what a killed run left running there (`stop_leftovers`).
-CHECKOUT_MARK = "CONTINUITY_CHECKOUT"
+#: Set for every build step and check: the checkout's root, and its identity (``DEVICE:INODE`` of
+#: that directory), the mark by which the next run in a checkout finds what a killed run left
+#: running there (`stop_leftovers`). A path alone is not enough: two containers that share a pid
+#: namespace may each have a checkout at the same path.
+CHECKOUT, CHECKOUT_ID = "CONTINUITY_CHECKOUT", "CONTINUITY_CHECKOUT_ID"
 
 
 def command_env(root: str, revision: str, base: str, branch: str) -> dict[str, str]:
@@ -81,10 +83,16 @@ def command_env(root: str, revision: str, base: str, branch: str) -> dict[str, s
 
     ``CONTINUITY_REVISION`` is the commit checked out, ``CONTINUITY_BASE``
     the revision of ``CONTINUITY_BRANCH`` it was made from, and
-    ``CONTINUITY_CHECKOUT`` the checkout they run in (``root``).
+    ``CONTINUITY_CHECKOUT`` the checkout they run in (``root``), and
+    ``CONTINUITY_CHECKOUT_ID`` that directory's identity.
     """
     return dict(os.environ, CONTINUITY_REVISION=revision, CONTINUITY_BASE=base, CONTINUITY_BRANCH=branch,
-                **{CHECKOUT_MARK: root})
+                **{CHECKOUT: root, CHECKOUT_ID: _identity(root)})
+
+
+def _identity(root: str) -> str:
+    found = os.stat(root)
+    return "{}:{}".format(found.st_dev, found.st_ino)
 
 
 def stop_leftovers(ws: Workspace, say: Callable[[str], None] = print) -> list[int]:
@@ -94,14 +102,16 @@ def stop_leftovers(ws: Workspace, say: Callable[[str], None] = print) -> list[in
     stops when the command ends or the run is interrupted. A run killed with
     SIGKILL (or by the OOM killer) stops nothing: its check would go on,
     writing build output and test files under the next run's checks. Every
-    such command carries ``CONTINUITY_CHECKOUT=ROOT`` in its environment, and
-    this runs with the checkout's lock held (`exclusive`), before the run's
+    such command carries the checkout's identity in its environment
+    (``CONTINUITY_CHECKOUT_ID``: the same directory, whatever its path in
+    this mount namespace), and this runs with the checkout's lock held
+    (`exclusive`, a lock on a file in that directory), before the run's
     first checkout: no live run can own a process with that mark. Each one
     found (by ``/proc/PID/environ``, where we may read it) has its process
     group stopped: SIGTERM, then SIGKILL after the grace. On a system
     without ``/proc`` it does nothing.
     """
-    mark = "\0{}={}\0".format(CHECKOUT_MARK, ws.root).encode()
+    mark = "\0{}={}\0".format(CHECKOUT_ID, _identity(ws.root)).encode()
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:

@@ -402,11 +402,14 @@ def test_the_next_run_stops_the_check_a_killed_run_left_running(make_project, tm
             os.kill(leftover, signal.SIGKILL)
 
 
-def test_a_process_that_is_not_a_leftover_of_this_checkout_is_left_alone(make_project, tmp_path):
+def test_a_process_of_another_checkout_at_the_same_path_is_left_alone(make_project, tmp_path):
     project = make_project(config=Project.config(checks=["true"]))
     project.push_to("development", "feature", feature="x\n")
     ws = project.workspace()
-    elsewhere = dict(os.environ, CONTINUITY_CHECKOUT=str(tmp_path / "another-checkout"))
+    here = os.stat(ws)
+    # Another container sharing our pid namespace, with its own checkout at the same path.
+    elsewhere = dict(os.environ, CONTINUITY_CHECKOUT=str(ws),
+                     CONTINUITY_CHECKOUT_ID="{}:{}".format(here.st_dev + 1, here.st_ino))
     other = subprocess.Popen(["sleep", "300"], env=elsewhere, start_new_session=True)
     try:
         after = project.fab(ws, "continuity.pipeline")
