@@ -163,9 +163,9 @@ def test_a_run_with_nothing_to_do_leaves_a_dirty_checkout_alone(project):
     assert proc.returncode == 0, proc.stderr
     assert "nothing to do" in proc.stdout
     assert (ws / "app.txt").read_text() == "my local edit\n"
-    dry = project.fab(ws, "continuity.pipeline", "--dry-run")  # with work, a dry run refuses as a run does
+    dry = project.fab(ws, "continuity.pipeline", "--dry-run")
     assert dry.returncode == 0 and "nothing to do" in dry.stdout, dry.stderr
-    project.push_to("development", "feature", feature="x\n")
+    project.push_to("development", "feature", feature="x\n")  # with work, a dry run refuses as a run does
     assert_user_error(project.fab(ws, "continuity.pipeline", "--dry-run"), "uncommitted changes to tracked files")
 
 
