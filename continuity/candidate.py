@@ -68,7 +68,7 @@ def candidate(c: Context, output: str | None = None, dry_run: bool = False, line
     rep = Reporter()
     ws, _ = _deploy.preflight(settings, need_deploy=False)
     b = settings.branches
-    with exclusive(ws), restored_head(ws, say=rep.say):
+    with exclusive(ws, say=rep.say), restored_head(ws, say=rep.say):
         heads = fetch_branches(ws.git, settings, dry_run=dry_run)
         base, development = heads[b.master], heads[b.development]
         if ws.git.is_ancestor(development, base):
@@ -144,7 +144,7 @@ def advance(c: Any, settings: Settings, name: str, rep: Reporter | None = None, 
     ws, deploy_task = _deploy.preflight(settings, need_deploy=bool(settings.auto_deploy))
     record = start_record("pipeline", settings, revisions={"base": "", "development": "", "candidate": ""})
     try:
-        with exclusive(ws), restored_head(ws, say=rep.say), ExitStack() as held:
+        with exclusive(ws, say=rep.say), restored_head(ws, say=rep.say), ExitStack() as held:
             snapshot, offered = _ready(ws.git, settings, name, rep, record, dry_run)
             if offered is not None and not dry_run:
                 Ledger.of(ws.git, settings, snapshot).check(settings.auto_deploy)

@@ -130,7 +130,7 @@ def finish(c: Context, name: str, tag: str | None = None, dry_run: bool = False,
     git = ws.git
     branch = _branch(settings, git, name)
     tag = _tag(settings, git, name, tag)
-    with exclusive(ws), restored_head(ws, say=rep.say):
+    with exclusive(ws, say=rep.say), restored_head(ws, say=rep.say):
         # One read: both sides, the hotfix branch and the ledgers.
         snapshot = read_remote(git, settings, [b.production, b.development, branch], dry_run=dry_run, require=False)
         heads = snapshot.heads

@@ -170,7 +170,7 @@ def _run(c: Any, settings: Settings, ws: Workspace, deploy_task: Any, rep: Repor
         if waiting is not None:
             raise waiting
         if not ready:  # there is work: refuse now what would refuse it after the lock or after master moved
-            require_clean(ws)  # it checks out the candidate (a run with nothing to do never looks)
+            require_clean(ws, rep.say)  # it checks out the candidate (a run with nothing to do never looks)
             Ledger.of(git, settings, snapshot).check(settings.auto_deploy)
             ready = True
         if not locked:

@@ -115,7 +115,7 @@ def deploy(c: Context, environment: str, revision: str | None = None, force: boo
                          "hotfix)".format(settings.line_option))
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=True, names=[settings.branches.master])
-    with exclusive(ws), restored_head(ws, say=rep.say):
+    with exclusive(ws, say=rep.say), restored_head(ws, say=rep.say):
         snapshot = read_remote(ws.git, settings, [settings.branches.master], dry_run=dry_run)
         sha = _revision(ws.git, revision, settings, snapshot.heads)
         policy = DeployPolicy.manual(revision, force)
@@ -174,7 +174,7 @@ def promote(c: Context, revision: str | None = None, force: bool = False, yes: b
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=True, names=[b.master, b.production, b.development])
     git = ws.git
-    with exclusive(ws), restored_head(ws, say=rep.say):
+    with exclusive(ws, say=rep.say), restored_head(ws, say=rep.say):
         snapshot = read_remote(git, settings, [b.master, b.production, b.development], dry_run=dry_run)
         heads = snapshot.heads
         target = _revision(git, revision, settings, heads)
@@ -293,7 +293,7 @@ def rollback(c: Context, environment: str, revision: str | None = None, force: b
     rep = Reporter()
     ws, user_task = preflight(settings, need_deploy=True, names=[b.master, b.production])
     git = ws.git
-    with exclusive(ws), restored_head(ws, say=rep.say):
+    with exclusive(ws, say=rep.say), restored_head(ws, say=rep.say):
         snapshot = read_remote(git, settings, [b.master, b.production], dry_run=dry_run)
         heads = snapshot.heads
         state = Ledger.of(git, settings, snapshot).state(target.name)

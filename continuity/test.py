@@ -445,7 +445,7 @@ def _check_candidate(settings: Settings, rep: Reporter, name: str, units: Sequen
         _plan(rep, units)
         return
     record = start_record("test", settings, revisions={"candidate": offered.sha, "base": offered.base})
-    with exclusive(ws), restored_head(ws, say=rep.say):
+    with exclusive(ws, say=rep.say), restored_head(ws, say=rep.say):
         ws.git.checkout(offered.sha)
         env = command_env(ws.root, offered.sha, offered.base, settings.branches.master)
         here = Here(ws, offered.sha, (), env)

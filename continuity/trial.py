@@ -95,7 +95,7 @@ def try_branch(c: Context, branch: str, land: bool = False, junit: str | None = 
                          "feature/login".format(branch, settings.remote))
     rep = Reporter()
     ws, _ = _deploy.preflight(settings, need_deploy=False)
-    with exclusive(ws), restored_head(ws, say=rep.say):
+    with exclusive(ws, say=rep.say), restored_head(ws, say=rep.say):
         trial = _prepare(ws.git, settings, branch, rep, dry_run)
         if dry_run:
             _plan(c, settings, ws, rep, trial, land)

@@ -39,14 +39,18 @@ class Workspace:
         #: checkout has some): `require_candidate` refuses any others, `restored_head` unflags them.
         self.flagged: frozenset[str] = frozenset()
 
-    def start(self) -> tuple[str | None, str | None, list[str]]:
+    def start(self, say: Callable[[str], None] = print) -> tuple[str | None, str | None, list[str]]:
         """(branch ref or None, HEAD's commit, [tracked files with changes]) when the task began.
 
         One ``git status``, read once: `exclusive` refuses a dirty checkout
         with it and `restored_head` knows where to return from it.
         Submodules do not count, as for ``git status --ignore-submodules``.
+        Before that first look, what a killed run left running in the
+        checkout is stopped (`stop_leftovers`, which says so with ``say``):
+        from then on nothing but this run changes it.
         """
         if self._start is None:
+            stop_leftovers(self, say)
             head, branch, changed = _status(self.git, "all")
             self._start = (branch, head, changed)
         return self._start
@@ -82,8 +86,8 @@ def command_env(root: str, revision: str, base: str, branch: str) -> dict[str, s
     """The environment of build steps and checks: ours, plus what they are building and checking.
 
     ``CONTINUITY_REVISION`` is the commit checked out, ``CONTINUITY_BASE``
-    the revision of ``CONTINUITY_BRANCH`` it was made from, and
-    ``CONTINUITY_CHECKOUT`` the checkout they run in (``root``), and
+    the revision of ``CONTINUITY_BRANCH`` it was made from;
+    ``CONTINUITY_CHECKOUT`` is the checkout they run in (``root``) and
     ``CONTINUITY_CHECKOUT_ID`` that directory's identity.
     """
     return dict(os.environ, CONTINUITY_REVISION=revision, CONTINUITY_BASE=base, CONTINUITY_BRANCH=branch,
@@ -109,7 +113,7 @@ def stop_leftovers(ws: Workspace, say: Callable[[str], None] = print) -> list[in
     first checkout: no live run can own a process with that mark. Each one
     found (by ``/proc/PID/environ``, where we may read it) has its process
     group stopped: SIGTERM, then SIGKILL after the grace. On a system
-    without ``/proc`` it does nothing.
+    without ``/proc`` it does nothing. `Workspace.start` calls it.
     """
     mark = "\0{}={}\0".format(CHECKOUT_ID, _identity(ws.root)).encode()
     try:
@@ -197,8 +201,8 @@ def checkout_here(settings: Settings) -> Here:
     return Here(ws, head, tuple(changed), command_env(ws.root, head, base, master))
 
 
-def require_clean(ws: Workspace) -> None:
-    dirty = ws.start()[2]
+def require_clean(ws: Workspace, say: Callable[[str], None] = print) -> None:
+    dirty = ws.start(say)[2]
     if dirty:
         shown = ", ".join(dirty[:5]) + (" and {} more".format(len(dirty) - 5) if len(dirty) > 5 else "")
         raise UsageError(
@@ -294,8 +298,12 @@ def _some(paths: list[str]) -> str:
 
 
 @contextmanager
-def exclusive(ws: Workspace, clean: bool = True) -> Iterator[None]:
-    """Only one continuity run per checkout at a time; it starts from a clean checkout (unless not ``clean``)."""
+def exclusive(ws: Workspace, clean: bool = True, say: Callable[[str], None] = print) -> Iterator[None]:
+    """Only one continuity run per checkout at a time; it starts from a clean checkout (unless not ``clean``).
+
+    ``say`` tells what a killed run had left running in the checkout, if
+    anything (`Workspace.start`).
+    """
     os.makedirs(ws.state_dir, exist_ok=True)
     with open(os.path.join(ws.state_dir, "run.lock"), "a+") as handle:
         try:
@@ -312,7 +320,7 @@ def exclusive(ws: Workspace, clean: bool = True) -> Iterator[None]:
         handle.flush()
         try:
             if clean:
-                require_clean(ws)
+                require_clean(ws, say)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
@@ -346,8 +354,7 @@ def restored_head(ws: Workspace, say: Callable[[str], None] = print, in_place: b
 
 
 def _note_start(ws: Workspace, say: Callable[[str], None]) -> None:
-    stop_leftovers(ws, say)  # before anything looks at the checkout or runs in it
-    ws.start()
+    ws.start(say)
     ws.flagged = flagged_paths(ws.git)
 
 
