@@ -279,7 +279,7 @@ def build_here(c: Context, dry_run: bool = False, line: str | None = None) -> No
     rep = Reporter()
     here = checkout_here(settings)
     ws = here.workspace
-    with exclusive(ws, clean=False), here.kept(rep.say):
+    with exclusive(ws, clean=False, say=rep.say), here.kept(rep.say):
         decisions = plan(ws.git, settings.build, here.revision, ws.build_stamps, uncommitted=here.uncommitted)
         if dry_run:
             for text in plan_lines(decisions) or ["no build steps configured (continuity.build)"]:

@@ -259,7 +259,7 @@ def _check(rep: Reporter, ws: Workspace, settings: Settings, candidate: Candidat
     """
     ws.git.checkout(candidate.sha)
     tree = ws.git.tree(candidate.sha)
-    env = command_env(ws.root, candidate.sha, candidate.base, settings.branches.production)
+    env = command_env(ws, candidate.sha, candidate.base, settings.branches.production)
     verify = lambda culprit, result: require_candidate(ws, candidate.sha, culprit, result)  # noqa: E731
     records: list[_results.Recorded] = []
 

@@ -103,7 +103,7 @@ def run_pipeline(c: Any, settings: Settings, dry_run: bool = False, reporter: Re
         with rep.stage("preflight") as info:
             ws, deploy_task = _preflight(settings)
             info["detail"] = "{} at {}".format(settings.remote, redact(ws.git.remote_url(settings.remote)) or "?")
-        with exclusive(ws, clean=False), restored_head(ws, say=rep.say), ExitStack() as held:
+        with exclusive(ws, clean=False, say=rep.say), restored_head(ws, say=rep.say), ExitStack() as held:
             _run(c, settings, ws, deploy_task, rep, record, dry_run, held)
     except ContinuityError as exc:
         summary = "FAILED: " + _failure_summary(exc, record, settings)
@@ -170,7 +170,7 @@ def _run(c: Any, settings: Settings, ws: Workspace, deploy_task: Any, rep: Repor
         if waiting is not None:
             raise waiting
         if not ready:  # there is work: refuse now what would refuse it after the lock or after master moved
-            require_clean(ws, rep.say)  # it checks out the candidate (a run with nothing to do never looks)
+            require_clean(ws)  # it checks out the candidate (a run with nothing to do never looks)
             Ledger.of(git, settings, snapshot).check(settings.auto_deploy)
             ready = True
         if not locked:

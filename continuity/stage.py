@@ -117,7 +117,7 @@ class Attempt:
     def check_out(self) -> None:
         """Check the candidate out, and set the environment its build steps and checks see."""
         self.git.checkout(self.sha)
-        self.env = command_env(self.ws.root, self.sha, self.base, self.settings.branches.master)
+        self.env = command_env(self.ws, self.sha, self.base, self.settings.branches.master)
 
     def verifier(self) -> Callable[[str, Any], None]:
         """``verify(culprit, result)`` for build steps and checks: the checkout is still exactly the candidate."""

@@ -389,7 +389,7 @@ def check_here(c: Context, junit: str | None = None, dry_run: bool = False, chec
         return
     record = start_record("test", settings, revisions={"candidate": here.revision})
     # A checkout another run is using is a refusal (one line, exit 2), not a run to summarize.
-    with exclusive(here.workspace, clean=False), here.kept(rep.say):
+    with exclusive(here.workspace, clean=False, say=rep.say), here.kept(rep.say):
         _run_here(settings, rep, here, units, record, junit)
     if settings.docker is not None and settings.docker.checks:
         rep.say("continuity.docker.checks run in this checkout's image: fab continuity.docker.check")
@@ -447,7 +447,7 @@ def _check_candidate(settings: Settings, rep: Reporter, name: str, units: Sequen
     record = start_record("test", settings, revisions={"candidate": offered.sha, "base": offered.base})
     with exclusive(ws, say=rep.say), restored_head(ws, say=rep.say):
         ws.git.checkout(offered.sha)
-        env = command_env(ws.root, offered.sha, offered.base, settings.branches.master)
+        env = command_env(ws, offered.sha, offered.base, settings.branches.master)
         here = Here(ws, offered.sha, (), env)
         require_candidate(ws, offered.sha, "the checkout")
         _run_here(settings, rep, here, units, record, junit, what=" (candidate {})".format(offered.id))

@@ -38,19 +38,17 @@ class Workspace:
         #: Tracked paths flagged skip-worktree or assume-unchanged when the run began (a sparse
         #: checkout has some): `require_candidate` refuses any others, `restored_head` unflags them.
         self.flagged: frozenset[str] = frozenset()
+        #: This run, for the commands it starts here (``CONTINUITY_RUN_ID``, see `command_env`).
+        self.run_id = os.urandom(8).hex()
 
-    def start(self, say: Callable[[str], None] = print) -> tuple[str | None, str | None, list[str]]:
+    def start(self) -> tuple[str | None, str | None, list[str]]:
         """(branch ref or None, HEAD's commit, [tracked files with changes]) when the task began.
 
         One ``git status``, read once: `exclusive` refuses a dirty checkout
         with it and `restored_head` knows where to return from it.
         Submodules do not count, as for ``git status --ignore-submodules``.
-        Before that first look, what a killed run left running in the
-        checkout is stopped (`stop_leftovers`, which says so with ``say``):
-        from then on nothing but this run changes it.
         """
         if self._start is None:
-            stop_leftovers(self, say)
             head, branch, changed = _status(self.git, "all")
             self._start = (branch, head, changed)
         return self._start
@@ -75,47 +73,39 @@ def open_workspace(path: str = ".", timeout: float = 300) -> Workspace:
     return Workspace(Git(root, timeout), git_dir, shallow=shallow == "true")
 
 
-#: Set for every build step and check: the checkout's root, and its identity (``DEVICE:INODE`` of
-#: that directory), the mark by which the next run in a checkout finds what a killed run left
-#: running there (`stop_leftovers`). A path alone is not enough: two containers that share a pid
-#: namespace may each have a checkout at the same path.
-CHECKOUT, CHECKOUT_ID = "CONTINUITY_CHECKOUT", "CONTINUITY_CHECKOUT_ID"
+#: Set for every build step and check to the run that started it (`Workspace.run_id`): the mark
+#: by which the next run in the checkout finds what a killed run left running (`stop_leftovers`).
+RUN_ID = "CONTINUITY_RUN_ID"
 
 
-def command_env(root: str, revision: str, base: str, branch: str) -> dict[str, str]:
+def command_env(ws: Workspace, revision: str, base: str, branch: str) -> dict[str, str]:
     """The environment of build steps and checks: ours, plus what they are building and checking.
 
     ``CONTINUITY_REVISION`` is the commit checked out, ``CONTINUITY_BASE``
     the revision of ``CONTINUITY_BRANCH`` it was made from;
-    ``CONTINUITY_CHECKOUT`` is the checkout they run in (``root``) and
-    ``CONTINUITY_CHECKOUT_ID`` that directory's identity.
+    ``CONTINUITY_RUN_ID`` names the run (``ws.run_id``).
     """
     return dict(os.environ, CONTINUITY_REVISION=revision, CONTINUITY_BASE=base, CONTINUITY_BRANCH=branch,
-                **{CHECKOUT: root, CHECKOUT_ID: _identity(root)})
+                **{RUN_ID: ws.run_id})
 
 
-def _identity(root: str) -> str:
-    found = os.stat(root)
-    return "{}:{}".format(found.st_dev, found.st_ino)
-
-
-def stop_leftovers(ws: Workspace, say: Callable[[str], None] = print) -> list[int]:
-    """Stop what a killed run left running in this checkout; return the pids it found.
+def stop_leftovers(killed_run: str, say: Callable[[str], None] = print) -> list[int]:
+    """Stop what the run ``killed_run`` (its id) left running; return the pids it found.
 
     A build step or check runs in a process group of its own, which its run
     stops when the command ends or the run is interrupted. A run killed with
     SIGKILL (or by the OOM killer) stops nothing: its check would go on,
     writing build output and test files under the next run's checks. Every
-    such command carries the checkout's identity in its environment
-    (``CONTINUITY_CHECKOUT_ID``: the same directory, whatever its path in
-    this mount namespace), and this runs with the checkout's lock held
-    (`exclusive`, a lock on a file in that directory), before the run's
-    first checkout: no live run can own a process with that mark. Each one
-    found (by ``/proc/PID/environ``, where we may read it) has its process
-    group stopped: SIGTERM, then SIGKILL after the grace. On a system
-    without ``/proc`` it does nothing. `Workspace.start` calls it.
+    such command carries its run's id in its environment
+    (``CONTINUITY_RUN_ID``), and a run keeps its id in ``run.lock`` until
+    it ends: `exclusive` finds there the id of a run that was killed, and
+    calls this with the checkout's lock held. Each process with that id
+    (read in ``/proc/PID/environ``, where we may) has its process group
+    stopped: SIGTERM, then SIGKILL after the grace. What a run that ended
+    left on purpose (a daemon that detached itself) is not touched. Without
+    ``/proc`` it does nothing.
     """
-    mark = "\0{}={}\0".format(CHECKOUT_ID, _identity(ws.root)).encode()
+    mark = "\0{}={}\0".format(RUN_ID, killed_run).encode()
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
@@ -198,11 +188,11 @@ def checkout_here(settings: Settings) -> Here:
         raise UsageError("this checkout has no commit yet; commit your work first")
     master = settings.branches.master
     base = ws.git.commit("refs/remotes/{}/{}".format(settings.remote, master)) or head
-    return Here(ws, head, tuple(changed), command_env(ws.root, head, base, master))
+    return Here(ws, head, tuple(changed), command_env(ws, head, base, master))
 
 
-def require_clean(ws: Workspace, say: Callable[[str], None] = print) -> None:
-    dirty = ws.start(say)[2]
+def require_clean(ws: Workspace) -> None:
+    dirty = ws.start()[2]
     if dirty:
         shown = ", ".join(dirty[:5]) + (" and {} more".format(len(dirty) - 5) if len(dirty) > 5 else "")
         raise UsageError(
@@ -301,8 +291,10 @@ def _some(paths: list[str]) -> str:
 def exclusive(ws: Workspace, clean: bool = True, say: Callable[[str], None] = print) -> Iterator[None]:
     """Only one continuity run per checkout at a time; it starts from a clean checkout (unless not ``clean``).
 
-    ``say`` tells what a killed run had left running in the checkout, if
-    anything (`Workspace.start`).
+    ``run.lock`` holds this run's pid and id while it runs, and is emptied
+    when it ends. An id found there when we take the lock is a run that was
+    killed: what it left running is stopped first (`stop_leftovers`, which
+    tells ``say``).
     """
     os.makedirs(ws.state_dir, exist_ok=True)
     with open(os.path.join(ws.state_dir, "run.lock"), "a+") as handle:
@@ -310,19 +302,26 @@ def exclusive(ws: Workspace, clean: bool = True, say: Callable[[str], None] = pr
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = " ".join(handle.read().split()[:2]) or "another process"
             raise UsageError(
                 "another continuity run ({}) is using this checkout; wait for it to finish".format(holder)
             ) from None
         handle.seek(0)
+        left = handle.read().split()  # "pid N run ID" of a run that never got to its end
+        if len(left) == 4 and left[2] == "run":
+            stop_leftovers(left[3], say)
+        handle.seek(0)
         handle.truncate()
-        handle.write("pid {}".format(os.getpid()))
+        handle.write("pid {} run {}".format(os.getpid(), ws.run_id))
         handle.flush()
         try:
             if clean:
-                require_clean(ws, say)
+                require_clean(ws)
             yield
         finally:
+            handle.seek(0)
+            handle.truncate()  # ended: nothing of ours is left for a later run to stop
+            handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -339,7 +338,7 @@ def restored_head(ws: Workspace, say: Callable[[str], None] = print, in_place: b
     it at once, and always look at the end.
     """
     checkouts = ws.git.checkouts
-    note = partial(_note_start, ws, say)
+    note = partial(_note_start, ws)
     if in_place:
         note()
     else:
@@ -353,8 +352,8 @@ def restored_head(ws: Workspace, say: Callable[[str], None] = print, in_place: b
             _put_back(ws, say)
 
 
-def _note_start(ws: Workspace, say: Callable[[str], None]) -> None:
-    ws.start(say)
+def _note_start(ws: Workspace) -> None:
+    ws.start()
     ws.flagged = flagged_paths(ws.git)
 
 

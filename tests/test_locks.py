@@ -402,21 +402,31 @@ def test_the_next_run_stops_the_check_a_killed_run_left_running(make_project, tm
             os.kill(leftover, signal.SIGKILL)
 
 
-def test_a_process_of_another_checkout_at_the_same_path_is_left_alone(make_project, tmp_path):
-    project = make_project(config=Project.config(checks=["true"]))
-    project.push_to("development", "feature", feature="x\n")
+def test_a_daemon_a_finished_run_left_on_purpose_is_left_alone(make_project, tmp_path):
+    pidfile = tmp_path / "daemon.pid"
+    # A session of its own: the daemon leaves the check's process group, so the check's end does not stop
+    # it. (Popen returns once the child has exec'd, so it is out of the group before the check ends.)
+    start = tmp_path / "daemon.py"
+    start.write_text("import subprocess, sys\n"
+                     "p = subprocess.Popen(['sleep', '300'], start_new_session=True, stdin=subprocess.DEVNULL,\n"
+                     "                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+                     "open(sys.argv[1], 'w').write(str(p.pid))\n")
+    check = "[ -f {0} ] || {1} {2} {0}".format(pidfile, sys.executable, start)
+    project = make_project(config=Project.config(checks=[check]))
     ws = project.workspace()
-    here = os.stat(ws)
-    # Another container sharing our pid namespace, with its own checkout at the same path.
-    elsewhere = dict(os.environ, CONTINUITY_CHECKOUT=str(ws),
-                     CONTINUITY_CHECKOUT_ID="{}:{}".format(here.st_dev + 1, here.st_ino))
-    other = subprocess.Popen(["sleep", "300"], env=elsewhere, start_new_session=True)
+    project.push_to("development", "one", one="1\n")
+    assert project.fab(ws, "continuity.pipeline").returncode == 0
+    wait_for(pidfile)
+    daemon = int(pidfile.read_text())
     try:
+        assert _running(daemon)
+        project.push_to("development", "two", two="2\n")
+
         after = project.fab(ws, "continuity.pipeline")
 
         assert after.returncode == 0, after.stderr
         assert "left running" not in after.stdout
-        assert _running(other.pid)
+        assert _running(daemon)
     finally:
-        other.kill()
-        other.wait()
+        if _running(daemon):
+            os.kill(daemon, signal.SIGKILL)
