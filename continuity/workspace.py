@@ -74,7 +74,7 @@ def open_workspace(path: str = ".", timeout: float = 300) -> Workspace:
 
 
 #: Set for every build step and check to the run that started it (`Workspace.run_id`): the mark
-#: by which the next run in the checkout finds what a killed run left running (`stop_leftovers`).
+#: by which the next run in the checkout finds what a killed run left running (`stop_killed_run`).
 RUN_ID = "CONTINUITY_RUN_ID"
 
 
@@ -89,8 +89,8 @@ def command_env(ws: Workspace, revision: str, base: str, branch: str) -> dict[st
                 **{RUN_ID: ws.run_id})
 
 
-def stop_leftovers(killed_run: str, say: Callable[[str], None] = print) -> list[int]:
-    """Stop what the run ``killed_run`` (its id) left running; return the pids it found.
+def stop_killed_run(killed_run: str, say: Callable[[str], None] = print) -> None:
+    """Stop what the run ``killed_run`` (its id) left running, and say so.
 
     A build step or check runs in a process group of its own, which its run
     stops when the command ends or the run is interrupted. A run killed with
@@ -109,7 +109,7 @@ def stop_leftovers(killed_run: str, say: Callable[[str], None] = print) -> list[
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
-        return []
+        return
     ours = {os.getpid(), os.getpgid(0)}
     groups: dict[int, list[int]] = {}
     for pid in pids:
@@ -123,12 +123,11 @@ def stop_leftovers(killed_run: str, say: Callable[[str], None] = print) -> list[
         if pid not in ours and group not in ours:
             groups.setdefault(group, []).append(pid)
     if not groups:
-        return []
+        return
     found = sorted(pid for members in groups.values() for pid in members)
     say("stopping {} process(es) a killed run left running in this checkout: {}".format(
         len(found), _some([_describe_process(pid) for pid in found])))
     _proc.stop_groups(list(groups), found)
-    return found
 
 
 def _describe_process(pid: int) -> str:
@@ -293,7 +292,7 @@ def exclusive(ws: Workspace, clean: bool = True, say: Callable[[str], None] = pr
 
     ``run.lock`` holds this run's pid and id while it runs, and is emptied
     when it ends. An id found there when we take the lock is a run that was
-    killed: what it left running is stopped first (`stop_leftovers`, which
+    killed: what it left running is stopped first (`stop_killed_run`, which
     tells ``say``).
     """
     os.makedirs(ws.state_dir, exist_ok=True)
@@ -309,7 +308,7 @@ def exclusive(ws: Workspace, clean: bool = True, say: Callable[[str], None] = pr
         handle.seek(0)
         left = handle.read().split()  # "pid N run ID" of a run that never got to its end
         if len(left) == 4 and left[2] == "run":
-            stop_leftovers(left[3], say)
+            stop_killed_run(left[3], say)
         handle.seek(0)
         handle.truncate()
         handle.write("pid {} run {}".format(os.getpid(), ws.run_id))
